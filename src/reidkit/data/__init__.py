@@ -1,0 +1,1 @@
+"""Datasets, records, transforms and samplers."""
