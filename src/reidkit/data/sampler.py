@@ -1,0 +1,106 @@
+"""P x K identity sampling for metric-learning batches.
+
+Each batch holds P identities with K images each. An epoch is complete: every image of every
+identity is used at least once. Each identity's images are shuffled and cut into chunks of K
+(the last chunk, and identities with fewer than K images, are filled by sampling that identity's
+images with replacement); batches draw P identities that still have chunks left, and when fewer
+than P remain, the last batches are completed with chunks of randomly chosen other identities.
+The order depends only on (seed, epoch), so a resumed run replays the same batches.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+
+class PKSampler:
+    """Batch sampler yielding lists of ``P * K`` dataset indices.
+
+    Args:
+        pids: identity label of each dataset index.
+        p: identities per batch.
+        k: images per identity.
+        seed: base seed; the order of epoch ``e`` is a function of ``(seed, e)`` only.
+    """
+
+    def __init__(self, pids: Sequence[int], *, p: int, k: int, seed: int = 0) -> None:
+        if p < 1 or k < 1:
+            raise ValueError(f"P and K must be >= 1, got P={p}, K={k}")
+        self.index_by_pid: dict[int, list[int]] = defaultdict(list)
+        for index, pid in enumerate(pids):
+            self.index_by_pid[int(pid)].append(index)
+        if len(self.index_by_pid) < p:
+            raise ValueError(
+                f"P x K sampling needs at least P={p} identities, the training set has {len(self.index_by_pid)}"
+            )
+        self.pids = sorted(self.index_by_pid)
+        self.p, self.k, self.seed = p, k, seed
+        self.epoch = 0
+        self.start_batch = 0
+        self._cache: tuple[int, list[list[int]]] | None = None
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Select the epoch to iterate and skip its first ``start_batch`` batches (for resuming)."""
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def _chunks(self, pid: int, rng: np.random.Generator) -> list[list[int]]:
+        indices = np.array(self.index_by_pid[pid])
+        order = list(indices[rng.permutation(len(indices))])
+        remainder = (-len(order)) % self.k
+        if remainder:
+            order += list(rng.choice(indices, size=remainder, replace=True))
+        return [[int(i) for i in order[start : start + self.k]] for start in range(0, len(order), self.k)]
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        """All batches of ``epoch``, in order."""
+        if self._cache is not None and self._cache[0] == epoch:
+            return self._cache[1]
+        rng = np.random.default_rng([self.seed, epoch])
+        chunks = {pid: self._chunks(pid, rng) for pid in self.pids}
+        batches: list[list[int]] = []
+        while True:
+            available = [pid for pid in self.pids if chunks[pid]]
+            if not available:
+                break
+            if len(available) >= self.p:
+                chosen = [available[i] for i in rng.choice(len(available), size=self.p, replace=False)]
+            else:
+                others = [pid for pid in self.pids if pid not in set(available)]
+                fill = [others[i] for i in rng.choice(len(others), size=self.p - len(available), replace=False)]
+                chosen = available + fill
+            batch: list[int] = []
+            for pid in chosen:
+                batch += chunks[pid].pop() if chunks[pid] else self._chunks(pid, rng)[0]
+            batches.append(batch)
+        self._cache = (epoch, batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self.batches(self.epoch)[self.start_batch :]
+
+    def __len__(self) -> int:
+        return len(self.batches(self.epoch)) - self.start_batch
+
+
+def item_seed(seed: int, epoch: int, batch: int, position: int) -> int:
+    """A per-image augmentation seed determined by where the image sits in the training schedule."""
+    return int(np.random.default_rng([seed, epoch, batch, position]).integers(2**62))
+
+
+class SeededBatches:
+    """Wrap a :class:`PKSampler` so that each index travels with its augmentation seed."""
+
+    def __init__(self, sampler: PKSampler) -> None:
+        self.sampler = sampler
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        s = self.sampler
+        for offset, batch in enumerate(s):
+            number = s.start_batch + offset
+            yield [(index, item_seed(s.seed, s.epoch, number, pos)) for pos, index in enumerate(batch)]
+
+    def __len__(self) -> int:
+        return len(self.sampler)
