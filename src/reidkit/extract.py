@@ -108,7 +108,7 @@ class TorchEmbedder:
         return np.concatenate(chunks) if chunks else np.zeros((0, self.dim), dtype=np.float32)
 
 
-def embedder_from_checkpoint(
+def load_embedder_from_checkpoint(
     path: str | Path, *, flip: bool = True, device: str = "cpu", batch_size: int = 64
 ) -> TorchEmbedder:
     """Rebuild a checkpoint's model and wrap it with the preprocessing it was trained with."""
@@ -127,6 +127,20 @@ def embedder_from_checkpoint(
         batch_size=batch_size,
         name=info["model_spec"]["name"],
     )
+
+
+def extract_features(
+    embedder, paths: Sequence[str], *, batch_size: int = 64, workers: int = 0, progress: bool = False
+) -> np.ndarray:
+    """Embed image files with any embedder (PyTorch, ONNX, OpenVINO) -> ``[N, D]`` float32."""
+    if hasattr(embedder, "embed_paths"):
+        return embedder.embed_paths(paths, workers=workers, progress=progress)
+    from tqdm import tqdm
+
+    chunks = []
+    for start in tqdm(range(0, len(paths), batch_size), desc="embed", disable=not progress):
+        chunks.append(embedder.embed_images([read_image(p) for p in paths[start : start + batch_size]]))
+    return np.concatenate(chunks) if chunks else np.zeros((0, embedder.dim), dtype=np.float32)
 
 
 def save_features(path: str | Path, features: np.ndarray, samples: Sequence[Sample], **extra: np.ndarray) -> None:
