@@ -1,0 +1,276 @@
+"""`Criterion`: the weighted sum of loss terms named in the config, applied to the model outputs they select.
+
+A term is ``{"name": str, "weight": float = 1.0, "on": str, "params": dict = {}}``. ``name`` picks a plain
+loss function from :data:`LOSSES`; ``params`` are passed to it as keyword arguments (checked against its
+signature when the criterion is built); ``on`` picks the model output with :meth:`ReidOutput.select`. When the
+selection is a list of tensors (MGN's global features, PCB's stripes) the term is the mean of the loss over
+the list. Losses with learnable state (center-loss centres, the verification pair head) get it from the
+criterion, which owns it as parameters, so ``criterion.parameters()`` and ``criterion.state_dict()`` carry it.
+
+Images with pid -1 (unlabelled extra images, see :func:`reidkit.losses.identity.lsro`) are seen only by the
+terms in :data:`ACCEPTS_UNLABELLED`; every other term is computed on the labelled images of the batch.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from reidkit.errors import ConfigError
+from reidkit.losses.distance import METRICS
+from reidkit.losses.identity import UNLABELLED, cross_entropy, lsro
+from reidkit.losses.triplet import TRIPLET_MODES, adaptive_triplet, improved_triplet, msml, trihard, triplet
+from reidkit.models.output import ReidOutput
+
+#: loss name -> plain loss function ``f(selected_output, pids, **params) -> Tensor``.
+LOSSES: dict[str, Callable[..., Tensor]] = {
+    "cross_entropy": cross_entropy,
+    "lsro": lsro,
+    "triplet": triplet,
+    "improved_triplet": improved_triplet,
+    "trihard": trihard,
+    "adaptive_triplet": adaptive_triplet,
+    "msml": msml,
+}
+
+#: the model output a term uses when its ``on`` key is left out.
+DEFAULT_ON: dict[str, str] = {"cross_entropy": "logits", "lsro": "logits"}
+_DEFAULT_ON_METRIC = "global"
+
+#: losses that take images with pid -1 (unlabelled); other terms never see those images.
+ACCEPTS_UNLABELLED = frozenset({"lsro"})
+
+#: allowed values of string parameters shared by several losses.
+PARAM_CHOICES: dict[str, tuple[str, ...]] = {"metric": METRICS, "mode": TRIPLET_MODES}
+
+#: loss name -> builder of its learnable state:
+#: ``(num_classes, feat_dim) -> {argument name: Parameter or Module}``.
+STATE_BUILDERS: dict[str, Callable[[int, int], dict[str, nn.Parameter | nn.Module]]] = {}
+
+#: loss-function arguments the criterion fills itself; never set from the config.
+_SUPPLIED_ARGUMENTS = frozenset({"generator"})
+_TERM_KEYS = ("name", "weight", "on", "params")
+
+
+class _TermState(nn.Module):
+    """Holds one term's learnable state so that it shows up in ``parameters()`` and ``state_dict()``."""
+
+    def __init__(self, items: Mapping[str, nn.Parameter | nn.Module]) -> None:
+        super().__init__()
+        self.names = tuple(items)
+        for key, value in items.items():
+            setattr(self, key, value)
+
+    def arguments(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in self.names}
+
+
+@dataclass
+class LossTerm:
+    """One resolved term of a :class:`Criterion`."""
+
+    name: str
+    weight: float
+    on: str
+    params: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+    seed: int | None = None
+
+
+def _fail(index: int, name: str | None, message: str) -> ConfigError:
+    where = f"loss.terms[{index}]" + (f" ({name!r})" if name else "")
+    return ConfigError(f"{where}: {message}")
+
+
+def _check_value(index: int, name: str, key: str, value: Any, default: Any) -> None:
+    """Check a parameter value against the type of the function's default and the known choices."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+        expected = "true or false"
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        expected = "a number"
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        expected = "an integer"
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+        expected = "a string"
+    else:
+        ok, expected = True, ""
+    if not ok:
+        raise _fail(index, name, f"parameter {key!r} must be {expected}, got {value!r}")
+    choices = PARAM_CHOICES.get(key)
+    if choices is not None and value not in choices:
+        raise _fail(index, name, f"parameter {key!r} must be one of {list(choices)}, got {value!r}")
+
+
+def _resolve_term(index: int, term: Any) -> LossTerm:
+    if not isinstance(term, Mapping):
+        raise _fail(index, None, f"expected a mapping with keys {list(_TERM_KEYS)}, got {term!r}")
+    unknown = sorted(set(term) - set(_TERM_KEYS))
+    name = term.get("name")
+    if unknown:
+        raise _fail(
+            index,
+            name if isinstance(name, str) else None,
+            f"unknown keys {unknown}; allowed keys are {list(_TERM_KEYS)}",
+        )
+    if not isinstance(name, str) or name not in LOSSES:
+        raise _fail(index, None, f"unknown loss name {name!r}; choose from {sorted(LOSSES)}")
+    weight = term.get("weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+        raise _fail(index, name, f"'weight' must be a number, got {weight!r}")
+    on = term.get("on", DEFAULT_ON.get(name, _DEFAULT_ON_METRIC))
+    if not isinstance(on, str) or not on:
+        raise _fail(
+            index, name, f"'on' must be a model output name such as {sorted(ReidOutput.FIELDS)}, got {on!r}"
+        )
+    params = term.get("params", {}) or {}
+    if not isinstance(params, Mapping):
+        raise _fail(index, name, f"'params' must be a mapping of parameter name to value, got {params!r}")
+    params = dict(params)
+
+    function = LOSSES[name]
+    signature = inspect.signature(function)
+    state_arguments = set(STATE_BUILDERS[name](1, 1)) if name in STATE_BUILDERS else set()
+    configurable = {
+        key: parameter
+        for position, (key, parameter) in enumerate(signature.parameters.items())
+        if position >= 2 and key not in state_arguments and key not in _SUPPLIED_ARGUMENTS
+    }
+    takes_generator = "generator" in signature.parameters
+    seed = params.pop("seed", 0) if takes_generator else None
+    if takes_generator and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise _fail(index, name, f"parameter 'seed' must be an integer, got {seed!r}")
+    unknown_params = sorted(set(params) - set(configurable))
+    if unknown_params:
+        allowed = sorted(configurable) + (["seed"] if takes_generator else [])
+        raise _fail(index, name, f"unknown parameters {unknown_params}; {name!r} takes {allowed}")
+    for key, value in params.items():
+        _check_value(index, name, key, value, configurable[key].default)
+    missing = sorted(
+        key
+        for key, parameter in configurable.items()
+        if parameter.default is inspect.Parameter.empty and key not in params
+    )
+    if missing:
+        raise _fail(index, name, f"missing required parameters {missing}")
+    return LossTerm(name=name, weight=float(weight), on=on, params=params, seed=seed)
+
+
+def _state_key(index: int, name: str) -> str:
+    return f"{index}_{name}"
+
+
+class Criterion(nn.Module):
+    """Weighted sum of loss terms over a model's :class:`ReidOutput` (build it with :func:`build_criterion`).
+
+    Attributes:
+        terms: the resolved terms, in config order; ``terms[i].label`` is the name logged for the term
+            (``"trihard@global"``; a repeated label gets ``#2``, ``#3``...).
+        state: learnable state of the terms that have some, keyed ``"<index>_<name>"``.
+    """
+
+    def __init__(self, terms: Sequence[LossTerm], *, num_classes: int, feat_dim: int) -> None:
+        super().__init__()
+        self.terms = list(terms)
+        self.num_classes = num_classes
+        self.feat_dim = feat_dim
+        self.state = nn.ModuleDict()
+        self._generators: dict[str, torch.Generator] = {}
+        seen: dict[str, int] = {}
+        for index, term in enumerate(self.terms):
+            base = f"{term.name}@{term.on}"
+            seen[base] = seen.get(base, 0) + 1
+            term.label = base if seen[base] == 1 else f"{base}#{seen[base]}"
+            key = _state_key(index, term.name)
+            if term.name in STATE_BUILDERS:
+                self.state[key] = _TermState(STATE_BUILDERS[term.name](num_classes, feat_dim))
+            if term.seed is not None:
+                self._generators[key] = torch.Generator().manual_seed(term.seed)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{term.weight:g}*{term.label}" for term in self.terms)
+
+    def get_extra_state(self) -> dict[str, Tensor]:
+        """Random-generator states of the terms that sample (so a resumed run draws the same triplets)."""
+        return {key: generator.get_state() for key, generator in self._generators.items()}
+
+    def set_extra_state(self, state: dict[str, Tensor]) -> None:
+        for key, generator_state in state.items():
+            if key in self._generators:
+                self._generators[key].set_state(generator_state)
+
+    def _term_arguments(self, index: int, term: LossTerm) -> dict[str, Any]:
+        key = _state_key(index, term.name)
+        arguments = dict(term.params)
+        if key in self.state:
+            arguments.update(self.state[key].arguments())
+        if key in self._generators:
+            arguments["generator"] = self._generators[key]
+        return arguments
+
+    def forward(self, output: ReidOutput, pids: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """Compute the total loss.
+
+        Args:
+            output: the model's outputs for a batch of ``B`` images.
+            pids: ``[B]`` identity labels (-1 for unlabelled images).
+
+        Returns:
+            ``(total, logs)``: the scalar ``sum_t weight_t * loss_t`` and ``{label: loss_t}`` (unweighted
+            term values as floats).
+        """
+        labelled = pids != UNLABELLED
+        all_labelled = bool(labelled.all())
+        total: Tensor | None = None
+        logs: dict[str, float] = {}
+        for index, term in enumerate(self.terms):
+            try:
+                selection = output.select(term.on)
+            except (KeyError, ValueError) as error:
+                raise ConfigError(f"loss.terms[{index}] ({term.name!r}): 'on: {term.on}': {error}") from None
+            items = selection if isinstance(selection, list) else [selection]
+            term_pids = pids
+            if not all_labelled and term.name not in ACCEPTS_UNLABELLED:
+                items = [item[labelled] for item in items]
+                term_pids = pids[labelled]
+            arguments = self._term_arguments(index, term)
+            function = LOSSES[term.name]
+            value = torch.stack([function(item, term_pids, **arguments) for item in items]).mean()
+            logs[term.label] = float(value.detach())
+            weighted = term.weight * value
+            total = weighted if total is None else total + weighted
+        assert total is not None  # build_criterion refuses an empty term list
+        return total, logs
+
+
+def build_criterion(terms: Sequence[Mapping[str, Any]], *, num_classes: int, feat_dim: int) -> Criterion:
+    """Build a :class:`Criterion` from the config's ``loss.terms`` list.
+
+    Args:
+        terms: ``[{"name": str, "weight": float = 1.0, "on": str, "params": dict = {}}, ...]``; ``on``
+            defaults to ``"logits"`` for classification losses and ``"global"`` for metric losses. A loss
+            that samples (``triplet`` with ``mode: random``) also takes an integer ``seed`` parameter.
+        num_classes: number of training identities (size of the center-loss bank).
+        feat_dim: feature dimension of the outputs the stateful terms use (centres, pair head).
+
+    Returns:
+        The criterion.
+
+    Raises:
+        ConfigError: an empty list, an unknown term key or loss name, an unknown parameter or a value of the
+            wrong type; the message names the term and the allowed choices.
+    """
+    if isinstance(terms, (str, bytes)) or not isinstance(terms, Sequence):
+        raise ConfigError(f"loss.terms: expected a list of loss terms, got {terms!r}")
+    if not terms:
+        raise ConfigError(f"loss.terms: expected at least one loss term; choose from {sorted(LOSSES)}")
+    resolved = [_resolve_term(index, term) for index, term in enumerate(terms)]
+    return Criterion(resolved, num_classes=num_classes, feat_dim=feat_dim)
