@@ -218,7 +218,10 @@ def validate(config: Config) -> None:
         (0.0 <= config.data.random_erasing <= 1.0, "data.random_erasing is a probability in [0, 1]"),
         (config.data.pad >= 0, "data.pad must be >= 0"),
         (len(config.data.mean) == 3 and len(config.data.std) == 3, "data.mean and data.std need 3 values"),
-        (config.optim.name in ("sgd", "adam", "adamw"), f"optim.name must be sgd, adam or adamw, got {config.optim.name!r}"),
+        (
+            config.optim.name in ("sgd", "adam", "adamw"),
+            f"optim.name must be sgd, adam or adamw, got {config.optim.name!r}",
+        ),
         (config.optim.lr > 0, "optim.lr must be positive"),
         (
             config.schedule.name in ("multistep", "cosine", "constant"),
@@ -227,9 +230,18 @@ def validate(config: Config) -> None:
         (config.schedule.warmup_epochs >= 0, "schedule.warmup_epochs must be >= 0"),
         (config.train.epochs >= 0, "train.epochs must be >= 0"),
         (config.train.checkpoint_every >= 1, "train.checkpoint_every must be >= 1"),
-        (config.eval.metric in ("euclidean", "cosine"), f"eval.metric must be euclidean or cosine, got {config.eval.metric!r}"),
-        (config.eval.rerank in (None, "exact", "fast"), f"eval.rerank must be null, exact or fast, got {config.eval.rerank!r}"),
-        (isinstance(config.loss.terms, list) and len(config.loss.terms) > 0, "loss.terms must be a non-empty list"),
+        (
+            config.eval.metric in ("euclidean", "cosine"),
+            f"eval.metric must be euclidean or cosine, got {config.eval.metric!r}",
+        ),
+        (
+            config.eval.rerank in (None, "exact", "fast"),
+            f"eval.rerank must be null, exact or fast, got {config.eval.rerank!r}",
+        ),
+        (
+            isinstance(config.loss.terms, list) and len(config.loss.terms) > 0,
+            "loss.terms must be a non-empty list",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -283,7 +295,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         except yaml.YAMLError as error:
             raise ConfigError(f"config file {path} is not valid YAML: {error}") from error
         if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(loaded).__name__}")
+            raise ConfigError(
+                f"config file {path} must hold a mapping of sections, got {type(loaded).__name__}"
+            )
         values = loaded or {}
     values = apply_overrides(values, overrides or [])
     try:

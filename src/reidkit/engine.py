@@ -115,7 +115,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as error:  # torch raises many types for a corrupt file
-        raise CheckpointError(f"checkpoint {path} cannot be read (corrupt or not a torch file): {error}") from None
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read (corrupt or not a torch file): {error}"
+        ) from None
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise CheckpointError(f"{path} is not a reidkit checkpoint (no format_version)")
     if payload["format_version"] != FORMAT_VERSION:
@@ -203,7 +205,9 @@ def train_one_epoch(
     sums: dict[str, float] = {}
     count = images = 0
     start = time.perf_counter()
-    bar = tqdm(total=steps_per_epoch, initial=state.batch, desc=f"epoch {state.epoch + 1}", disable=not progress)
+    bar = tqdm(
+        total=steps_per_epoch, initial=state.batch, desc=f"epoch {state.epoch + 1}", disable=not progress
+    )
     for images_batch, pids, _camids in batches:
         if max_steps is not None and state.global_step >= max_steps:
             break
@@ -218,7 +222,9 @@ def train_one_epoch(
             output = model(images_batch)
         loss, terms = criterion(output, pids)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at epoch {state.epoch + 1}, batch {state.batch}")
+            raise FloatingPointError(
+                f"loss became {loss.item()} at epoch {state.epoch + 1}, batch {state.batch}"
+            )
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()

@@ -95,7 +95,9 @@ class TorchEmbedder:
         """PIL images -> ``[B, D]`` float32 L2-normalised embeddings."""
         chunks = []
         for start in range(0, len(images), self.batch_size):
-            batch = torch.stack([self.transform(image.convert("RGB")) for image in images[start : start + self.batch_size]])
+            batch = torch.stack(
+                [self.transform(image.convert("RGB")) for image in images[start : start + self.batch_size]]
+            )
             chunks.append(self.embed_tensor(batch).numpy())
         return np.concatenate(chunks) if chunks else np.zeros((0, self.dim), dtype=np.float32)
 
@@ -103,8 +105,12 @@ class TorchEmbedder:
         """Image files -> ``[N, D]`` embeddings, read by ``workers`` loader processes."""
         from tqdm import tqdm
 
-        loader = DataLoader(_PathDataset(paths, self.transform), batch_size=self.batch_size, num_workers=workers)
-        chunks = [self.embed_tensor(batch).numpy() for batch in tqdm(loader, desc="embed", disable=not progress)]
+        loader = DataLoader(
+            _PathDataset(paths, self.transform), batch_size=self.batch_size, num_workers=workers
+        )
+        chunks = [
+            self.embed_tensor(batch).numpy() for batch in tqdm(loader, desc="embed", disable=not progress)
+        ]
         return np.concatenate(chunks) if chunks else np.zeros((0, self.dim), dtype=np.float32)
 
 
@@ -143,7 +149,9 @@ def extract_features(
     return np.concatenate(chunks) if chunks else np.zeros((0, embedder.dim), dtype=np.float32)
 
 
-def save_features(path: str | Path, features: np.ndarray, samples: Sequence[Sample], **extra: np.ndarray) -> None:
+def save_features(
+    path: str | Path, features: np.ndarray, samples: Sequence[Sample], **extra: np.ndarray
+) -> None:
     """Write features with their paths, pids and camids to an ``.npz`` file, atomically."""
     if len(features) != len(samples):
         raise ValueError(f"{len(features)} features for {len(samples)} samples")

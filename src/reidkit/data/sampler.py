@@ -69,7 +69,9 @@ class PKSampler:
                 chosen = [available[i] for i in rng.choice(len(available), size=self.p, replace=False)]
             else:
                 others = [pid for pid in self.pids if pid not in set(available)]
-                fill = [others[i] for i in rng.choice(len(others), size=self.p - len(available), replace=False)]
+                fill = [
+                    others[i] for i in rng.choice(len(others), size=self.p - len(available), replace=False)
+                ]
                 chosen = available + fill
             batch: list[int] = []
             for pid in chosen:

@@ -95,6 +95,8 @@ def random_erasing(
 class TestTransform:
     """Resize + ImageNet normalisation -> ``[3, H, W]`` float tensor."""
 
+    __test__ = False  # not a pytest test class despite the name
+
     height: int = 256
     width: int = 128
     mean: tuple[float, ...] = IMAGENET_MEAN

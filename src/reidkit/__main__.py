@@ -1,0 +1,4 @@
+from reidkit.cli import main
+import sys
+
+sys.exit(main())

@@ -1,0 +1,413 @@
+"""The ``reidkit`` command line: the edge where a config is turned into plain calls to the library.
+
+Subcommands: synth, datasets, train, eval, extract (and the search/serve/export family when their
+optional dependencies are installed). Bad input ends with ``error: <message>`` and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from reidkit import __version__
+from reidkit.errors import ReidkitError
+
+EXIT_BAD_INPUT = 2
+
+
+# ------------------------------------------------------------------------------------- config -> objects
+def build_training(config, *, progress: bool):
+    """Objects of one training run, built from a :class:`reidkit.config.Config`."""
+    import torch
+
+    from reidkit.data.datasets import load_dataset
+    from reidkit.data.image_dataset import ImageDataset
+    from reidkit.data.sampler import PKSampler
+    from reidkit.data.transforms import TrainTransform
+    from reidkit.engine import build_optimizer, lr_factor, resolve_device
+    from reidkit.losses.criterion import build_criterion
+    from reidkit.models import build_model
+
+    data, model_cfg = config.data, config.model
+    split = load_dataset(data.dataset, data.root, **data.options)
+    if not split.train:
+        raise ReidkitError(f"dataset {data.dataset!r} at {data.root} has an empty train split")
+    transform = TrainTransform(
+        data.height,
+        data.width,
+        flip=data.flip,
+        pad=data.pad,
+        random_erasing=data.random_erasing,
+        color_jitter=data.color_jitter,
+        mean=tuple(data.mean),
+        std=tuple(data.std),
+    )
+    dataset = ImageDataset(split.train, transform)
+    try:
+        sampler = PKSampler([s.pid for s in split.train], p=data.p, k=data.k, seed=config.train.seed)
+    except ValueError as error:
+        raise ReidkitError(f"data.p / data.k: {error}") from None
+    torch.manual_seed(config.train.seed)  # model initialisation
+    model_spec = {
+        "name": model_cfg.name,
+        "num_classes": split.num_train_pids,
+        "backbone": model_cfg.backbone,
+        "last_stride": model_cfg.last_stride,
+        "params": dict(model_cfg.params),
+    }
+    try:
+        model = build_model(
+            model_cfg.name,
+            num_classes=split.num_train_pids,
+            backbone=model_cfg.backbone,
+            pretrained=model_cfg.pretrained,
+            last_stride=model_cfg.last_stride,
+            **model_cfg.params,
+        )
+    except TypeError as error:
+        raise ReidkitError(f"model.params: {error}") from None
+    feat_dim = int(getattr(model, "feature_dim", getattr(model, "embedding_dim", 0)))
+    criterion = build_criterion(config.loss.terms, num_classes=split.num_train_pids, feat_dim=feat_dim)
+    optim = config.optim
+    optimizer = build_optimizer(
+        model,
+        criterion,
+        name=optim.name,
+        lr=optim.lr,
+        weight_decay=optim.weight_decay,
+        momentum=optim.momentum,
+        nesterov=optim.nesterov,
+        criterion_lr=optim.criterion_lr,
+    )
+    sched = config.schedule
+
+    def lr_at(epoch: float) -> float:
+        return lr_factor(
+            epoch,
+            schedule=sched.name,
+            total_epochs=config.train.epochs,
+            warmup_epochs=sched.warmup_epochs,
+            warmup_factor=sched.warmup_factor,
+            milestones=sched.milestones,
+            gamma=sched.gamma,
+            min_factor=sched.min_factor,
+        )
+
+    device = resolve_device(config.train.device)
+    preprocess = {"height": data.height, "width": data.width, "mean": list(data.mean), "std": list(data.std)}
+    return split, dataset, sampler, model, model_spec, criterion, optimizer, lr_at, device, preprocess
+
+
+def make_evaluator(config, split, preprocess: dict, device, *, progress: bool):
+    """``evaluate(model) -> metrics dict`` for periodic evaluation during training."""
+    from reidkit.evaluation import evaluate_split
+    from reidkit.extract import TorchEmbedder
+
+    ev = config.eval
+
+    def evaluate(model) -> dict:
+        was_training = model.training
+        embedder = TorchEmbedder(model, **preprocess, flip=ev.flip, device=device, batch_size=ev.batch_size)
+        result = evaluate_split(
+            embedder,
+            split,
+            metric=ev.metric,
+            rerank=ev.rerank,
+            k1=ev.k1,
+            k2=ev.k2,
+            lambda_value=ev.lambda_value,
+            query_expansion=ev.query_expansion,
+            max_rank=ev.max_rank,
+            workers=config.data.workers,
+            progress=progress,
+        )
+        model.train(was_training)
+        return result.metrics.as_dict()
+
+    return evaluate
+
+
+# -------------------------------------------------------------------------------------------- commands
+def cmd_synth(args: argparse.Namespace) -> int:
+    from reidkit.data.synth import generate
+
+    summary = generate(
+        args.out,
+        ids=args.ids,
+        cams=args.cams,
+        seed=args.seed,
+        difficulty=args.difficulty,
+        distractors=args.distractors,
+        workers=args.workers,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    print(json.dumps(summary, indent=2) if args.json else _format_synth(args.out, summary))
+    return 0
+
+
+def _format_synth(out: str, summary: dict) -> str:
+    lines = [f"wrote synthetic dataset to {out}"]
+    for key, value in summary.items():
+        if not isinstance(value, (dict, list)):
+            lines.append(f"  {key}: {value}")
+        elif isinstance(value, dict):
+            lines.append(f"  {key}: " + ", ".join(f"{k}={v}" for k, v in value.items()))
+    return "\n".join(lines)
+
+
+def _options(pairs: list[str]) -> dict:
+    import yaml
+
+    options = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ReidkitError(f"--option {pair!r} must look like key=value")
+        key, value = pair.split("=", 1)
+        options[key] = yaml.safe_load(value)
+    return options
+
+
+def cmd_datasets_summary(args: argparse.Namespace) -> int:
+    from reidkit.data.datasets import format_summary, load_dataset, summarize_split
+
+    split = load_dataset(args.name, args.root, **_options(args.option))
+    summary = summarize_split(split)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from reidkit.config import load_config, save_config, to_dict
+    from reidkit.engine import CHECKPOINT_NAME, fit
+
+    config = load_config(args.config, args.set)
+    out = Path(args.out)
+    resume = None
+    if args.resume is not None:
+        resume = Path(args.resume) if args.resume != "auto" else out / CHECKPOINT_NAME
+    progress = not args.quiet
+    split, dataset, sampler, model, model_spec, criterion, optimizer, lr_at, device, preprocess = (
+        build_training(config, progress=progress)
+    )
+    save_config(config, out / "config.yaml")
+    train = config.train
+    result = fit(
+        model=model,
+        criterion=criterion,
+        optimizer=optimizer,
+        dataset=dataset,
+        sampler=sampler,
+        out_dir=out,
+        epochs=train.epochs,
+        lr_at=lr_at,
+        checkpoint_info={"model_spec": model_spec, "preprocess": preprocess, "config": to_dict(config)},
+        device=device,
+        workers=config.data.workers,
+        amp=train.amp,
+        channels_last=train.channels_last,
+        grad_clip=train.grad_clip,
+        evaluate=make_evaluator(config, split, preprocess, device, progress=progress),
+        eval_every=train.eval_every,
+        eval_before=train.eval_before,
+        checkpoint_every=train.checkpoint_every,
+        log_every=train.log_every,
+        tensorboard=train.tensorboard,
+        resume=resume,
+        max_steps=args.max_steps,
+        progress=progress,
+    )
+    from reidkit._io import atomic_write_text
+
+    atomic_write_text(
+        out / "metrics.json", json.dumps({"before": result["before"], "after": result["metrics"]}, indent=2)
+    )
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"checkpoint: {out / CHECKPOINT_NAME}")
+        if result["before"]:
+            print(format_metrics(result["before"], title="before training"))
+        if result["metrics"]:
+            print(format_metrics(result["metrics"], title=f"after {result['state']['epoch']} epochs"))
+    return 0
+
+
+def format_metrics(metrics: dict, *, title: str = "") -> str:
+    keys = [k for k in ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP") if k in metrics]
+    header = " ".join(f"{k:>7}" for k in keys)
+    values = " ".join(f"{100 * metrics[k]:7.2f}" for k in keys)
+    return (f"{title}\n" if title else "") + f"{header}\n{values}"
+
+
+def _load_split(args: argparse.Namespace, info: dict):
+    from reidkit.data.datasets import load_dataset
+
+    name = args.dataset or info.get("config", {}).get("data", {}).get("dataset")
+    root = args.root or info.get("config", {}).get("data", {}).get("root")
+    if not name or not root:
+        raise ReidkitError("give --dataset and --root (the checkpoint does not name a dataset)")
+    return load_dataset(name, root, **_options(getattr(args, "option", None)))
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from reidkit.evaluation import evaluate_split, ranked_lists
+    from reidkit.extract import load_embedder_from_checkpoint
+    from reidkit.viz import plot_cmc, ranked_grid
+
+    embedder = load_embedder_from_checkpoint(
+        args.checkpoint, flip=not args.no_flip, device=args.device, batch_size=args.batch_size
+    )
+    from reidkit.engine import load_checkpoint
+
+    info = {k: v for k, v in load_checkpoint(args.checkpoint).items() if k == "config"}
+    split = _load_split(args, info)
+    result = evaluate_split(
+        embedder,
+        split,
+        metric=args.metric,
+        rerank=args.rerank,
+        query_expansion=args.qe,
+        workers=args.workers,
+        progress=not args.quiet,
+    )
+    metrics = result.metrics.as_dict()
+    report = Path(args.report) if args.report else Path(args.checkpoint).parent / "report"
+    from reidkit._io import atomic_write_text
+
+    atomic_write_text(report / "metrics.json", json.dumps(metrics, indent=2))
+    plot_cmc({Path(args.checkpoint).name: result.metrics.cmc}, report / "cmc.png")
+    ranked_grid(ranked_lists(split, result.distmat, queries=args.grid_queries), report / "ranked.png")
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        print(
+            format_metrics(
+                metrics,
+                title=f"{split.name or args.dataset}: {len(split.query)} queries, {len(split.gallery)} gallery",
+            )
+        )
+        print(f"report: {report}")
+    return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from reidkit.data.records import Sample
+    from reidkit.extract import extract_features, load_embedder_from_checkpoint, save_features
+
+    embedder = load_embedder_from_checkpoint(args.checkpoint, flip=not args.no_flip, device=args.device)
+    if args.images:
+        folder = Path(args.images)
+        if not folder.is_dir():
+            raise ReidkitError(f"--images {folder} is not a folder")
+        paths = sorted(
+            str(p) for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp")
+        )
+        if not paths:
+            raise ReidkitError(f"--images {folder} holds no .jpg/.png/.bmp images")
+        samples = [Sample(p, -1, -1) for p in paths]
+    else:
+        split = _load_split(args, {})
+        samples = {"train": split.train, "query": split.query, "gallery": split.gallery}[args.split]
+    features = extract_features(
+        embedder, [s.path for s in samples], workers=args.workers, progress=not args.quiet
+    )
+    save_features(args.out, features, samples)
+    print(f"wrote {len(samples)} x {features.shape[1]} features to {args.out}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reidkit", description="Person re-identification toolkit")
+    parser.add_argument("--version", action="version", version=f"reidkit {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("synth", help="generate a synthetic pedestrian dataset (Market-1501 layout)")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--ids", type=int, default=100, help="number of identities (default 100)")
+    p.add_argument("--cams", type=int, default=6, help="number of cameras (default 6)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--difficulty", choices=["easy", "medium", "hard"], default="medium")
+    p.add_argument("--distractors", type=int, default=0, help="distractor people (pid 0) in the gallery")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_synth)
+
+    p = commands.add_parser("datasets", help="inspect datasets")
+    sub = p.add_subparsers(dest="datasets_command", required=True)
+    s = sub.add_parser("summary", help="ids / images / cameras per split")
+    s.add_argument(
+        "--name", required=True, help="dataset name (market1501, dukemtmcreid, msmt17, cuhk03, custom, ...)"
+    )
+    s.add_argument("--root", required=True)
+    s.add_argument(
+        "--option", action="append", metavar="KEY=VALUE", help="dataset option, e.g. variant=labeled"
+    )
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_datasets_summary)
+
+    p = commands.add_parser("train", help="train a model from a YAML recipe")
+    p.add_argument("--config", help="YAML recipe (defaults when omitted)")
+    p.add_argument("--out", required=True, help="run folder (checkpoint, log.jsonl, config.yaml)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value"
+    )
+    p.add_argument(
+        "--resume", nargs="?", const="auto", help="continue from a checkpoint (default: OUT/checkpoint.pt)"
+    )
+    p.add_argument("--max-steps", type=int, help="stop (with a checkpoint) after this many optimiser steps")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    for name, func, help_text in (
+        ("eval", cmd_eval, "evaluate a checkpoint: Rank-k, mAP, mINP + report folder"),
+        ("extract", cmd_extract, "extract features to an .npz file"),
+    ):
+        p = commands.add_parser(name, help=help_text)
+        p.add_argument("--checkpoint", required=True)
+        p.add_argument("--dataset", help="dataset name (default: the one the checkpoint was trained on)")
+        p.add_argument("--root", help="dataset root (default: the checkpoint's)")
+        p.add_argument("--option", action="append", metavar="KEY=VALUE", help="dataset option")
+        p.add_argument("--device", default="cpu")
+        p.add_argument("--workers", type=int, default=2)
+        p.add_argument("--no-flip", action="store_true", help="do not average with the mirrored image")
+        p.add_argument("--quiet", action="store_true")
+        p.set_defaults(func=func)
+        if name == "eval":
+            p.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean")
+            p.add_argument("--rerank", choices=["exact", "fast"], help="k-reciprocal re-ranking")
+            p.add_argument(
+                "--qe", type=int, default=0, metavar="K", help="alpha query expansion over K neighbours"
+            )
+            p.add_argument("--batch-size", type=int, default=128)
+            p.add_argument("--report", help="report folder (default: beside the checkpoint)")
+            p.add_argument("--grid-queries", type=int, default=6)
+            p.add_argument("--json", action="store_true")
+        else:
+            p.add_argument("--out", required=True, help="output .npz file")
+            p.add_argument("--images", help="a folder of images instead of a dataset")
+            p.add_argument("--split", choices=["train", "query", "gallery"], default="gallery")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ReidkitError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""Evaluate an embedder on a dataset split: embed query and gallery, score, optionally re-rank.
+
+The glue between extraction (:mod:`reidkit.extract`), scoring (:mod:`reidkit.metrics`) and re-ranking
+(:mod:`reidkit.rerank`) used by ``reidkit eval``, periodic evaluation during training, the demo and the
+benchmarks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from reidkit.data.records import Split
+from reidkit.extract import extract_features
+from reidkit.losses.distance import pairwise_distance
+from reidkit.metrics import Metrics, evaluate
+from reidkit.viz import RankedList
+
+
+@dataclass
+class EvalResult:
+    metrics: Metrics
+    query_features: np.ndarray
+    gallery_features: np.ndarray
+    distmat: np.ndarray
+
+
+def score(
+    query_features: np.ndarray,
+    gallery_features: np.ndarray,
+    *,
+    metric: str = "euclidean",
+    rerank: str | None = None,
+    k1: int = 20,
+    k2: int = 6,
+    lambda_value: float = 0.3,
+    query_expansion: int = 0,
+) -> np.ndarray:
+    """Query x gallery distances, after optional alpha-query-expansion and k-reciprocal re-ranking."""
+    qf = torch.from_numpy(np.asarray(query_features, dtype=np.float32))
+    gf = torch.from_numpy(np.asarray(gallery_features, dtype=np.float32))
+    if query_expansion > 0:
+        from reidkit.rerank import query_expansion as expand
+
+        qf, gf = (torch.as_tensor(x) for x in expand(qf, gf, top_k=query_expansion))
+    if rerank is None:
+        return pairwise_distance(qf, gf, metric).numpy()
+    from reidkit import rerank as rr
+
+    if rerank == "exact":
+        q_g = pairwise_distance(qf, gf, metric).numpy()
+        q_q = pairwise_distance(qf, qf, metric).numpy()
+        g_g = pairwise_distance(gf, gf, metric).numpy()
+        return np.asarray(rr.k_reciprocal(q_g, q_q, g_g, k1=k1, k2=k2, lambda_value=lambda_value))
+    if rerank == "fast":
+        return np.asarray(
+            rr.k_reciprocal_fast(qf, gf, k1=k1, k2=k2, lambda_value=lambda_value, metric=metric)
+        )
+    raise ValueError(f"unknown re-ranking mode {rerank!r}; choose from exact, fast")
+
+
+def evaluate_split(
+    embedder,
+    split: Split,
+    *,
+    metric: str = "euclidean",
+    rerank: str | None = None,
+    k1: int = 20,
+    k2: int = 6,
+    lambda_value: float = 0.3,
+    query_expansion: int = 0,
+    max_rank: int = 50,
+    workers: int = 0,
+    progress: bool = False,
+) -> EvalResult:
+    """Embed ``split.query`` and ``split.gallery`` with ``embedder`` and evaluate under the split's protocol."""
+    qf = extract_features(embedder, [s.path for s in split.query], workers=workers, progress=progress)
+    gf = extract_features(embedder, [s.path for s in split.gallery], workers=workers, progress=progress)
+    distmat = score(
+        qf,
+        gf,
+        metric=metric,
+        rerank=rerank,
+        k1=k1,
+        k2=k2,
+        lambda_value=lambda_value,
+        query_expansion=query_expansion,
+    )
+    q_pids = np.array([s.pid for s in split.query])
+    g_pids = np.array([s.pid for s in split.gallery])
+    if split.has_camids:
+        q_camids = np.array([s.camid for s in split.query])
+        g_camids = np.array([s.camid for s in split.gallery])
+    else:  # no camera ids: only the identical image is excluded
+        distmat = distmat.copy()
+        gallery_index = {s.path: j for j, s in enumerate(split.gallery)}
+        for i, s in enumerate(split.query):
+            if s.path in gallery_index:
+                distmat[i, gallery_index[s.path]] = np.inf
+        q_camids = g_camids = None
+    metrics = evaluate(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank)
+    return EvalResult(metrics, qf, gf, distmat)
+
+
+def ranked_lists(split: Split, distmat: np.ndarray, *, queries: int = 6, top_k: int = 10) -> list[RankedList]:
+    """Ranked gallery lists of a few evenly spread queries (for :func:`reidkit.viz.ranked_grid`).
+
+    The same gallery items the metric ignores (same id and same camera as the query) are left out.
+    """
+    chosen = np.linspace(0, len(split.query) - 1, num=min(queries, len(split.query))).round().astype(int)
+    rows = []
+    for i in chosen:
+        query = split.query[i]
+        order = np.argsort(distmat[i], kind="stable")
+        kept = [
+            j
+            for j in order
+            if not (
+                split.has_camids
+                and split.gallery[j].pid == query.pid
+                and split.gallery[j].camid == query.camid
+            )
+            and np.isfinite(distmat[i, j])
+        ][:top_k]
+        rows.append(
+            RankedList(
+                query.path,
+                [split.gallery[j].path for j in kept],
+                [split.gallery[j].pid == query.pid for j in kept],
+                [float(distmat[i, j]) for j in kept],
+            )
+        )
+    return rows

@@ -1,0 +1,85 @@
+"""Pictures of results: CMC curves and ranked-list grids (query + top-k with green/red borders)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from reidkit._io import atomic_write_bytes
+
+GREEN = (30, 170, 60)
+RED = (210, 40, 40)
+BLUE = (40, 90, 210)
+
+
+@dataclass(frozen=True)
+class RankedList:
+    """One query and its ranked gallery results."""
+
+    query_path: str
+    gallery_paths: Sequence[str]
+    matches: Sequence[bool]
+    distances: Sequence[float]
+
+
+def plot_cmc(curves: dict[str, np.ndarray], path: str | Path, *, max_rank: int = 20) -> None:
+    """Write a PNG with one CMC curve per entry of ``curves`` (label -> cmc fractions)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(5, 4), dpi=100)
+    for label, cmc in curves.items():
+        ranks = np.arange(1, min(max_rank, len(cmc)) + 1)
+        axes.plot(ranks, 100 * np.asarray(cmc)[: len(ranks)], marker="o", markersize=3, label=label)
+    axes.set_xlabel("rank")
+    axes.set_ylabel("matching rate (%)")
+    axes.set_ylim(0, 100)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right")
+    axes.set_title("CMC")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _tile(path: str, size: tuple[int, int], colour: tuple[int, int, int], border: int = 4) -> Image.Image:
+    height, width = size
+    tile = Image.new("RGB", (width + 2 * border, height + 2 * border), colour)
+    with Image.open(path) as image:
+        tile.paste(image.convert("RGB").resize((width, height), Image.BILINEAR), (border, border))
+    return tile
+
+
+def ranked_grid(
+    rows: Sequence[RankedList], path: str | Path, *, top_k: int = 10, size: tuple[int, int] = (128, 64)
+) -> None:
+    """Write a PNG: one row per query (blue border), then its top-k (green = same id, red = other)."""
+    border, gap, label = 4, 6, 14
+    tile_w, tile_h = size[1] + 2 * border, size[0] + 2 * border
+    columns = top_k + 1
+    canvas = Image.new(
+        "RGB", (columns * tile_w + (columns + 1) * gap, len(rows) * (tile_h + label + gap) + gap), "white"
+    )
+    draw = ImageDraw.Draw(canvas)
+    for r, row in enumerate(rows):
+        top = gap + r * (tile_h + label + gap)
+        canvas.paste(_tile(row.query_path, size, BLUE, border), (gap, top))
+        draw.text((gap, top + tile_h), "query", fill=(0, 0, 0))
+        for c, (gallery, match, distance) in enumerate(
+            zip(row.gallery_paths[:top_k], row.matches[:top_k], row.distances[:top_k], strict=False)
+        ):
+            left = gap + (c + 1) * (tile_w + gap)
+            canvas.paste(_tile(gallery, size, GREEN if match else RED, border), (left, top))
+            draw.text((left, top + tile_h), f"{c + 1}: {distance:.2f}", fill=(0, 0, 0))
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
