@@ -1,0 +1,143 @@
+"""The IDE / "bag of tricks" baseline: trunk -> global pooling -> BNNeck -> bias-free classifier.
+
+Also holds the pooling layers and the BNNeck / classifier initialisation shared by the other heads.
+
+Reference: Zheng et al., "Person Re-identification: Past, Present and Future" (IDE), arXiv 2016;
+Luo et al., "Bag of Tricks and A Strong Baseline for Deep Person Re-identification", CVPRW 2019;
+Radenović et al., "Fine-tuning CNN Image Retrieval with No Human Annotation" (GeM pooling), TPAMI 2018.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from reidkit.errors import ConfigError
+from reidkit.models.backbones import build_backbone
+from reidkit.models.output import ReidOutput
+
+POOLINGS = ("avg", "max", "gem")
+
+
+class GeneralizedMeanPooling(nn.Module):
+    """GeM pooling ``(mean(x^p))^(1/p)`` over the spatial dims, with a learnable exponent ``p``.
+
+    ``[B, C, h, w] -> [B, C, 1, 1]``. ``p = 1`` is average pooling, ``p -> inf`` tends to max pooling.
+
+    Reference: Radenović et al., "Fine-tuning CNN Image Retrieval with No Human Annotation", TPAMI 2018.
+    """
+
+    def __init__(self, *, p: float = 3.0, learnable: bool = True, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.p = nn.Parameter(torch.tensor(float(p)), requires_grad=learnable)
+        self.eps = eps
+
+    def forward(self, feature_map: Tensor) -> Tensor:
+        pooled = F.adaptive_avg_pool2d(feature_map.clamp_min(self.eps).pow(self.p), 1)
+        return pooled.pow(1.0 / self.p)
+
+
+def build_pooling(name: str) -> nn.Module:
+    """Global pooling ``[B, C, h, w] -> [B, C, 1, 1]``: ``"avg"``, ``"max"`` or ``"gem"``."""
+    if name == "avg":
+        return nn.AdaptiveAvgPool2d(1)
+    if name == "max":
+        return nn.AdaptiveMaxPool2d(1)
+    if name == "gem":
+        return GeneralizedMeanPooling()
+    raise ConfigError(f"unknown pooling {name!r}; choose from {list(POOLINGS)}")
+
+
+def make_bnneck(dim: int) -> nn.BatchNorm1d:
+    """BatchNorm1d with its bias fixed at 0 (BNNeck: the BN shift would only move the classifier's input)."""
+    bnneck = nn.BatchNorm1d(dim)
+    nn.init.ones_(bnneck.weight)
+    nn.init.zeros_(bnneck.bias)
+    bnneck.bias.requires_grad_(False)
+    return bnneck
+
+
+def make_classifier(dim: int, num_classes: int) -> nn.Linear:
+    """Bias-free linear ID classifier initialised with N(0, 0.001^2), as in the bag-of-tricks baseline."""
+    if num_classes < 1:
+        raise ConfigError(f"num_classes must be >= 1, got {num_classes!r}")
+    classifier = nn.Linear(dim, num_classes, bias=False)
+    nn.init.normal_(classifier.weight, std=0.001)
+    return classifier
+
+
+class BaselineModel(nn.Module):
+    """IDE baseline with the bag-of-tricks BNNeck.
+
+    ``images [B, 3, H, W]`` -> trunk ``[B, C, h, w]`` -> pooling -> ``f [B, C]`` -> BNNeck -> ``f_bn [B, C]``
+    -> bias-free classifier -> logits ``[B, num_classes]``. The triplet loss uses ``f`` (``global``), the ID
+    loss the logits; retrieval uses ``f_bn`` (or ``f`` with ``embed_feature="before_bn"``).
+
+    Optional attribute heads (multi-task ID + attributes, Lin et al. 2019) add one linear classifier per
+    attribute on ``f_bn``; their logits are in ``extra["attr:<name>"]`` (``[B, num_values]``) and are not part
+    of the embedding.
+
+    Reference: Luo et al., "Bag of Tricks and A Strong Baseline for Deep Person Re-identification",
+    CVPRW 2019; Zheng et al., "Person Re-identification: Past, Present and Future", arXiv 2016.
+    """
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        backbone: str = "resnet50",
+        pretrained: str | None = None,
+        last_stride: int = 1,
+        pooling: str = "avg",
+        bnneck: bool = True,
+        embed_feature: str = "after_bn",
+        attributes: dict[str, int] | None = None,
+    ) -> None:
+        """
+        Args:
+            num_classes: number of training identities.
+            backbone: trunk name (see ``reidkit.models.backbones.BACKBONES``).
+            pretrained: None, ``"imagenet"`` or a path to a state-dict file for the trunk.
+            last_stride: stride of the trunk's last stage (1 doubles the final map's resolution).
+            pooling: ``"avg"``, ``"max"`` or ``"gem"``.
+            bnneck: insert the BNNeck between the feature and the classifier (False: plain IDE).
+            embed_feature: ``"after_bn"`` (BNNeck output) or ``"before_bn"`` (pooled feature) for ``embed``.
+            attributes: optional ``{attribute name: number of values}`` for attribute classification heads.
+        """
+        super().__init__()
+        if embed_feature not in ("after_bn", "before_bn"):
+            raise ConfigError(f"embed_feature must be 'after_bn' or 'before_bn', got {embed_feature!r}")
+        self.trunk, channels = build_backbone(backbone, pretrained=pretrained, last_stride=last_stride)
+        self.pool = build_pooling(pooling)
+        self.bnneck = make_bnneck(channels) if bnneck else nn.Identity()
+        self.classifier = make_classifier(channels, num_classes)
+        self.attribute_heads = nn.ModuleDict()
+        for name, count in (attributes or {}).items():
+            if not isinstance(count, int) or count < 2:
+                raise ConfigError(
+                    f"attributes.{name} must be an integer number of values >= 2, got {count!r}"
+                )
+            self.attribute_heads[name] = make_classifier(channels, count)
+        self.embed_before_bn = embed_feature == "before_bn"
+        self.embedding_dim = channels
+
+    def _features(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        feature = self.pool(self.trunk(images)).flatten(1)
+        return feature, self.bnneck(feature)
+
+    def forward(self, images: Tensor) -> ReidOutput:
+        """``images [B, 3, H, W]`` -> ReidOutput(embedding [B, C], global [f [B, C]], logits [[B, classes]])."""
+        feature, normalised = self._features(images)
+        extra = {f"attr:{name}": head(normalised) for name, head in self.attribute_heads.items()}
+        return ReidOutput(
+            embedding=feature if self.embed_before_bn else normalised,
+            global_features=[feature],
+            logits=[self.classifier(normalised)],
+            extra=extra,
+        )
+
+    def embed(self, images: Tensor) -> Tensor:
+        """``images [B, 3, H, W]`` -> retrieval feature ``[B, embedding_dim]`` (not L2-normalised)."""
+        feature, normalised = self._features(images)
+        return feature if self.embed_before_bn else normalised
