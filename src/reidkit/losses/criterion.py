@@ -7,6 +7,11 @@ selection is a list of tensors (MGN's global features, PCB's stripes) the term i
 the list. Losses with learnable state (center-loss centres, the verification pair head) get it from the
 criterion, which owns it as parameters, so ``criterion.parameters()`` and ``criterion.state_dict()`` carry it.
 
+The ``attributes`` term is the exception to "one selected output": it takes every ``output.extra`` entry named
+``"<on>.<attribute>"`` (``on`` defaults to ``"attributes"``) as that attribute's ``[B, V]`` logits, and the
+labels passed to :meth:`Criterion.forward` as ``attribute_labels`` (see
+:func:`reidkit.losses.identity.attribute_loss`).
+
 Images with pid -1 (unlabelled extra images, see :func:`reidkit.losses.identity.lsro`) are seen only by the
 terms in :data:`ACCEPTS_UNLABELLED`; every other term is computed on the labelled images of the batch.
 """
@@ -22,9 +27,13 @@ import torch
 from torch import Tensor, nn
 
 from reidkit.errors import ConfigError
+from reidkit.losses.center import center_loss, init_centers
 from reidkit.losses.distance import METRICS
-from reidkit.losses.identity import UNLABELLED, cross_entropy, lsro
+from reidkit.losses.identity import UNLABELLED, attribute_loss, cross_entropy, lsro
+from reidkit.losses.pairwise import contrastive
+from reidkit.losses.quadruplet import quadruplet
 from reidkit.losses.triplet import TRIPLET_MODES, adaptive_triplet, improved_triplet, msml, trihard, triplet
+from reidkit.losses.verification import NEGATIVE_MINING, PairHead, verification
 from reidkit.models.output import ReidOutput
 
 #: loss name -> plain loss function ``f(selected_output, pids, **params) -> Tensor``.
@@ -36,21 +45,33 @@ LOSSES: dict[str, Callable[..., Tensor]] = {
     "trihard": trihard,
     "adaptive_triplet": adaptive_triplet,
     "msml": msml,
+    "contrastive": contrastive,
+    "quadruplet": quadruplet,
+    "center": center_loss,
+    "verification": verification,
+    "attributes": attribute_loss,
 }
 
 #: the model output a term uses when its ``on`` key is left out.
-DEFAULT_ON: dict[str, str] = {"cross_entropy": "logits", "lsro": "logits"}
+DEFAULT_ON: dict[str, str] = {"cross_entropy": "logits", "lsro": "logits", "attributes": "attributes"}
 _DEFAULT_ON_METRIC = "global"
 
 #: losses that take images with pid -1 (unlabelled); other terms never see those images.
 ACCEPTS_UNLABELLED = frozenset({"lsro"})
 
 #: allowed values of string parameters shared by several losses.
-PARAM_CHOICES: dict[str, tuple[str, ...]] = {"metric": METRICS, "mode": TRIPLET_MODES}
+PARAM_CHOICES: dict[str, tuple[str, ...]] = {
+    "metric": METRICS,
+    "mode": TRIPLET_MODES,
+    "negative_mining": NEGATIVE_MINING,
+}
 
 #: loss name -> builder of its learnable state:
 #: ``(num_classes, feat_dim) -> {argument name: Parameter or Module}``.
-STATE_BUILDERS: dict[str, Callable[[int, int], dict[str, nn.Parameter | nn.Module]]] = {}
+STATE_BUILDERS: dict[str, Callable[[int, int], dict[str, nn.Parameter | nn.Module]]] = {
+    "center": lambda num_classes, feat_dim: {"centers": init_centers(num_classes, feat_dim)},
+    "verification": lambda num_classes, feat_dim: {"head": PairHead(feat_dim)},
+}
 
 #: loss-function arguments the criterion fills itself; never set from the config.
 _SUPPLIED_ARGUMENTS = frozenset({"generator"})
@@ -216,12 +237,45 @@ class Criterion(nn.Module):
             arguments["generator"] = self._generators[key]
         return arguments
 
-    def forward(self, output: ReidOutput, pids: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def _attribute_term(
+        self,
+        index: int,
+        term: LossTerm,
+        output: ReidOutput,
+        attribute_labels: Mapping[str, Tensor] | None,
+        keep: Tensor | None,
+    ) -> Tensor:
+        prefix = f"{term.on}."
+        logits = {key[len(prefix) :]: value for key, value in output.extra.items() if key.startswith(prefix)}
+        if not logits:
+            raise ConfigError(
+                f"loss.terms[{index}] ({term.name!r}): the model output has no attribute logits "
+                f"(extra entries named '{prefix}<attribute>'); it has {sorted(output.extra)}"
+            )
+        if attribute_labels is None:
+            raise ConfigError(
+                f"loss.terms[{index}] ({term.name!r}): the training data has no attribute labels "
+                "(give the dataset an attribute CSV or remove this term)"
+            )
+        labels = dict(attribute_labels)
+        if keep is not None:
+            logits = {key: value[keep] for key, value in logits.items()}
+            labels = {key: value[keep] for key, value in labels.items()}
+        return attribute_loss(logits, labels, **term.params)
+
+    def forward(
+        self,
+        output: ReidOutput,
+        pids: Tensor,
+        *,
+        attribute_labels: Mapping[str, Tensor] | None = None,
+    ) -> tuple[Tensor, dict[str, float]]:
         """Compute the total loss.
 
         Args:
             output: the model's outputs for a batch of ``B`` images.
             pids: ``[B]`` identity labels (-1 for unlabelled images).
+            attribute_labels: attribute name -> ``[B]`` labels, needed only by an ``attributes`` term.
 
         Returns:
             ``(total, logs)``: the scalar ``sum_t weight_t * loss_t`` and ``{label: loss_t}`` (unweighted
@@ -232,6 +286,13 @@ class Criterion(nn.Module):
         total: Tensor | None = None
         logs: dict[str, float] = {}
         for index, term in enumerate(self.terms):
+            if term.name == "attributes":
+                value = self._attribute_term(
+                    index, term, output, attribute_labels, None if all_labelled else labelled
+                )
+                logs[term.label] = float(value.detach())
+                total = term.weight * value if total is None else total + term.weight * value
+                continue
             try:
                 selection = output.select(term.on)
             except (KeyError, ValueError) as error:

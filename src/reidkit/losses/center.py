@@ -1,0 +1,65 @@
+"""Center loss: pulls each feature towards a learnable centre of its identity.
+
+The centres are not created here: the :class:`~reidkit.losses.criterion.Criterion` owns them as a parameter
+(``[num_classes, D]``, see :func:`init_centers`) so that the optimiser updates them and checkpoints store them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from reidkit.losses.distance import EPS, METRICS
+
+
+def init_centers(num_classes: int, feat_dim: int) -> nn.Parameter:
+    """``[num_classes, feat_dim]`` centres drawn from a standard normal (the module initialisation RNG)."""
+    return nn.Parameter(torch.randn(num_classes, feat_dim))
+
+
+def center_loss(features: Tensor, pids: Tensor, centers: Tensor, *, metric: str = "sqeuclidean") -> Tensor:
+    """Center loss: the mean distance of each feature to the centre of its identity.
+
+    ``loss = mean_i d(f_i, c_{y_i})``; with the default ``metric="sqeuclidean"``,
+    ``mean_i ||f_i - c_{y_i}||^2``, i.e. the per-batch mean of Wen et al.'s ``sum_i ||f_i - c_{y_i}||^2``
+    without the 1/2, as in the bag-of-tricks baseline (weight 0.0005 there). The centres are learnt by
+    gradient descent together with the network. An empty batch gives 0 (connected to the graph).
+
+    Args:
+        features: ``[B, D]`` features.
+        pids: ``[B]`` identity labels in ``[0, C)``.
+        centers: ``[C, D]`` identity centres.
+        metric: ``"sqeuclidean"``, ``"euclidean"`` (finite gradient at zero distance) or ``"cosine"``.
+
+    Returns:
+        Scalar loss.
+
+    Reference: Wen et al., "A Discriminative Feature Learning Approach for Deep Face Recognition", ECCV 2016.
+    """
+    if features.dim() != 2:
+        raise ValueError(f"features: expected [B, D], got shape {tuple(features.shape)}")
+    if centers.dim() != 2 or centers.shape[1] != features.shape[1]:
+        raise ValueError(
+            f"centers: expected [num_classes, {features.shape[1]}] to match features, "
+            f"got shape {tuple(centers.shape)}"
+        )
+    if pids.dim() != 1 or pids.shape[0] != features.shape[0]:
+        raise ValueError(
+            f"pids: expected [B] with B = {features.shape[0]} to match features, got shape {tuple(pids.shape)}"
+        )
+    if metric not in METRICS:
+        raise ValueError(f"metric: unknown distance {metric!r}; choose from {list(METRICS)}")
+    bad = (pids < 0) | (pids >= centers.shape[0])
+    if bool(bad.any()):
+        raise ValueError(f"pids: values must be in [0, {centers.shape[0]}), got {pids[bad][:5].tolist()}")
+    if features.shape[0] == 0:
+        return features.sum() * 0.0 + centers.sum() * 0.0
+    dtype = torch.promote_types(features.dtype, centers.dtype)
+    features, own = features.to(dtype), centers[pids].to(dtype)
+    if metric == "cosine":
+        distance = 1.0 - torch.nn.functional.cosine_similarity(features, own, dim=1)
+    else:
+        distance = (features - own).pow(2).sum(dim=1)
+        if metric == "euclidean":
+            distance = distance.clamp_min(EPS).sqrt()
+    return distance.mean()
