@@ -1,0 +1,508 @@
+"""Retrieval metrics: CMC, mAP and mINP under the standard ReID protocols, exact and memory-bounded.
+
+This module owns evaluation. Every entry point produces exactly the numbers of the field's reference definition:
+
+* per query, the gallery is ordered by a *stable* ascending sort of the query's distance row (ties broken by
+  gallery index);
+* gallery items the protocol ignores for that query are removed from the ordered list;
+* ``CMC(k) = 1`` when the first true match sits at rank ``<= k``;
+* ``AP`` is the mean, over the true matches, of the precision at each match's rank;
+* ``INP = (number of true matches) / (rank of the last true match)`` (Ye et al., "Deep Learning for Person
+  Re-identification: A Survey and Outlook", TPAMI 2021);
+* queries without any valid true match are skipped; CMC, mAP and mINP are averaged over the other queries.
+
+No query row is ever sorted. Queries are processed in blocks; for each block only the distances of each query's
+true matches are sorted (a handful per query), and every other valid gallery item is placed between them with a
+binary search. The rank of the ``k``-th true match (0-based) is then ``k + 1 +`` the number of non-matching
+valid items ordered before it, which is all that CMC, AP and INP need. Memory is ``O(chunk_size x G)`` and the
+``Q x G`` distance matrix never has to exist when evaluating from features (:func:`evaluate_features`).
+
+Protocols:
+
+* cross-camera rule (Market-1501, DukeMTMC-reID, MSMT17; the default): for each query, gallery items with the
+  query's identity *and* camera are ignored;
+* no camera ids (``q_camids = g_camids = None``): nothing is ignored by camera; pass ``ignore`` (for example from
+  :func:`same_image_ignore`) to exclude the query's own image when query and gallery overlap;
+* CUHK03 classic single-gallery-shot: :func:`evaluate_single_gallery_shot`;
+* multi-query (multi-shot / video): :func:`merge_queries` before evaluating;
+* several random splits (small sets): :func:`average_metrics`.
+
+Gallery items with pid 0 (distractors) need no special treatment: they never match a query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from reidkit.losses.distance import EPS, METRICS
+
+ArrayLike = np.ndarray | Tensor | Sequence
+
+#: elements per block of the query x gallery matrix processed at once (about 64 MB of float32 distances).
+DEFAULT_BLOCK_ELEMENTS = 1 << 24
+
+_REPORTED_RANKS = (1, 5, 10, 20)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Evaluation result.
+
+    Attributes:
+        cmc: ``[max_rank]`` float64 fractions in [0, 1]; ``cmc[k - 1]`` is Rank-k accuracy.
+        mAP: mean average precision, a fraction in [0, 1].
+        mINP: mean inverse negative penalty, a fraction in [0, 1].
+        num_queries: queries with at least one valid true match (the others are skipped).
+    """
+
+    cmc: np.ndarray
+    mAP: float
+    mINP: float
+    num_queries: int
+
+    def as_dict(self) -> dict:
+        """``{"rank1", "rank5", "rank10", "rank20", "mAP", "mINP", "num_queries"}`` as plain Python numbers.
+
+        Ranks beyond ``len(cmc)`` are omitted.
+        """
+        out: dict = {f"rank{k}": float(self.cmc[k - 1]) for k in _REPORTED_RANKS if k <= len(self.cmc)}
+        out["mAP"] = float(self.mAP)
+        out["mINP"] = float(self.mINP)
+        out["num_queries"] = int(self.num_queries)
+        return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# input checking
+
+
+def _to_numpy_1d(values: ArrayLike | None, name: str, length: int | None = None) -> np.ndarray | None:
+    if values is None:
+        return None
+    if isinstance(values, Tensor):
+        values = values.detach().cpu().numpy()
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array, got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.integer):
+        if array.size and not np.all(np.equal(np.mod(array, 1), 0)):
+            raise ValueError(
+                f"{name}: expected integer labels, got dtype {array.dtype} with fractional values"
+            )
+        array = array.astype(np.int64)
+    if length is not None and len(array) != length:
+        raise ValueError(f"{name}: expected {length} entries, got {len(array)}")
+    return array.astype(np.int64, copy=False)
+
+
+def _check_camids(
+    q_camids: ArrayLike | None, g_camids: ArrayLike | None, num_query: int, num_gallery: int
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if (q_camids is None) != (g_camids is None):
+        raise ValueError(
+            "q_camids and g_camids: give both (cross-camera rule) or neither (no camera ids rule), "
+            f"got q_camids={'None' if q_camids is None else 'array'}, "
+            f"g_camids={'None' if g_camids is None else 'array'}"
+        )
+    return (
+        _to_numpy_1d(q_camids, "q_camids", num_query),
+        _to_numpy_1d(g_camids, "g_camids", num_gallery),
+    )
+
+
+def _check_ignore(ignore: Sequence | None, num_query: int, num_gallery: int) -> list[np.ndarray] | None:
+    if ignore is None:
+        return None
+    if len(ignore) != num_query:
+        raise ValueError(
+            f"ignore: expected one array of gallery indices per query ({num_query}), got {len(ignore)}"
+        )
+    checked = []
+    for index, items in enumerate(ignore):
+        array = np.asarray(items, dtype=np.int64).reshape(-1)
+        if array.size and (array.min() < 0 or array.max() >= num_gallery):
+            raise ValueError(
+                f"ignore[{index}]: gallery indices must lie in [0, {num_gallery}), got {array.tolist()}"
+            )
+        checked.append(array)
+    return checked
+
+
+def _check_max_rank(max_rank: int) -> int:
+    if int(max_rank) != max_rank or max_rank < 1:
+        raise ValueError(f"max_rank: expected a positive integer, got {max_rank!r}")
+    return int(max_rank)
+
+
+def same_image_ignore(q_paths: Sequence[str], g_paths: Sequence[str]) -> list[np.ndarray]:
+    """For the "no camera ids" rule: per query, the gallery indices holding the very same image file.
+
+    Args:
+        q_paths: ``[Q]`` query image paths.
+        g_paths: ``[G]`` gallery image paths.
+
+    Returns:
+        ``Q`` int64 arrays of gallery indices, ready for the ``ignore`` argument of :func:`evaluate`.
+    """
+    positions: dict[str, list[int]] = {}
+    for index, path in enumerate(g_paths):
+        positions.setdefault(str(path), []).append(index)
+    return [np.asarray(positions.get(str(path), []), dtype=np.int64) for path in q_paths]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the exact block kernel
+
+
+class _MatchTable:
+    """Gallery indices grouped by identity, so each query finds its true matches without scanning the gallery."""
+
+    def __init__(self, g_pids: np.ndarray):
+        order = np.argsort(g_pids, kind="stable")  # within one identity: ascending gallery index
+        sorted_pids = g_pids[order]
+        unique, starts, counts = np.unique(sorted_pids, return_index=True, return_counts=True)
+        self.order = order
+        self.unique = unique
+        self.starts = starts
+        self.counts = counts
+
+    def lookup(self, q_pids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``[B]`` query pids -> (``[B, M]`` gallery indices padded with -1, ``[B]`` counts)."""
+        position = np.searchsorted(self.unique, q_pids)
+        position = np.minimum(position, len(self.unique) - 1)
+        found = (len(self.unique) > 0) & (self.unique[position] == q_pids)
+        counts = np.where(found, self.counts[position], 0)
+        width = max(int(counts.max(initial=0)), 1)
+        offsets = np.arange(width)
+        present = offsets[None, :] < counts[:, None]
+        flat = self.starts[position][:, None] + offsets[None, :]
+        flat = np.where(present, flat, 0)
+        indices = np.where(present, self.order[flat] if len(self.order) else 0, -1)
+        return indices, counts
+
+
+@dataclass
+class _BlockResult:
+    first_rank: np.ndarray  # [V] rank (1-based) of the first true match of each valid query
+    average_precision: np.ndarray  # [V]
+    inverse_negative_penalty: np.ndarray  # [V]
+
+
+def _block_metrics(
+    dist: Tensor,
+    q_pids: np.ndarray,
+    g_pids_t: Tensor,
+    table: _MatchTable,
+    q_camids: np.ndarray | None,
+    g_camids: np.ndarray | None,
+    ignore: list[np.ndarray] | None,
+    keep: Tensor | None = None,
+) -> _BlockResult:
+    """Exact per-query first rank, AP and INP for one block of query rows.
+
+    Args:
+        dist: ``[B, G]`` distances (any real dtype, any device).
+        q_pids: ``[B]`` identities of the block's queries.
+        g_pids_t: ``[G]`` gallery identities on ``dist.device``.
+        table: gallery grouped by identity.
+        q_camids, g_camids: ``[B]`` / ``[G]`` cameras, or None for no camera rule.
+        ignore: ``B`` arrays of gallery indices to remove for each query, or None.
+        keep: optional ``[B, G]`` bool mask of gallery items that take part (single-shot sampling).
+    """
+    device = dist.device
+    num_rows, num_gallery = dist.shape
+    if torch.isnan(dist).any():
+        raise ValueError("distmat: contains NaN distances")
+
+    # ---- the block's true matches: [B, M] gallery indices (sorted ascending), validity, distances
+    match_index_np, _ = table.lookup(q_pids)
+    present_np = match_index_np >= 0
+    valid_np = present_np.copy()
+    if q_camids is not None:
+        match_cams = g_camids[np.where(present_np, match_index_np, 0)]
+        valid_np &= match_cams != q_camids[:, None]
+    if ignore is not None:
+        for row in range(num_rows):
+            if ignore[row].size:
+                valid_np[row] &= ~np.isin(match_index_np[row], ignore[row])
+    match_index = torch.from_numpy(np.where(present_np, match_index_np, 0)).to(device)
+    match_valid = torch.from_numpy(valid_np).to(device)
+    if keep is not None:
+        match_valid &= keep.gather(1, match_index)
+    match_dist = dist.gather(1, match_index)
+    inf = torch.tensor(float("inf"), dtype=dist.dtype, device=device)
+    # stable sorts: by distance (ties by gallery index, already ascending), then valid ones first
+    order = torch.sort(match_dist, dim=1, stable=True).indices
+    match_dist = match_dist.gather(1, order)
+    match_index = match_index.gather(1, order)
+    match_valid = match_valid.gather(1, order)
+    order = torch.sort((~match_valid).to(torch.uint8), dim=1, stable=True).indices
+    match_dist = match_dist.gather(1, order)
+    match_index = match_index.gather(1, order)
+    match_valid = match_valid.gather(1, order)
+    num_matches = match_valid.sum(dim=1)  # [B]
+    width = match_dist.shape[1]
+    searchable = torch.where(match_valid, match_dist, inf).contiguous()
+
+    # ---- the other valid gallery items: how many true matches are ordered before each of them
+    row_pids = torch.from_numpy(q_pids).to(device)
+    negative = g_pids_t[None, :] != row_pids[:, None]  # [B, G]; same-pid items are matches or ignored
+    if ignore is not None:
+        rows = np.concatenate([np.full(len(items), row) for row, items in enumerate(ignore)]).astype(np.int64)
+        if rows.size:
+            cols = np.concatenate(ignore)
+            negative[torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device)] = False
+    if keep is not None:
+        negative &= keep
+    before = torch.searchsorted(searchable, dist.contiguous(), side="left")  # matches strictly closer
+    after = torch.searchsorted(searchable, dist.contiguous(), side="right")
+    tied = (after > before) & negative
+    if tied.any():
+        # equal distances: a true match comes first when its gallery index is smaller (stable sort order)
+        rows, cols = tied.nonzero(as_tuple=True)
+        same = (match_dist[rows] == dist[rows, cols][:, None]) & match_valid[rows]
+        earlier = same & (match_index[rows] < cols[:, None])
+        before[rows, cols] += earlier.sum(dim=1)
+    # before[b, g] = number of valid matches ordered before g; histogram it over the negatives
+    before = torch.where(negative, before.clamp_max(width), width)
+    counts = torch.zeros((num_rows, width + 1), dtype=torch.int64, device=device)
+    counts.scatter_add_(1, before, torch.ones_like(before))
+    negatives_before = counts[:, :width].cumsum(dim=1)  # [B, M]: negatives ordered before the k-th match
+
+    # ---- ranks of the true matches and the per-query metrics
+    position = torch.arange(1, width + 1, device=device, dtype=torch.float64)
+    ranks = position[None, :] + negatives_before.to(torch.float64)  # [B, M], 1-based
+    is_counted = position[None, :] <= num_matches[:, None]
+    has_match = num_matches > 0
+    safe_count = num_matches.clamp_min(1).to(torch.float64)
+    average_precision = torch.where(is_counted, position[None, :] / ranks, 0.0).sum(dim=1) / safe_count
+    last = (num_matches - 1).clamp_min(0)
+    last_rank = ranks.gather(1, last[:, None])[:, 0]
+    inverse_negative_penalty = safe_count / last_rank
+    first_rank = ranks[:, 0]
+    return _BlockResult(
+        first_rank=first_rank[has_match].cpu().numpy(),
+        average_precision=average_precision[has_match].cpu().numpy(),
+        inverse_negative_penalty=inverse_negative_penalty[has_match].cpu().numpy(),
+    )
+
+
+class _Accumulator:
+    def __init__(self, max_rank: int):
+        self.max_rank = max_rank
+        self.first_ranks: list[np.ndarray] = []
+        self.ap: list[np.ndarray] = []
+        self.inp: list[np.ndarray] = []
+
+    def add(self, result: _BlockResult) -> None:
+        self.first_ranks.append(result.first_rank)
+        self.ap.append(result.average_precision)
+        self.inp.append(result.inverse_negative_penalty)
+
+    def result(self) -> Metrics:
+        first = np.concatenate(self.first_ranks) if self.first_ranks else np.zeros(0)
+        if first.size == 0:
+            raise ValueError(
+                "no query has a valid true match in the gallery (check that query and gallery share "
+                "identities, and that the camera ids leave some cross-camera matches)"
+            )
+        hits = np.bincount(
+            np.minimum(first.astype(np.int64), self.max_rank + 1) - 1, minlength=self.max_rank + 1
+        )
+        cmc = np.cumsum(hits[: self.max_rank]).astype(np.float64) / first.size
+        return Metrics(
+            cmc=cmc,
+            mAP=float(np.mean(np.concatenate(self.ap))),
+            mINP=float(np.mean(np.concatenate(self.inp))),
+            num_queries=int(first.size),
+        )
+
+
+def _block_size(chunk_size: int | None, num_gallery: int) -> int:
+    if chunk_size is None:
+        return max(1, DEFAULT_BLOCK_ELEMENTS // max(num_gallery, 1))
+    if int(chunk_size) != chunk_size or chunk_size < 1:
+        raise ValueError(f"chunk_size: expected a positive integer number of query rows, got {chunk_size!r}")
+    return int(chunk_size)
+
+
+def _distance_block(distmat, start: int, stop: int, device: torch.device | None) -> Tensor:
+    rows = distmat[start:stop]
+    block = rows if isinstance(rows, Tensor) else torch.from_numpy(np.ascontiguousarray(rows))
+    if device is not None:
+        block = block.to(device)
+    if block.dtype in (torch.float16, torch.bfloat16):
+        block = block.float()  # exact widening, same order
+    elif not block.is_floating_point():
+        block = block.to(torch.float64)
+    return block
+
+
+# ----------------------------------------------------------------------------------------------------------
+# public entry points
+
+
+def evaluate(
+    distmat: np.ndarray | Tensor,
+    q_pids: ArrayLike,
+    g_pids: ArrayLike,
+    q_camids: ArrayLike | None,
+    g_camids: ArrayLike | None,
+    max_rank: int = 50,
+    *,
+    ignore: Sequence | None = None,
+    chunk_size: int | None = None,
+) -> Metrics:
+    """CMC / mAP / mINP from a query x gallery distance matrix (smaller = more similar).
+
+    The matrix is read one block of query rows at a time (a ``numpy.memmap`` works), and no row is sorted.
+
+    Args:
+        distmat: ``[Q, G]`` distances, numpy array or torch tensor (CPU or CUDA; CUDA blocks stay on the GPU).
+        q_pids: ``[Q]`` query identities.
+        g_pids: ``[G]`` gallery identities (pid 0 distractors are ordinary non-matches).
+        q_camids: ``[Q]`` query cameras, or None together with ``g_camids`` for the "no camera ids" rule.
+        g_camids: ``[G]`` gallery cameras, or None.
+        max_rank: length of the returned CMC curve.
+        ignore: optional, ``Q`` arrays of gallery indices to remove from each query's ranking (for example the
+            query's own image when query and gallery overlap: :func:`same_image_ignore`). Applied on top of the
+            camera rule.
+        chunk_size: query rows per block (default: about 16M matrix elements per block).
+
+    Returns:
+        :class:`Metrics`. Raises ``ValueError`` when no query has a valid true match.
+    """
+    if distmat.ndim != 2:
+        raise ValueError(f"distmat: expected a [Q, G] matrix, got shape {tuple(distmat.shape)}")
+    num_query, num_gallery = distmat.shape
+    q_pids_np = _to_numpy_1d(q_pids, "q_pids", num_query)
+    g_pids_np = _to_numpy_1d(g_pids, "g_pids", num_gallery)
+    q_cams, g_cams = _check_camids(q_camids, g_camids, num_query, num_gallery)
+    ignore_checked = _check_ignore(ignore, num_query, num_gallery)
+    max_rank = _check_max_rank(max_rank)
+    block = _block_size(chunk_size, num_gallery)
+    device = distmat.device if isinstance(distmat, Tensor) else torch.device("cpu")
+    table = _MatchTable(g_pids_np)
+    g_pids_t = torch.from_numpy(g_pids_np).to(device)
+    accumulator = _Accumulator(max_rank)
+    for start in range(0, num_query, block):
+        stop = min(start + block, num_query)
+        dist = _distance_block(distmat, start, stop, device)
+        accumulator.add(
+            _block_metrics(
+                dist,
+                q_pids_np[start:stop],
+                g_pids_t,
+                table,
+                None if q_cams is None else q_cams[start:stop],
+                g_cams,
+                None if ignore_checked is None else ignore_checked[start:stop],
+            )
+        )
+    return accumulator.result()
+
+
+def _as_feature_tensor(features, name: str) -> Tensor:
+    tensor = features if isinstance(features, Tensor) else torch.from_numpy(np.asarray(features))
+    if tensor.ndim != 2:
+        raise ValueError(f"{name}: expected [N, D] features, got shape {tuple(tensor.shape)}")
+    if not tensor.is_floating_point():
+        tensor = tensor.float()
+    return tensor.detach()
+
+
+class _BlockDistance:
+    """Query-block x gallery distances, bit-identical to the rows of ``reidkit.losses.distance.pairwise_distance``.
+
+    The gallery-side work (norms, normalisation) is done once instead of once per block.
+    """
+
+    def __init__(self, gallery: Tensor, metric: str):
+        if metric not in ("euclidean", "sqeuclidean", "cosine"):
+            raise KeyError(f"unknown distance metric {metric!r}; choose from {list(METRICS)}")
+        self.metric = metric
+        if metric == "cosine":
+            self.gallery = F.normalize(gallery, dim=1)
+        else:
+            self.gallery = gallery
+            self.gallery_norm = gallery.pow(2).sum(dim=1, keepdim=True).t()
+
+    def __call__(self, query: Tensor) -> Tensor:
+        if self.metric == "cosine":
+            return 1.0 - F.normalize(query, dim=1) @ self.gallery.t()
+        query_norm = query.pow(2).sum(dim=1, keepdim=True)
+        dist = (query_norm + self.gallery_norm - 2.0 * (query @ self.gallery.t())).clamp_min(0.0)
+        if self.metric == "euclidean":
+            dist = dist.clamp_min(EPS).sqrt()
+        return dist
+
+
+def evaluate_features(
+    qf: np.ndarray | Tensor,
+    gf: np.ndarray | Tensor,
+    q_pids: ArrayLike,
+    g_pids: ArrayLike,
+    q_camids: ArrayLike | None,
+    g_camids: ArrayLike | None,
+    metric: str = "euclidean",
+    max_rank: int = 50,
+    *,
+    ignore: Sequence | None = None,
+    chunk_size: int | None = None,
+) -> Metrics:
+    """CMC / mAP / mINP straight from features; the ``Q x G`` distance matrix never exists.
+
+    Distances are computed one block of queries at a time with the same formulas as
+    :func:`reidkit.losses.distance.pairwise_distance`, so the result equals
+    ``evaluate(pairwise_distance(qf, gf, metric), ...)``. CUDA tensors are evaluated on their GPU.
+
+    Args:
+        qf: ``[Q, D]`` query features.
+        gf: ``[G, D]`` gallery features (same device as ``qf``).
+        metric: ``"euclidean"``, ``"sqeuclidean"`` or ``"cosine"``.
+        q_pids, g_pids, q_camids, g_camids, max_rank, ignore: as in :func:`evaluate`.
+        chunk_size: query rows per block (default: about 16M distances per block).
+
+    Returns:
+        :class:`Metrics`.
+    """
+    query = _as_feature_tensor(qf, "qf")
+    gallery = _as_feature_tensor(gf, "gf")
+    if query.shape[1] != gallery.shape[1]:
+        raise ValueError(f"qf, gf: feature sizes differ ({query.shape[1]} vs {gallery.shape[1]})")
+    if query.device != gallery.device:
+        raise ValueError(f"qf, gf: on different devices ({query.device} vs {gallery.device})")
+    if query.dtype != gallery.dtype:
+        gallery = gallery.to(query.dtype)
+    num_query, num_gallery = query.shape[0], gallery.shape[0]
+    q_pids_np = _to_numpy_1d(q_pids, "q_pids", num_query)
+    g_pids_np = _to_numpy_1d(g_pids, "g_pids", num_gallery)
+    q_cams, g_cams = _check_camids(q_camids, g_camids, num_query, num_gallery)
+    ignore_checked = _check_ignore(ignore, num_query, num_gallery)
+    max_rank = _check_max_rank(max_rank)
+    block = _block_size(chunk_size, num_gallery)
+    distance = _BlockDistance(gallery, metric)
+    table = _MatchTable(g_pids_np)
+    g_pids_t = torch.from_numpy(g_pids_np).to(query.device)
+    accumulator = _Accumulator(max_rank)
+    with torch.no_grad():
+        for start in range(0, num_query, block):
+            stop = min(start + block, num_query)
+            accumulator.add(
+                _block_metrics(
+                    distance(query[start:stop]),
+                    q_pids_np[start:stop],
+                    g_pids_t,
+                    table,
+                    None if q_cams is None else q_cams[start:stop],
+                    g_cams,
+                    None if ignore_checked is None else ignore_checked[start:stop],
+                )
+            )
+    return accumulator.result()
