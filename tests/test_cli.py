@@ -1,0 +1,94 @@
+"""The command line end to end on generated data, and its bad-input paths (exit status 2, clear message)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from reidkit.cli import main
+from reidkit.engine import CHECKPOINT_NAME, load_checkpoint
+
+TINY = [
+    "model.backbone=resnet18",
+    "model.last_stride=2",
+    "data.height=64",
+    "data.width=32",
+    "data.p=4",
+    "data.k=4",
+    "data.workers=0",
+    "optim.lr=1e-3",
+    "schedule.warmup_epochs=0",
+    "train.log_every=1",
+    "eval.batch_size=64",
+]
+
+
+def _train(root, out, *extra):
+    return main(["train", "--out", str(out), "--quiet", "--set", f"data.root={root}", *sum((["--set", s] for s in TINY + list(extra)), [])])
+
+
+def test_train_then_eval_improves_over_untrained(synthetic_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(synthetic_root, out, "train.epochs=6", "train.eval_before=true") == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["after"]["mAP"] > metrics["before"]["mAP"] + 0.05
+    epochs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    losses = [e["loss"] for e in epochs if e["kind"] == "epoch"]
+    assert losses[-1] < losses[0]
+
+    capsys.readouterr()
+    report = tmp_path / "report"
+    assert main(["eval", "--checkpoint", str(out / CHECKPOINT_NAME), "--report", str(report), "--json", "--quiet", "--workers", "0"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["mAP"] == pytest.approx(metrics["after"]["mAP"], abs=1e-6)
+    assert {p.name for p in report.iterdir()} >= {"metrics.json", "cmc.png", "ranked.png"}
+
+    features = tmp_path / "gallery.npz"
+    assert main(["extract", "--checkpoint", str(out / CHECKPOINT_NAME), "--out", str(features), "--quiet", "--workers", "0"]) == 0
+    import numpy as np
+
+    with np.load(features) as data:
+        assert data["features"].shape[0] == len(data["paths"]) == len(data["pids"])
+        np.testing.assert_allclose(np.linalg.norm(data["features"], axis=1), 1.0, atol=1e-5)
+
+
+def test_checkpoint_rebuilds_its_model(synthetic_root, tmp_path):
+    from reidkit.engine import load_model
+
+    out = tmp_path / "run"
+    assert _train(synthetic_root, out, "train.epochs=0") == 0
+    model, info = load_model(out / CHECKPOINT_NAME)
+    payload = load_checkpoint(out / CHECKPOINT_NAME)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, payload["model"][key])
+    assert info["preprocess"]["height"] == 64 and info["config"]["model"]["backbone"] == "resnet18"
+    with torch.no_grad():
+        assert model.embed(torch.zeros(2, 3, 64, 32)).shape == (2, model.embedding_dim)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--out", "{tmp}/r", "--set", "model.bakbone=resnet18"], "unknown config key model.bakbone"),
+        (["train", "--out", "{tmp}/r", "--config", "{tmp}/missing.yaml"], "missing.yaml does not exist"),
+        (["train", "--out", "{tmp}/r", "--set", "data.root={tmp}/nowhere"], "nowhere"),
+        (["eval", "--checkpoint", "{tmp}/none.pt"], "none.pt does not exist"),
+        (["datasets", "summary", "--name", "market1501", "--root", "{tmp}/nowhere"], "nowhere"),
+        (["datasets", "summary", "--name", "nosuchset", "--root", "{tmp}"], "nosuchset"),
+    ],
+)
+def test_bad_input_exits_2_with_message(tmp_path, capsys, argv, message):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_resume_with_another_models_checkpoint_is_refused(synthetic_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(synthetic_root, out, "train.epochs=0") == 0
+    capsys.readouterr()
+    code = main(["train", "--out", str(tmp_path / "x"), "--quiet", "--resume", str(out / CHECKPOINT_NAME), "--set", f"data.root={synthetic_root}", *sum((["--set", s] for s in TINY + ["model.backbone=resnet34"]), [])])
+    assert code == 2
+    assert "was trained with model" in capsys.readouterr().err
