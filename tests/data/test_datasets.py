@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import h5py
@@ -367,6 +368,21 @@ def test_cuhk03_explicit_split_file(tmp_path: Path) -> None:
     assert len(split.train) == len(protocol["train_idx"])
 
 
+def test_cuhk03_camera_from_file_names_without_cam_id(tmp_path: Path) -> None:
+    protocol = make_cuhk03(tmp_path, variant="detected")
+    with_cam_id = load_cuhk03(tmp_path)
+    mat = tmp_path / "cuhk03_new_protocol_config_detected.mat"
+    write_mat_v5(mat, {key: value for key, value in protocol.items() if key != "camId"})
+    assert load_cuhk03(tmp_path) == with_cam_id
+    protocol["filelist"][3] = "odd-name.png"
+    touch(tmp_path / "images_detected", "odd-name.png")
+    write_mat_v5(mat, {key: value for key, value in protocol.items() if key != "camId"})
+    with pytest.raises(
+        DatasetError, match=r"no camId variable and 1 of 24 filelist name.s. .*'odd-name.png'"
+    ):
+        load_cuhk03(tmp_path)
+
+
 def test_mat_helpers_read_the_same_from_both_formats(tmp_path: Path) -> None:
     protocol = cuhk03_protocol(3, 1)
     write_mat_v5(tmp_path / "a.mat", protocol)
@@ -376,6 +392,20 @@ def test_mat_helpers_read_the_same_from_both_formats(tmp_path: Path) -> None:
     for key in ("labels", "camId", "train_idx"):
         np.testing.assert_array_equal(np.ravel(v5[key]), np.ravel(v73[key]))
         np.testing.assert_array_equal(np.ravel(v73[key]), protocol[key])
+
+
+def test_mat_v73_needs_h5py_and_a_sound_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "split.mat"
+    write_mat_v73(path, cuhk03_protocol(2, 1))
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "h5py", None)  # as if h5py were not installed
+        with pytest.raises(ImportError, match=re.escape("pip install reidkit[mat]")):
+            load_mat(path)
+    with open(path, "r+b") as stream:  # keep the MATLAB header, break the HDF5 part
+        stream.seek(512)
+        stream.write(b"\x00" * 64)
+    with pytest.raises(DatasetError, match="cannot read .*split.mat as a MATLAB v7.3 .HDF5. file"):
+        load_mat(path)
 
 
 def test_cuhk03_bad_split_files(tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ from reidkit.data.records import Sample, Split, make_split, summarize
 from reidkit.errors import DatasetError
 
 _MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)")
+_CUHK03_NAME = re.compile(r"\d+_\d+_(\d+)_\d+\.\w+")
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
@@ -373,7 +374,14 @@ def load_cuhk03(
     if "camId" in variables:
         cameras = _mat_integers(variables["camId"], where=f"{mat_path}: camId")
     else:  # the camera is also the third field of the file name (1_001_1_01.png)
-        cameras = np.array([int(f.split("_")[2]) if f.count("_") >= 3 else 0 for f in files], dtype=np.int64)
+        matches = [_CUHK03_NAME.fullmatch(os.path.basename(f)) for f in files]
+        bad = [f for f, match in zip(files, matches, strict=True) if match is None]
+        if bad:
+            raise DatasetError(
+                f"{mat_path} has no camId variable and {len(bad)} of {len(files)} filelist name(s) do not "
+                f"carry the camera as '<campus>_<pid>_<camera>_<image>.png': e.g. {format_examples(bad)}"
+            )
+        cameras = np.array([int(match.group(1)) for match in matches if match], dtype=np.int64)
     if not len(files) == len(labels) == len(cameras):
         raise DatasetError(
             f"{mat_path}: filelist, labels and camId must have one entry per image; found {len(files)}, "
