@@ -74,8 +74,8 @@ def test_embed_before_bn_and_plain_ide():
 def test_attribute_heads():
     model = _model(attributes={"gender": 2, "top_colour": 9})
     output = model(torch.randn(2, 3, 64, 32))
-    assert output.extra["attr:gender"].shape == (2, 2)
-    assert output.extra["attr:top_colour"].shape == (2, 9)
+    assert output.extra["attributes.gender"].shape == (2, 2)
+    assert output.extra["attributes.top_colour"].shape == (2, 9)
     assert model.embed(torch.randn(2, 3, 64, 32)).shape == (2, 512)
     with pytest.raises(ConfigError, match="attributes.hat"):
         _model(attributes={"hat": 1})

@@ -36,6 +36,7 @@ def test_every_model_forward_embed_backward(name):
     loss = loss + sum(feature.pow(2).mean() for feature in output.global_features + output.part_features)
     if output.local_features is not None:
         loss = loss + output.local_features.pow(2).mean()
+    loss = loss + sum(value.pow(2).mean() for value in output.extra.values())
     loss.backward()
     trunk_grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in trunk_grads)

@@ -7,14 +7,24 @@ from typing import Any
 from torch import nn
 
 from reidkit.errors import ConfigError
+from reidkit.models.aligned import AlignedReID
 from reidkit.models.backbones import BACKBONES, build_backbone, find_mobilenet_v2_weights
 from reidkit.models.baseline import BaselineModel
+from reidkit.models.jlml import JLML
+from reidkit.models.mgn import MGN
+from reidkit.models.mutual import MutualModel
 from reidkit.models.output import ReidOutput
+from reidkit.models.pcb import PCB
 
 #: model name -> class; every class takes keyword-only arguments
 #: ``(num_classes, backbone, pretrained, last_stride, **model-specific params)``.
 MODELS: dict[str, type[nn.Module]] = {
     "baseline": BaselineModel,
+    "pcb": PCB,
+    "mgn": MGN,
+    "aligned": AlignedReID,
+    "jlml": JLML,
+    "mutual": MutualModel,
 }
 
 
@@ -59,7 +69,12 @@ def build_model(
 __all__ = [
     "BACKBONES",
     "MODELS",
+    "AlignedReID",
     "BaselineModel",
+    "JLML",
+    "MGN",
+    "MutualModel",
+    "PCB",
     "ReidOutput",
     "build_backbone",
     "build_model",

@@ -67,6 +67,14 @@ def make_classifier(dim: int, num_classes: int) -> nn.Linear:
     return classifier
 
 
+def make_reduction(in_channels: int, out_channels: int) -> nn.Sequential:
+    """1x1 conv (no bias) + BatchNorm2d + ReLU: ``[B, in, h, w] -> [B, out, h, w]`` (PCB / MGN reductions)."""
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
+    nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
+    norm = nn.BatchNorm2d(out_channels)
+    return nn.Sequential(conv, norm, nn.ReLU(inplace=True))
+
+
 class BaselineModel(nn.Module):
     """IDE baseline with the bag-of-tricks BNNeck.
 
@@ -75,7 +83,7 @@ class BaselineModel(nn.Module):
     loss the logits; retrieval uses ``f_bn`` (or ``f`` with ``embed_feature="before_bn"``).
 
     Optional attribute heads (multi-task ID + attributes, Lin et al. 2019) add one linear classifier per
-    attribute on ``f_bn``; their logits are in ``extra["attr:<name>"]`` (``[B, num_values]``) and are not part
+    attribute on ``f_bn``; their logits are in ``extra["attributes.<name>"]`` (``[B, num_values]``) and are not part
     of the embedding.
 
     Reference: Luo et al., "Bag of Tricks and A Strong Baseline for Deep Person Re-identification",
@@ -129,7 +137,7 @@ class BaselineModel(nn.Module):
     def forward(self, images: Tensor) -> ReidOutput:
         """``images [B, 3, H, W]`` -> ReidOutput(embedding [B, C], global [f [B, C]], logits [[B, classes]])."""
         feature, normalised = self._features(images)
-        extra = {f"attr:{name}": head(normalised) for name, head in self.attribute_heads.items()}
+        extra = {f"attributes.{name}": head(normalised) for name, head in self.attribute_heads.items()}
         return ReidOutput(
             embedding=feature if self.embed_before_bn else normalised,
             global_features=[feature],
