@@ -291,7 +291,11 @@ def test_csv_mode_without_cameras(tmp_path: Path) -> None:
         ("", "missing the column.s. path, pid, camid: .*found 'an empty file'"),
         ("path,pid,camid\na.jpg,1,0\na.jpg,bob,0\n", "labels.csv line 3: pid 'bob' is not an integer"),
         ("path,pid,camid\na.jpg,1,0\na.jpg,1,c2\n", "labels.csv line 3: camid 'c2' is not an integer"),
-        ("path,pid,camid\na.jpg,1\n", "labels.csv line 2: expected 3 fields"),
+        ("path,pid,camid\na.jpg,1\n", "labels.csv line 2: expected 3 fields .path,pid,camid., found 2"),
+        (
+            "path,pid,camid\na.jpg,1,0,extra\n",
+            "labels.csv line 2: expected 3 fields .path,pid,camid., found 4",
+        ),
         ("path,pid,camid\n,1,0\n", "labels.csv line 2: the path field is empty"),
         (
             "path,pid,camid,split\na.jpg,1,0,test\n",

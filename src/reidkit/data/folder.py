@@ -14,6 +14,8 @@ each holds its own CSV file). Otherwise (and without a ``split`` column) the ide
 deterministically into train and test, and in the test identities one image per identity per camera becomes a
 query; the rest form the gallery.
 
+Identities must be integers in CSV files; folder names and regex groups that are not all integers are numbered
+in sorted order. Negative identities mark junk images (as in Market-1501) and are dropped.
 Camera ids are mapped to 0..C-1 in sorted order of the values found (numeric order when all are integers), over
 all splits together. Without camera ids the dataset can still be read in the explicit "no camera ids" mode
 (``cameras=False``): every camid is :data:`~reidkit.data.records.NO_CAMERA` and ``Split.has_camids`` is False.
@@ -133,7 +135,6 @@ class _Entry:
     path: str
     identity: str  # the identity as written in the source (folder name, regex group or CSV cell)
     camera: str | None  # the camera as written in the source; None in "no camera ids" mode
-    source: str  # where it came from, for error messages ("file.csv line 3", "folder/name.jpg")
 
 
 def _compile(pattern: str, *, option: str, required: Sequence[str], cameras: bool) -> re.Pattern[str]:
@@ -162,11 +163,12 @@ def _parse_pattern_folder(directory: Path, regex: re.Pattern[str], *, cameras: b
         if match is None or match.group("pid") is None or (cameras and camera is None):
             bad.append(str(path.relative_to(directory)))
             continue
-        entries.append(_Entry(str(path), match.group("pid"), camera, str(path)))
+        entries.append(_Entry(str(path), match.group("pid"), camera))
     if bad:
         raise DatasetError(
             f"{len(bad)} of {len(images)} image file name(s) in {directory} do not match the pattern "
-            f"{regex.pattern!r} (named groups pid and camid): e.g. {format_examples(bad)}"
+            f"{regex.pattern!r} (named group{'s pid and camid' if cameras else ' pid'}): "
+            f"e.g. {format_examples(bad)}"
         )
     return entries
 
@@ -192,7 +194,7 @@ def _parse_identity_folders(directory: Path, regex: re.Pattern[str] | None, *, c
                 if camera is None:
                     bad.append(str(path.relative_to(directory)))
                     continue
-            entries.append(_Entry(str(path), folder.name, camera, str(path)))
+            entries.append(_Entry(str(path), folder.name, camera))
     if bad:
         raise DatasetError(
             f"{len(bad)} of {total} image file name(s) under {directory} do not match the camera pattern "
@@ -232,9 +234,11 @@ def _read_csv(csv_path: Path, *, cameras: bool, allow_split: bool) -> list[tuple
             )
         for row in reader:
             where = f"{csv_path} line {reader.line_num}"
-            if None in row or any(row.get(column) is None for column in required):
+            if None in row or any(value is None for value in row.values()):
+                found = sum(value is not None for key, value in row.items() if key is not None)
                 raise DatasetError(
-                    f"{where}: expected {len(header)} fields ({','.join(header)}), found another count"
+                    f"{where}: expected {len(header)} fields ({','.join(header)}), "
+                    f"found {found + len(row.get(None) or [])}"
                 )
             path = row["path"].strip()
             if not path:
@@ -255,7 +259,7 @@ def _read_csv(csv_path: Path, *, cameras: bool, allow_split: bool) -> list[tuple
                         f"{where}: split {row['split']!r} is not one of {', '.join(SPLIT_NAMES)}"
                     )
             full_path = path if os.path.isabs(path) else str(csv_path.parent / path)
-            rows.append((_Entry(full_path, pid, camera, where), split))
+            rows.append((_Entry(full_path, pid, camera), split))
     check_files_exist((entry.path for entry, _ in rows), source=csv_path)
     return rows
 
