@@ -492,6 +492,21 @@ def test_registry_names_and_options(tmp_path: Path) -> None:
         load_dataset("msmt17", tmp_path, val=False)
 
 
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("msmt17", {"include_val": "no"}, "option include_val must be true or false, got 'no'"),
+        ("custom", {"seed": 1.5}, "option seed must be an integer, got 1.5"),
+        ("custom", {"cameras": 0}, "option cameras must be true or false, got 0"),
+        ("custom", {"train_fraction": "half"}, "option train_fraction must be a number, got 'half'"),
+        ("cuhk03", {"variant": 3}, "option variant must be a string, got 3"),
+    ],
+)
+def test_option_types_are_checked(tmp_path: Path, name: str, options: dict, message: str) -> None:
+    with pytest.raises(DatasetError, match=f"dataset {name!r}: {message}"):
+        load_dataset(name, tmp_path, **options)
+
+
 def test_summary_counts_and_table(tmp_path: Path) -> None:
     summary = summarize_split(load_market1501(make_market(tmp_path)))
     assert summary == {

@@ -451,7 +451,23 @@ def load_dataset(name: str, root: str | Path, **options: Any) -> Split:
             f"dataset {key!r} does not take the option(s) {', '.join(unknown)}; "
             f"it takes {', '.join(accepted) if accepted else 'none'}"
         )
+    for option, value in options.items():
+        _check_option_type(option, value, parameters[option].default, dataset=key)
     return loader(root, **options)
+
+
+def _check_option_type(option: str, value: Any, default: Any, *, dataset: str) -> None:
+    """Options may come from YAML or the command line: reject a value of the wrong kind with a clear message."""
+    if isinstance(default, bool):
+        valid, expected = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        valid, expected = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif isinstance(default, float):
+        valid, expected = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    else:
+        valid, expected = value is None or isinstance(value, (str, os.PathLike)), "a string"
+    if not valid:
+        raise DatasetError(f"dataset {dataset!r}: option {option} must be {expected}, got {value!r}")
 
 
 def summarize_split(split: Split) -> dict:
