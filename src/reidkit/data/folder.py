@@ -49,8 +49,8 @@ DEFAULT_CSV_NAME = "labels.csv"
 
 _NO_CAMERA_HELP = (
     "Camera ids are needed by the standard cross-camera evaluation protocol. Either provide them, or load the "
-    'data in the explicit "no camera ids" mode with cameras=False (every camid becomes -1 and evaluation then '
-    "excludes only the query image itself from its gallery)."
+    'data in the explicit "no camera ids" mode with cameras=False (on the command line: --option cameras=false); '
+    "every camid then becomes -1 and evaluation excludes only the query image itself from its gallery."
 )
 
 
@@ -141,13 +141,13 @@ def _compile(pattern: str, *, option: str, required: Sequence[str], cameras: boo
     try:
         regex = re.compile(pattern)
     except re.error as error:
-        raise DatasetError(f"{option}={pattern!r} is not a valid regular expression: {error}") from error
+        raise DatasetError(f"{option}='{pattern}' is not a valid regular expression: {error}") from error
     for group in required:
         if group not in regex.groupindex:
-            raise DatasetError(f"{option}={pattern!r} has no named group (?P<{group}>...)")
+            raise DatasetError(f"{option}='{pattern}' has no named group (?P<{group}>...)")
     if cameras and "camid" not in regex.groupindex:
         raise DatasetError(
-            f"{option}={pattern!r} has no named group (?P<camid>...), so the images have no camera ids. "
+            f"{option}='{pattern}' has no named group (?P<camid>...), so the images have no camera ids. "
             + _NO_CAMERA_HELP
         )
     return regex
@@ -167,7 +167,7 @@ def _parse_pattern_folder(directory: Path, regex: re.Pattern[str], *, cameras: b
     if bad:
         raise DatasetError(
             f"{len(bad)} of {len(images)} image file name(s) in {directory} do not match the pattern "
-            f"{regex.pattern!r} (named group{'s pid and camid' if cameras else ' pid'}): "
+            f"'{regex.pattern}' (named group{'s pid and camid' if cameras else ' pid'}): "
             f"e.g. {format_examples(bad)}"
         )
     return entries
@@ -198,7 +198,7 @@ def _parse_identity_folders(directory: Path, regex: re.Pattern[str] | None, *, c
     if bad:
         raise DatasetError(
             f"{len(bad)} of {total} image file name(s) under {directory} do not match the camera pattern "
-            f"{regex.pattern if regex else None!r} (named group camid): e.g. {format_examples(bad)}"
+            f"'{regex.pattern if regex else None}' (named group camid): e.g. {format_examples(bad)}"
         )
     return entries
 
