@@ -238,3 +238,11 @@ def test_attribute_term_uses_prefixed_extra_outputs_and_given_labels():
     output.extra.clear()
     with pytest.raises(ConfigError, match="no attribute logits"):
         criterion(output, pids, attribute_labels=ATTRIBUTE_LABELS)
+
+
+def test_unquoted_yaml_on_key_is_accepted():
+    yaml = pytest.importorskip("yaml")
+    terms = yaml.safe_load("- {name: trihard, on: parts, params: {margin: 0.5}}")
+    assert True in terms[0]  # YAML 1.1 reads the key `on` as a boolean
+    criterion = build_criterion(terms, num_classes=NUM_CLASSES, feat_dim=FEAT_DIM)
+    assert criterion.terms[0].on == "parts" and criterion.terms[0].label == "trihard@parts"

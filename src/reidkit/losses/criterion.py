@@ -134,7 +134,10 @@ def _check_value(index: int, name: str, key: str, value: Any, default: Any) -> N
 def _resolve_term(index: int, term: Any) -> LossTerm:
     if not isinstance(term, Mapping):
         raise _fail(index, None, f"expected a mapping with keys {list(_TERM_KEYS)}, got {term!r}")
-    unknown = sorted(set(term) - set(_TERM_KEYS))
+    if True in term and "on" not in term:
+        # YAML 1.1 (PyYAML) reads an unquoted ``on:`` key as the boolean True.
+        term = {("on" if key is True else key): value for key, value in term.items()}
+    unknown = sorted((str(key) for key in set(term) - set(_TERM_KEYS)), key=str)
     name = term.get("name")
     if unknown:
         raise _fail(
