@@ -196,6 +196,7 @@ def test_to_timestamp():
     assert to_timestamp("1970-01-01T00:01:00Z") == 60.0
     assert to_timestamp("1970-01-01 01:00:00+01:00") == 0.0
     assert to_timestamp(12) == 12.0
+    assert to_timestamp("12.5") == 12.5
     with pytest.raises(ValueError):
         to_timestamp(float("nan"))
 

@@ -141,7 +141,7 @@ def _is_integer(value: Any) -> bool:
 
 
 def to_timestamp(value: float | int | str | datetime) -> float:
-    """Seconds since the epoch from a number, a ``datetime`` or an ISO-8601 string (naive = UTC)."""
+    """Seconds since the epoch from a number, a numeric string, a ``datetime`` or an ISO-8601 string (naive = UTC)."""
     if isinstance(value, bool):
         raise TypeError(f"must be a number, an ISO-8601 string or a datetime, got {value!r}")
     if isinstance(value, (int, float, np.integer, np.floating)):
@@ -149,6 +149,10 @@ def to_timestamp(value: float | int | str | datetime) -> float:
             raise ValueError(f"must be finite, got {value!r}")
         return float(value)
     if isinstance(value, str):
+        try:
+            return to_timestamp(float(value))
+        except ValueError:
+            pass
         try:
             value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
