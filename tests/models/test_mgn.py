@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from reidkit.errors import ConfigError
+from reidkit.losses.criterion import build_criterion
+from reidkit.losses.triplet import trihard
+from reidkit.models import build_model
+from reidkit.models.backbones import build_backbone
+from reidkit.models.mgn import MGN
+
+
+@pytest.fixture(scope="module")
+def resnet50_mgn():
+    torch.manual_seed(0)
+    return build_model("mgn", num_classes=7, backbone="resnet50").eval()
+
+
+def test_branch_maps_and_outputs_at_384x128(resnet50_mgn):
+    model = resnet50_mgn
+    images = torch.randn(2, 3, 384, 128)
+    with torch.no_grad():
+        maps = model.branch_maps(images)
+        output = model(images)
+        embedding = model.embed(images)
+    assert [tuple(m.shape) for m in maps] == [(2, 2048, 12, 4), (2, 2048, 24, 8), (2, 2048, 24, 8)]
+    assert len(output.logits) == 8 and all(logits.shape == (2, 7) for logits in output.logits)
+    assert [tuple(f.shape) for f in output.global_features] == [(2, 2048)] * 3
+    assert [tuple(f.shape) for f in output.part_features] == [(2, 256)] * 5
+    assert model.embedding_dim == 2048 and embedding.shape == (2, 2048)
+    torch.testing.assert_close(embedding, output.embedding)
+    # z is the max-pooled branch map; stripes are max-pooled thirds of the part-3 map
+    torch.testing.assert_close(output.global_features[0], maps[0].amax(dim=(2, 3)))
+    third = maps[2][:, :, 8:16].amax(dim=(2, 3), keepdim=True)
+    torch.testing.assert_close(output.part_features[3], model.reductions[6](third).flatten(1))
+
+
+def test_parameter_sharing_and_strides(resnet50_mgn):
+    model = resnet50_mgn
+    trunk, _ = build_backbone("resnet50")
+    shared_names = {name for name, _ in model.shared.named_parameters()}
+    # shared part = stem + layer1 + layer2 + layer3[0], exactly once
+    expected_shared = sum(p.numel() for name, p in trunk.named_parameters() if not name.startswith("layer4"))
+    expected_shared -= sum(p.numel() for p in trunk.layer3[1:].parameters())
+    assert sum(p.numel() for p in model.shared.parameters()) == expected_shared
+    assert any(name.startswith("6.") for name in shared_names)  # layer3[0] is the last shared module
+    branch_size = sum(p.numel() for p in trunk.layer3[1:].parameters()) + sum(
+        p.numel() for p in trunk.layer4.parameters()
+    )
+    branches = [model.global_branch, *model.part_branches]
+    assert [sum(p.numel() for p in branch.parameters()) for branch in branches] == [branch_size] * 3
+    pointers = [{p.data_ptr() for p in branch.parameters()} for branch in branches]
+    assert (
+        not (pointers[0] & pointers[1])
+        and not (pointers[0] & pointers[2])
+        and not (pointers[1] & pointers[2])
+    )
+    assert not ({p.data_ptr() for p in model.shared.parameters()} & pointers[0])
+    # strides: global keeps the down-sampling, part branches use stride 1 in layer4 (conv and shortcut)
+    assert model.global_branch[1][0].conv2.stride == (2, 2)
+    assert model.global_branch[1][0].downsample[0].stride == (2, 2)
+    for branch in model.part_branches:
+        assert branch[1][0].conv2.stride == (1, 1)
+        assert branch[1][0].downsample[0].stride == (1, 1)
+    # every branch starts from the same weights (copies of one pretrained trunk)
+    torch.testing.assert_close(
+        model.global_branch[1][2].conv3.weight, model.part_branches[1][1][2].conv3.weight
+    )
+
+
+def test_gradients_reach_shared_trunk_from_every_branch():
+    torch.manual_seed(1)
+    model = MGN(num_classes=3, backbone="resnet18")
+    images = torch.randn(2, 3, 96, 32)
+    for index in range(3):
+        model.zero_grad()
+        model.branch_maps(images)[index].mean().backward()
+        assert model.shared[6].conv1.weight.grad.abs().sum() > 0
+
+
+def test_default_losses_put_triplet_on_global_features_only():
+    torch.manual_seed(2)
+    model = MGN(num_classes=4, backbone="resnet18")
+    images = torch.randn(8, 3, 96, 32)
+    pids = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    output = model(images)
+    criterion = build_criterion(
+        [
+            {"name": "cross_entropy", "on": "logits"},
+            {"name": "trihard", "on": "global", "params": {"margin": 0.3}},
+        ],
+        num_classes=4,
+        feat_dim=model.embedding_dim,
+    )
+    total, logs = criterion(output, pids)
+    expected_ce = torch.stack([F.cross_entropy(logits, pids) for logits in output.logits]).mean()
+    expected_triplet = torch.stack([trihard(f, pids, margin=0.3) for f in output.global_features]).mean()
+    torch.testing.assert_close(total, expected_ce + expected_triplet)
+    assert len(output.global_features) == 3 and all(f.shape[1] == 512 for f in output.global_features)
+    assert all(f.shape[1] == 256 for f in output.part_features)
+
+
+def test_options():
+    model = MGN(num_classes=3, backbone="resnet18", classified="global", triplet_features="reduced")
+    output = model(torch.randn(2, 3, 96, 32))
+    assert len(output.logits) == 3
+    assert [f.shape[1] for f in output.global_features] == [256] * 3
+    torch.testing.assert_close(output.embedding[:, :256], output.global_features[0])
+    model = MGN(num_classes=3, backbone="resnet18", classified="parts", part_counts=[2, 3, 4])
+    output = model(torch.randn(2, 3, 128, 32))
+    assert len(output.logits) == 9 and model.embedding_dim == 13 * 256
+    with pytest.raises(ConfigError, match="ResNet"):
+        MGN(num_classes=3, backbone="mobilenet_v2")
+    with pytest.raises(ConfigError, match="classified"):
+        MGN(num_classes=3, backbone="resnet18", classified="both")
+    with pytest.raises(ConfigError, match="triplet_features"):
+        MGN(num_classes=3, backbone="resnet18", triplet_features="parts")
