@@ -1,0 +1,193 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from reidkit.losses.distance import pairwise_distance
+from reidkit.metrics import evaluate
+from reidkit.rerank import k_reciprocal, k_reciprocal_fast, query_expansion
+
+
+def transcribed_rerank(q_g, q_q, g_g, k1, k2, lambda_value):
+    """The published algorithm, step by step, with plain loops over items (Zhong et al., CVPR 2017, Sec. 3)."""
+    num_query = q_g.shape[0]
+    original = np.block([[q_q, q_g], [q_g.T, g_g]]).astype(np.float64) ** 2
+    count = original.shape[0]
+    for i in range(count):  # each row scaled by its largest distance
+        original[i] = original[i] / original[i].max()
+    ranking = [list(np.argsort(original[i], kind="stable")) for i in range(count)]
+
+    def nearest(i, k):  # N(i, k): the k + 1 nearest, the item itself included
+        return ranking[i][: k + 1]
+
+    def reciprocal(i, k):  # R(i, k) = {j in N(i, k) : i in N(j, k)}
+        return [j for j in nearest(i, k) if i in nearest(j, k)]
+
+    half = int(round(k1 / 2))
+    encoding = np.zeros((count, count))
+    for i in range(count):
+        base = reciprocal(i, k1)
+        expanded = set(base)
+        for candidate in base:
+            theirs = reciprocal(candidate, half)
+            if len(set(theirs) & set(base)) > 2 / 3 * len(theirs):
+                expanded |= set(theirs)
+        members = sorted(expanded)
+        weights = np.exp(-original[i, members])
+        encoding[i, members] = weights / weights.sum()
+    if k2 > 1:  # local query expansion over the k2 nearest
+        encoding = np.array([encoding[ranking[i][:k2]].mean(axis=0) for i in range(count)])
+    final = np.zeros((num_query, count - num_query))
+    for i in range(num_query):
+        for j in range(num_query, count):
+            shared = np.minimum(encoding[i], encoding[j]).sum()
+            union = np.maximum(encoding[i], encoding[j]).sum()
+            jaccard = 1 - shared / union
+            final[i, j - num_query] = (1 - lambda_value) * jaccard + lambda_value * original[i, j]
+    return final
+
+
+def feature_case(seed, num_query, num_gallery, dim=16, ids=6, noise=0.7, dtype=torch.float64):
+    generator = torch.Generator().manual_seed(seed)
+    centres = torch.randn(ids, dim, generator=generator, dtype=dtype)
+    q_pids = torch.arange(num_query) % ids
+    g_pids = torch.randint(0, ids, (num_gallery,), generator=generator)
+    qf = centres[q_pids] + noise * torch.randn(num_query, dim, generator=generator, dtype=dtype)
+    gf = centres[g_pids] + noise * torch.randn(num_gallery, dim, generator=generator, dtype=dtype)
+    return qf, gf, q_pids.numpy(), g_pids.numpy()
+
+
+def matrices(qf, gf, metric="euclidean"):
+    return (
+        pairwise_distance(qf, gf, metric).numpy(),
+        pairwise_distance(qf, qf, metric).numpy(),
+        pairwise_distance(gf, gf, metric).numpy(),
+    )
+
+
+@pytest.mark.parametrize(("k1", "k2", "lambda_value"), [(20, 6, 0.3), (5, 3, 0.3), (7, 1, 0.0), (3, 2, 1.0)])
+def test_exact_mode_equals_the_transcription(k1, k2, lambda_value):
+    for seed in range(2):
+        qf, gf, _, _ = feature_case(seed, 9, 45)
+        q_g, q_q, g_g = matrices(qf, gf)
+        expected = transcribed_rerank(q_g, q_q, g_g, k1, k2, lambda_value)
+        result = k_reciprocal(q_g, q_q, g_g, k1=k1, k2=k2, lambda_value=lambda_value)
+        assert result.shape == (9, 45)
+        np.testing.assert_allclose(result, expected, atol=1e-4, rtol=0)
+
+
+def test_exact_mode_cosine_and_float32_inputs():
+    qf, gf, _, _ = feature_case(3, 7, 30)
+    q_g, q_q, g_g = matrices(qf, gf, "cosine")
+    expected = transcribed_rerank(q_g, q_q, g_g, 6, 3, 0.3)
+    result = k_reciprocal(*(torch.from_numpy(m).float() for m in (q_g, q_q, g_g)), k1=6, k2=3)
+    assert result.dtype == np.float32
+    np.testing.assert_allclose(result, expected, atol=1e-4, rtol=0)
+
+
+def test_exact_mode_pulls_a_shared_neighbourhood_together():
+    # gallery item 1 is as far from the query as item 2 in the original distance, but shares its neighbours:
+    # re-ranking must put it first
+    points = np.array([[0.0], [1.0], [-1.0], [0.2], [0.9], [1.1], [5.0], [5.2]])
+    qf, gf = torch.tensor(points[:1]), torch.tensor(points[1:])
+    q_g, q_q, g_g = matrices(qf, gf)
+    assert q_g[0, 0] == pytest.approx(q_g[0, 1])
+    result = k_reciprocal(q_g, q_q, g_g, k1=3, k2=1, lambda_value=0.3)
+    assert result[0, 0] < result[0, 1]
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_fast_mode_with_exhaustive_search_equals_the_exact_mode(metric):
+    qf, gf, _, _ = feature_case(4, 12, 70, dim=24)
+    q_g, q_q, g_g = matrices(qf, gf, metric)
+    exact = k_reciprocal(q_g, q_q, g_g, k1=10, k2=4)
+    fast = k_reciprocal_fast(qf, gf, k1=10, k2=4, metric=metric, projection_dim=None, chunk_size=16)
+    assert fast.shape == (12, 70) and fast.dtype == np.float32
+    np.testing.assert_allclose(fast, exact, atol=1e-4, rtol=0)
+
+
+def test_fast_mode_keeps_the_exact_ordering_on_well_separated_data():
+    qf, gf, q_pids, g_pids = feature_case(5, 24, 240, dim=64, ids=12, noise=0.15)
+    q_camids, g_camids = np.zeros(24, dtype=int), np.ones(240, dtype=int)
+    exact = k_reciprocal(*matrices(qf, gf), k1=20, k2=6)
+    fast = k_reciprocal_fast(qf, gf, k1=20, k2=6, projection_dim=16, chunk_size=64)
+    # every query: the same gallery items in front (its identity), the same order among them
+    for row in range(24):
+        size = int((g_pids == q_pids[row]).sum())
+        exact_front = np.argsort(exact[row], kind="stable")[:size]
+        fast_front = np.argsort(fast[row], kind="stable")[:size]
+        np.testing.assert_array_equal(fast_front, exact_front)
+    exact_metrics = evaluate(exact, q_pids, g_pids, q_camids, g_camids)
+    fast_metrics = evaluate(fast, q_pids, g_pids, q_camids, g_camids)
+    assert exact_metrics.mAP == pytest.approx(1.0)
+    assert fast_metrics.mAP == pytest.approx(exact_metrics.mAP, abs=1e-9)
+
+
+def test_fast_mode_with_projection_stays_close_to_exact_on_noisy_data():
+    qf, gf, q_pids, g_pids = feature_case(6, 60, 400, dim=64, ids=30, noise=0.9, dtype=torch.float32)
+    q_camids, g_camids = np.zeros(60, dtype=int), np.ones(400, dtype=int)
+    exact = k_reciprocal(*matrices(qf, gf), k1=20, k2=6)
+    fast = k_reciprocal_fast(qf, gf, k1=20, k2=6, projection_dim=32)
+    exact_map = evaluate(exact, q_pids, g_pids, q_camids, g_camids).mAP
+    fast_map = evaluate(fast, q_pids, g_pids, q_camids, g_camids).mAP
+    plain_map = evaluate(matrices(qf, gf)[0], q_pids, g_pids, q_camids, g_camids).mAP
+    assert abs(fast_map - exact_map) < 0.01
+    assert exact_map > plain_map  # re-ranking helps on clustered data
+
+
+def test_rerank_bad_inputs():
+    qf, gf, _, _ = feature_case(7, 4, 10)
+    q_g, q_q, g_g = matrices(qf, gf)
+    with pytest.raises(ValueError, match="q_q, g_g: expected shapes"):
+        k_reciprocal(q_g, q_q[:3, :3], g_g)
+    with pytest.raises(ValueError, match="k1"):
+        k_reciprocal(q_g, q_q, g_g, k1=0)
+    with pytest.raises(ValueError, match="lambda_value"):
+        k_reciprocal(q_g, q_q, g_g, lambda_value=1.5)
+    with pytest.raises(ValueError, match="at most 13 neighbours"):
+        k_reciprocal(q_g, q_q, g_g, k1=20)
+    with pytest.raises(ValueError, match="q_g: contains NaN"):
+        k_reciprocal(np.full_like(q_g, np.nan), q_q, g_g, k1=3)
+    with pytest.raises(ValueError, match="qf, gf"):
+        k_reciprocal_fast(qf, gf[:, :3], k1=3)
+    with pytest.raises(KeyError, match="unknown distance metric"):
+        k_reciprocal_fast(qf, gf, k1=3, metric="manhattan")
+
+
+def test_query_expansion_on_a_hand_computed_case():
+    qf = np.array([[1.0, 0.0]])
+    gf = np.array([[0.0, 2.0], [3.0, 3.0], [1.0, 0.0]])  # cosines with the query: 0, 0.707, 1
+    new_q, new_g = query_expansion(qf, gf, top_k=2, alpha=3.0, expand_gallery=False)
+    weight = (1 / np.sqrt(2)) ** 3
+    expected = np.array([1.0, 0.0]) + 1.0 * np.array([1.0, 0.0]) + weight * np.array([1.0, 1.0]) / np.sqrt(2)
+    np.testing.assert_allclose(new_q, [expected / np.linalg.norm(expected)], atol=1e-6)
+    np.testing.assert_allclose(new_g, gf / np.linalg.norm(gf, axis=1, keepdims=True), atol=1e-6)
+    # alpha = 0: average query expansion, every neighbour with weight 1
+    average, _ = query_expansion(qf, gf, top_k=2, alpha=0.0, expand_gallery=False)
+    mean = np.array([2.0, 0.0]) + np.array([1.0, 1.0]) / np.sqrt(2)
+    np.testing.assert_allclose(average, [mean / np.linalg.norm(mean)], atol=1e-6)
+    # top_k = 0: only normalisation
+    plain, _ = query_expansion(np.array([[3.0, 4.0]]), gf, top_k=0)
+    np.testing.assert_allclose(plain, [[0.6, 0.8]], atol=1e-6)
+
+
+def test_query_expansion_of_the_gallery_never_uses_the_item_itself():
+    gf = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    _, new_g = query_expansion(torch.tensor([[1.0, 0.0]]), gf, top_k=1, alpha=1.0)
+    assert isinstance(new_g, torch.Tensor)
+    # item 0's nearest other item is item 1 (identical); item 2's is at cosine 0 (weight 0)
+    np.testing.assert_allclose(new_g.numpy(), [[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], atol=1e-6)
+    with pytest.raises(ValueError, match="top_k"):
+        query_expansion(gf, gf, top_k=-1)
+    with pytest.raises(ValueError, match="alpha"):
+        query_expansion(gf, gf, alpha=-1.0)
+
+
+def test_query_expansion_helps_noisy_queries():
+    qf, gf, q_pids, g_pids = feature_case(8, 40, 300, dim=32, ids=10, noise=1.2, dtype=torch.float32)
+    q_camids, g_camids = np.zeros(40, dtype=int), np.ones(300, dtype=int)
+    before = evaluate(pairwise_distance(qf, gf, "cosine"), q_pids, g_pids, q_camids, g_camids).mAP
+    new_q, new_g = query_expansion(qf, gf, top_k=5, alpha=3.0)
+    after = evaluate(pairwise_distance(new_q, new_g, "cosine"), q_pids, g_pids, q_camids, g_camids).mAP
+    assert after > before
