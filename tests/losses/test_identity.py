@@ -153,3 +153,15 @@ def test_gradients_finite_for_extreme_logits():
     value = cross_entropy(logits, torch.tensor([1, 0]), epsilon=0.1) + lsro(logits, torch.tensor([-1, 2]))
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(logits.grad).all()
+
+
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
+def test_half_precision_logits_are_computed_in_float32(half):
+    logits, pids = logits_and_pids(torch.float32, seed=6)
+    leaf = logits.to(half).requires_grad_(True)
+    for loss in (cross_entropy, lsro):
+        value = loss(leaf, pids, epsilon=0.1)
+        assert value.dtype == torch.float32
+        assert value.item() == pytest.approx(loss(leaf.detach().float(), pids, epsilon=0.1).item(), rel=1e-6)
+    value.backward()
+    assert leaf.grad.dtype == half

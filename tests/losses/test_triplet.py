@@ -357,3 +357,17 @@ def test_triplet_all_matches_pytorch_metric_learning(dtype):
     reference = losses.TripletMarginLoss(margin=0.4, distance=distance, reducer=reducers.MeanReducer())
     expected = reference(features, pids)
     assert triplet(features, pids, margin=0.4).item() == pytest.approx(expected.item(), **_tolerance(dtype))
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
+def test_half_precision_features_are_computed_in_float32(name, half):
+    features, pids = batch(torch.float32, seed=12)
+    leaf = features.to(half).requires_grad_(True)
+    value = LOSSES[name](leaf, pids, 0.3)
+    assert value.dtype == torch.float32
+    if name != "triplet_random":
+        expected = LOSSES[name](leaf.detach().float(), pids, 0.3)
+        assert value.item() == pytest.approx(expected.item(), rel=1e-6)
+    value.backward()
+    assert leaf.grad.dtype == half and torch.isfinite(leaf.grad.float()).all()

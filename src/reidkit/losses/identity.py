@@ -41,6 +41,11 @@ def _smoothed_target(pids: Tensor, num_classes: int, epsilon: float, dtype: torc
     return torch.where(labelled[:, None], target, uniform)
 
 
+def _promote_half(tensor: Tensor) -> Tensor:
+    """float16 / bfloat16 -> float32 (a softmax over many classes loses too much in half precision)."""
+    return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
+
+
 def _check_epsilon(epsilon: float) -> None:
     if not 0.0 <= epsilon <= 1.0:
         raise ValueError(f"epsilon: expected a value in [0, 1], got {epsilon}")
@@ -67,7 +72,7 @@ def cross_entropy(logits: Tensor, pids: Tensor, *, epsilon: float = 0.0) -> Tens
     _check_epsilon(epsilon)
     if logits.shape[0] == 0:
         return logits.sum() * 0.0
-    log_probs = F.log_softmax(logits, dim=1)
+    log_probs = F.log_softmax(_promote_half(logits), dim=1)
     target = _smoothed_target(pids, logits.shape[1], epsilon, log_probs.dtype)
     return -(target * log_probs).sum(dim=1).mean()
 
@@ -95,7 +100,7 @@ def lsro(logits: Tensor, pids: Tensor, *, epsilon: float = 0.0) -> Tensor:
     _check_epsilon(epsilon)
     if logits.shape[0] == 0:
         return logits.sum() * 0.0
-    log_probs = F.log_softmax(logits, dim=1)
+    log_probs = F.log_softmax(_promote_half(logits), dim=1)
     target = _smoothed_target(pids, logits.shape[1], epsilon, log_probs.dtype)
     return -(target * log_probs).sum(dim=1).mean()
 
@@ -147,7 +152,7 @@ def attribute_loss(
                 f"got {labels[bad][:5].tolist()}"
             )
         if bool(known.any()):
-            term = F.cross_entropy(logits[known], labels[known])
+            term = F.cross_entropy(_promote_half(logits[known]), labels[known])
         else:
             term = logits.sum() * 0.0
         total = term if total is None else total + term

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from reidkit.losses.distance import pairwise_distance
-from reidkit.losses.triplet import check_metric_inputs, zero_loss
+from reidkit.losses.triplet import prepare_metric_inputs, zero_loss
 
 
 def contrastive(
@@ -36,7 +36,7 @@ def contrastive(
     Reference: Hadsell, Chopra and LeCun, "Dimensionality Reduction by Learning an Invariant Mapping",
     CVPR 2006.
     """
-    check_metric_inputs(features, pids, metric)
+    features = prepare_metric_inputs(features, pids, metric)
     dist = pairwise_distance(features, features, metric)
     size = features.shape[0]
     if size < 2:

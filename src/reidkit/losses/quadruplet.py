@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from reidkit.losses.distance import pairwise_distance
-from reidkit.losses.triplet import check_metric_inputs, hardest_pairs, identity_masks, zero_loss
+from reidkit.losses.triplet import hardest_pairs, identity_masks, prepare_metric_inputs, zero_loss
 
 
 def quadruplet(
@@ -47,7 +47,7 @@ def quadruplet(
     Reference: Chen et al., "Beyond Triplet Loss: a Deep Quadruplet Network for Person Re-identification",
     CVPR 2017.
     """
-    check_metric_inputs(features, pids, metric)
+    features = prepare_metric_inputs(features, pids, metric)
     dist = pairwise_distance(features, features, metric)
     positive, negative = identity_masks(pids)
     d_ap, d_an1, valid = hardest_pairs(dist, positive, negative)

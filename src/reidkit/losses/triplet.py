@@ -34,8 +34,15 @@ def identity_masks(pids: Tensor) -> tuple[Tensor, Tensor]:
     return same & ~eye, ~same
 
 
-def check_metric_inputs(features: Tensor, pids: Tensor, metric: str) -> None:
-    """Validate ``features [B, D]``, ``pids [B]`` and the metric; raise ValueError naming the argument."""
+def prepare_metric_inputs(features: Tensor, pids: Tensor, metric: str) -> Tensor:
+    """Validate ``features [B, D]``, ``pids [B]`` and the metric; return the features, half precision upcast.
+
+    float16 / bfloat16 features (from mixed-precision forwards) are computed on in float32: the expanded
+    distance ``|x|^2 + |y|^2 - 2 x.y`` cancels catastrophically in half precision.
+
+    Raises:
+        ValueError: naming the argument and what was expected.
+    """
     if features.dim() != 2:
         raise ValueError(f"features: expected [B, D], got shape {tuple(features.shape)}")
     if pids.dim() != 1 or pids.shape[0] != features.shape[0]:
@@ -45,6 +52,9 @@ def check_metric_inputs(features: Tensor, pids: Tensor, metric: str) -> None:
         )
     if metric not in METRICS:
         raise ValueError(f"metric: unknown distance {metric!r}; choose from {list(METRICS)}")
+    if features.dtype in (torch.float16, torch.bfloat16):
+        return features.float()
+    return features
 
 
 def zero_loss(reference: Tensor) -> Tensor:
@@ -124,7 +134,7 @@ def triplet(
     Ding et al., "Deep Feature Learning with Relative Distance Comparison for Person Re-identification",
     Pattern Recognition 2015.
     """
-    check_metric_inputs(features, pids, metric)
+    features = prepare_metric_inputs(features, pids, metric)
     dist = pairwise_distance(features, features, metric)
     d_ap, d_an = _triplet_distances(dist, pids, mode, generator)
     if d_ap.numel() == 0:
@@ -165,7 +175,7 @@ def improved_triplet(
     Reference: Cheng et al., "Person Re-Identification by Multi-Channel Parts-Based CNN with Improved Triplet
     Loss Function", CVPR 2016.
     """
-    check_metric_inputs(features, pids, metric)
+    features = prepare_metric_inputs(features, pids, metric)
     dist = pairwise_distance(features, features, metric)
     d_ap, d_an = _triplet_distances(dist, pids, mode, generator)
     if d_ap.numel() == 0:
@@ -200,7 +210,7 @@ def trihard(
 
     Reference: Hermans et al., "In Defense of the Triplet Loss for Person Re-Identification", arXiv 2017.
     """
-    check_metric_inputs(features, pids, metric)
+    features = prepare_metric_inputs(features, pids, metric)
     dist = pairwise_distance(features, features, metric)
     positive, negative = identity_masks(pids)
     d_ap, d_an, valid = hardest_pairs(dist, positive, negative)
@@ -241,7 +251,7 @@ def adaptive_triplet(
     Reference: Ristani and Tomasi, "Features for Multi-Target Multi-Camera Tracking and Re-Identification",
     CVPR 2018.
     """
-    check_metric_inputs(features, pids, metric)
+    features = prepare_metric_inputs(features, pids, metric)
     dist = pairwise_distance(features, features, metric)
     positive, negative = identity_masks(pids)
     valid = positive.any(dim=1) & negative.any(dim=1)
@@ -282,7 +292,7 @@ def msml(
     Reference: Xiao et al., "Margin Sample Mining Loss: A Deep Learning Based Method for Person
     Re-identification", arXiv 2017.
     """
-    check_metric_inputs(features, pids, metric)
+    features = prepare_metric_inputs(features, pids, metric)
     dist = pairwise_distance(features, features, metric)
     positive, negative = identity_masks(pids)
     if not (bool(positive.any()) and bool(negative.any())):

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from reidkit.losses.distance import pairwise_distance
-from reidkit.losses.triplet import check_metric_inputs, zero_loss
+from reidkit.losses.triplet import prepare_metric_inputs, zero_loss
 
 NEGATIVE_MINING = ("hard", "random")
 
@@ -115,7 +115,7 @@ def verification(
     Reference: Zheng, Zheng and Yang, "A Discriminatively Learned CNN Embedding for Person
     Re-identification", ACM TOMM 2017.
     """
-    check_metric_inputs(features, pids, metric)
+    features = prepare_metric_inputs(features, pids, metric)
     first, second, same = mine_pairs(
         features, pids, negative_mining=negative_mining, metric=metric, generator=generator
     )
