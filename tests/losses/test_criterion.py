@@ -246,3 +246,14 @@ def test_unquoted_yaml_on_key_is_accepted():
     assert True in terms[0]  # YAML 1.1 reads the key `on` as a boolean
     criterion = build_criterion(terms, num_classes=NUM_CLASSES, feat_dim=FEAT_DIM)
     assert criterion.terms[0].on == "parts" and criterion.terms[0].label == "trihard@parts"
+
+
+def test_sampling_terms_default_to_the_base_seed_plus_their_index():
+    terms = [{"name": "cross_entropy"}, {"name": "triplet", "params": {"mode": "random"}}]
+    output, pids = make_output(torch.float64, requires_grad=False)
+    value = build_criterion(terms, num_classes=4, feat_dim=6, seed=10)(output, pids)[1]["triplet@global"]
+    generator = torch.Generator().manual_seed(11)
+    expected = [triplet(f, pids, mode="random", generator=generator).item() for f in output.global_features]
+    assert value == pytest.approx(sum(expected) / 2)
+    with pytest.raises(ConfigError, match="seed: expected an integer"):
+        build_criterion(terms, num_classes=4, feat_dim=6, seed="1")

@@ -131,7 +131,7 @@ def _check_value(index: int, name: str, key: str, value: Any, default: Any) -> N
         raise _fail(index, name, f"parameter {key!r} must be one of {list(choices)}, got {value!r}")
 
 
-def _resolve_term(index: int, term: Any) -> LossTerm:
+def _resolve_term(index: int, term: Any, base_seed: int) -> LossTerm:
     if not isinstance(term, Mapping):
         raise _fail(index, None, f"expected a mapping with keys {list(_TERM_KEYS)}, got {term!r}")
     if True in term and "on" not in term:
@@ -169,7 +169,7 @@ def _resolve_term(index: int, term: Any) -> LossTerm:
         if position >= 2 and key not in state_arguments and key not in _SUPPLIED_ARGUMENTS
     }
     takes_generator = "generator" in signature.parameters
-    seed = params.pop("seed", 0) if takes_generator else None
+    seed = params.pop("seed", base_seed + index) if takes_generator else None
     if takes_generator and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise _fail(index, name, f"parameter 'seed' must be an integer, got {seed!r}")
     unknown_params = sorted(set(params) - set(configurable))
@@ -315,15 +315,19 @@ class Criterion(nn.Module):
         return total, logs
 
 
-def build_criterion(terms: Sequence[Mapping[str, Any]], *, num_classes: int, feat_dim: int) -> Criterion:
+def build_criterion(
+    terms: Sequence[Mapping[str, Any]], *, num_classes: int, feat_dim: int, seed: int = 0
+) -> Criterion:
     """Build a :class:`Criterion` from the config's ``loss.terms`` list.
 
     Args:
         terms: ``[{"name": str, "weight": float = 1.0, "on": str, "params": dict = {}}, ...]``; ``on``
             defaults to ``"logits"`` for classification losses and ``"global"`` for metric losses. A loss
-            that samples (``triplet`` with ``mode: random``) also takes an integer ``seed`` parameter.
+            that samples (``triplet`` with ``mode: random``, ``verification`` with ``negative_mining:
+            random``) also takes an integer ``seed`` parameter (default ``seed + index of the term``).
         num_classes: number of training identities (size of the center-loss bank).
         feat_dim: feature dimension of the outputs the stateful terms use (centres, pair head).
+        seed: base seed of the random generators of sampling terms (pass the training seed).
 
     Returns:
         The criterion.
@@ -336,5 +340,7 @@ def build_criterion(terms: Sequence[Mapping[str, Any]], *, num_classes: int, fea
         raise ConfigError(f"loss.terms: expected a list of loss terms, got {terms!r}")
     if not terms:
         raise ConfigError(f"loss.terms: expected at least one loss term; choose from {sorted(LOSSES)}")
-    resolved = [_resolve_term(index, term) for index, term in enumerate(terms)]
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed: expected an integer, got {seed!r}")
+    resolved = [_resolve_term(index, term, seed) for index, term in enumerate(terms)]
     return Criterion(resolved, num_classes=num_classes, feat_dim=feat_dim)
