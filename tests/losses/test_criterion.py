@@ -257,3 +257,15 @@ def test_sampling_terms_default_to_the_base_seed_plus_their_index():
     assert value == pytest.approx(sum(expected) / 2)
     with pytest.raises(ConfigError, match="seed: expected an integer"):
         build_criterion(terms, num_classes=4, feat_dim=6, seed="1")
+
+
+def test_pair_head_is_found_for_pairwise_scoring():
+    from reidkit.losses import pair_scores
+
+    criterion = build_criterion(
+        [{"name": "cross_entropy"}, {"name": "verification"}], num_classes=NUM_CLASSES, feat_dim=FEAT_DIM
+    )
+    head = criterion.pair_head()
+    assert head is criterion.state["1_verification"].head
+    assert pair_scores(head, torch.randn(2, FEAT_DIM), torch.randn(3, FEAT_DIM)).shape == (2, 3)
+    assert build_criterion([{"name": "trihard"}], num_classes=4, feat_dim=6).pair_head() is None

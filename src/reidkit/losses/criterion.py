@@ -219,6 +219,13 @@ class Criterion(nn.Module):
             if term.seed is not None:
                 self._generators[key] = torch.Generator().manual_seed(term.seed)
 
+    def pair_head(self) -> PairHead | None:
+        """The pair head of the first ``verification`` term (for pairwise scoring at evaluation), or None."""
+        for index, term in enumerate(self.terms):
+            if term.name == "verification":
+                return self.state[_state_key(index, term.name)].head
+        return None
+
     def extra_repr(self) -> str:
         return ", ".join(f"{term.weight:g}*{term.label}" for term in self.terms)
 
