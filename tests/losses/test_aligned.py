@@ -158,3 +158,22 @@ def test_aligned_triplet_mutual_members_average():
         for g, l in zip(globals_, locals_, strict=True)
     ]
     torch.testing.assert_close(aligned_triplet(output, pids), (members[0] + members[1]) / 2)
+
+
+def test_aligned_distance_modes():
+    from reidkit.losses.aligned import aligned_distance
+    from reidkit.losses.distance import euclidean
+
+    generator = torch.Generator().manual_seed(9)
+    q_global, g_global = torch.randn(3, 6, generator=generator), torch.randn(5, 6, generator=generator)
+    q_local, g_local = torch.randn(3, 4, 2, generator=generator), torch.randn(5, 4, 2, generator=generator)
+    global_only = aligned_distance(q_global, g_global)
+    torch.testing.assert_close(global_only, euclidean(q_global, g_global))
+    local = aligned_distance(q_global, g_global, q_local, g_local, mode="local")
+    torch.testing.assert_close(local, local_distance(q_local, g_local))
+    combined = aligned_distance(q_global, g_global, q_local, g_local, mode="combined", local_weight=0.5)
+    torch.testing.assert_close(combined, global_only + 0.5 * local)
+    with pytest.raises(ValueError, match="needs the local features"):
+        aligned_distance(q_global, g_global, mode="combined")
+    with pytest.raises(ValueError, match="mode"):
+        aligned_distance(q_global, g_global, mode="both")
