@@ -49,11 +49,9 @@ DEFAULT_BLOCK_ELEMENTS = 1 << 24
 
 _REPORTED_RANKS = (1, 5, 10, 20)
 
-#: a block switches from per-candidate comparisons to one batched binary search over whole rows when
-#: (candidates x matches per query) exceeds this many times the block size.
-_DENSE_SEARCH_FACTOR = 2
-#: [candidates x matches] comparisons done at once on the sparse path.
-_PIECE_ELEMENTS = 1 << 22
+#: a block searches whole rows instead of packing the candidates (the items up to each query's last true
+#: match) when (candidates x matches per query) exceeds this many times the block size.
+_DENSE_SEARCH_FACTOR = 8
 
 
 @dataclass(frozen=True)
@@ -296,22 +294,35 @@ def _block_metrics(
         bins = torch.where(candidate, before, width).long()  # before <= width on candidates
         counts.scatter_add_(1, bins, torch.ones_like(bins))
     elif num_within:
-        rows, cols = within.nonzero(as_tuple=True)
+        rows, cols = within.nonzero(as_tuple=True)  # row-major: columns ascending within each row
         negative = g_pids_t[cols] != row_pids[rows]  # same-pid items are true matches or ignored
         if keep is not None:
             negative &= keep[rows, cols]
         if ignored_key is not None:
             negative &= ~torch.isin(rows * num_gallery + cols, ignored_key)
         rows, cols = rows[negative], cols[negative]
-        values = dist[rows, cols]
-        piece = max(1, _PIECE_ELEMENTS // width)
-        flat_counts = counts.view(-1)
-        for start in range(0, rows.numel(), piece):
-            part = slice(start, start + piece)
-            part_rows, part_values = rows[part], values[part]
-            before = (searchable[part_rows] < part_values[:, None]).sum(dim=1)
-            before += _earlier_ties(searchable, match_index, match_valid, part_rows, cols[part], part_values)
-            flat_counts.index_add_(0, part_rows * (width + 1) + before, torch.ones_like(before))
+        if rows.numel():
+            # pack each row's candidates to the left of a [B, C] matrix (padding: +inf, after every match)
+            per_row = torch.bincount(rows, minlength=num_rows)
+            row_start = per_row.cumsum(0) - per_row
+            slot_in_row = torch.arange(rows.numel(), device=device) - row_start[rows]
+            packed = torch.full((num_rows, int(per_row.max())), float("inf"), dtype=dist.dtype, device=device)
+            packed[rows, slot_in_row] = dist[rows, cols]
+            before = torch.searchsorted(searchable, packed, side="left")
+            at = searchable.gather(1, before.clamp_max(width - 1))
+            tie_rows, tie_slots = ((at == packed) & (before < width)).nonzero(as_tuple=True)
+            if tie_rows.numel():
+                # padding is +inf; a tie there is harmless only if no valid match sits at +inf, so look up
+                # the real column of each tied slot (padding slots are dropped below by the bin count)
+                real = tie_slots < per_row[tie_rows]
+                tie_rows, tie_slots = tie_rows[real], tie_slots[real]
+                tie_cols = cols[row_start[tie_rows] + tie_slots]
+                before[tie_rows, tie_slots] += _earlier_ties(
+                    searchable, match_index, match_valid, tie_rows, tie_cols, packed[tie_rows, tie_slots]
+                )
+            filled = torch.arange(packed.shape[1], device=device)[None, :] < per_row[:, None]
+            bins = torch.where(filled, before, width)
+            counts.scatter_add_(1, bins, torch.ones_like(bins))
     negatives_before = counts[:, :width].cumsum(dim=1)  # [B, M]: negatives ordered before the k-th match
 
     # ---- ranks of the true matches and the per-query metrics
