@@ -230,6 +230,7 @@ class Index:
         pq_m: int | None = None,
         pq_bits: int = 8,
         nprobe: int = 16,
+        refine: int = 4,
     ) -> Index:
         """Create an empty index directory (atomically: it appears complete or not at all).
 
@@ -246,6 +247,8 @@ class Index:
             pq_m: number of PQ sub-quantisers (must divide ``dim``; default ``dim // 8``).
             pq_bits: bits per PQ code.
             nprobe: lists visited per query for IVF kinds.
+            refine: for ``"ivfpq"``, fetch ``refine * top_k`` candidates from the compressed codes and re-rank
+                them with the exact stored embeddings (1: no re-ranking); the distances returned are exact.
         """
         directory = Path(directory)
         if metric not in METRICS:
@@ -260,6 +263,8 @@ class Index:
             pq_m = pq_m or max(1, dim // 8)
             if dim % pq_m:
                 raise GalleryIndexError(f"pq_m={pq_m} must divide dim={dim}")
+        if not _is_integer(refine) or refine < 1:
+            raise GalleryIndexError(f"refine must be an integer >= 1, got {refine!r}")
         if nlist is not None and (not _is_integer(nlist) or nlist < 1):
             raise GalleryIndexError(f"nlist must be a positive integer, got {nlist!r}")
         if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
@@ -301,6 +306,7 @@ class Index:
                 "pq_m": pq_m,
                 "pq_bits": int(pq_bits),
                 "nprobe": int(nprobe),
+                "refine": int(refine),
                 "trained_nlist": None,
                 "version": 0,
             }
@@ -449,7 +455,7 @@ class Index:
         ids = np.array(
             [row[0] for row in self._connection.execute("SELECT id FROM items ORDER BY id")], dtype=np.int64
         )
-        sample_size = min(len(ids), max(64 * nlist, 2 ** self._settings["pq_bits"] * 64, 20000), 300000)
+        sample_size = min(len(ids), max(40 * nlist, 2 ** self._settings["pq_bits"] * 40, 10000), 100000)
         # a fixed generator: the same data always trains the same structure (a rebuild is reproducible)
         chosen = np.sort(np.random.default_rng(0).choice(ids, size=sample_size, replace=False))
         vectors = np.empty((sample_size, dim), dtype=np.float32)
@@ -461,6 +467,10 @@ class Index:
             vectors[start : start + len(rows)] = np.frombuffer(
                 b"".join(r[1] for r in rows), np.float32
             ).reshape(len(rows), dim)
+        if self._settings["kind"] == "ivfpq":
+            structure.do_polysemous_training = (
+                False  # only for Hamming-filtered search, which is not used; slow
+            )
         structure.train(vectors)
         structure.nprobe = self._settings["nprobe"]
         return structure
@@ -719,6 +729,7 @@ class Index:
                 "structure": structure,
                 "trained_nlist": self._settings["trained_nlist"],
                 "nprobe": self._settings["nprobe"],
+                "refine": self._settings.get("refine", 1),
                 "pq_m": self._settings["pq_m"],
                 "fingerprint": self.fingerprint,
                 "model_name": self._settings["model_name"],
@@ -801,6 +812,32 @@ class Index:
             [r[0] for r in self._connection.execute(f"SELECT id FROM items WHERE {where}", values)], np.int64
         )
 
+    def _rerank_exact(self, queries: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Re-rank candidate ids ``[Q, K']`` by exact scores against the stored embeddings -> ``[Q, k]``."""
+        wanted = np.unique(labels[labels >= 0])
+        stored: dict[int, np.ndarray] = {}
+        for start in range(0, len(wanted), 900):
+            part = wanted[start : start + 900].tolist()
+            rows = self._connection.execute(
+                f"SELECT id, vector FROM items WHERE id IN ({','.join('?' * len(part))})", part
+            )
+            for item_id, blob in rows:
+                stored[item_id] = np.frombuffer(blob, dtype=np.float32)
+        ip = self._settings["metric"] == "ip"
+        worst = -np.inf if ip else np.inf
+        out_scores = np.full((len(queries), k), worst, dtype=np.float32)
+        out_labels = np.full((len(queries), k), -1, dtype=np.int64)
+        for row, (query, candidates) in enumerate(zip(queries, labels, strict=True)):
+            candidates = np.array([c for c in candidates if c in stored], dtype=np.int64)
+            if not len(candidates):
+                continue
+            matrix = np.stack([stored[int(c)] for c in candidates])
+            exact = matrix @ query if ip else ((matrix - query) ** 2).sum(axis=1)
+            order = np.argsort(-exact if ip else exact, kind="stable")[:k]
+            out_scores[row, : len(order)] = exact[order]
+            out_labels[row, : len(order)] = candidates[order]
+        return out_scores, out_labels
+
     def search(
         self,
         queries: np.ndarray,
@@ -854,7 +891,13 @@ class Index:
                         params.sel = selector
                 else:
                     params = faiss.SearchParameters(sel=selector)
-            scores, labels = self._faiss_index.search(vectors, k, params=params)
+            refine = self._settings.get("refine", 1) if ivf and self._settings["kind"] == "ivfpq" else 1
+            limit = self._count if allowed is None else len(allowed)
+            scores, labels = self._faiss_index.search(
+                vectors, int(min(k * max(refine, 1), limit)), params=params
+            )
+            if refine > 1:
+                scores, labels = self._rerank_exact(vectors, labels, k)
             items = self._fetch_items([int(i) for i in labels.ravel() if i >= 0])
             results = []
             for row_scores, row_labels in zip(scores, labels, strict=True):
