@@ -70,8 +70,10 @@ def bench_index(sizes: list[int], dim: int, queries: int, workdir: Path) -> None
     rng = np.random.default_rng(0)
     rows = []
     for size in sizes:
-        gallery = clustered_embeddings(size, dim, rng, identities=max(size // 20, 1))
-        query_vectors = clustered_embeddings(queries, dim, rng, identities=max(size // 20, 1))
+        # queries are other images of gallery identities: drawn with the gallery, then held out
+        everything = clustered_embeddings(size + queries, dim, rng, identities=max(size // 20, 1))
+        gallery, query_vectors = everything[:size], everything[size:]
+        del everything
         items = [{"path": f"img/{n}.jpg", "camera": str(n % 6), "timestamp": float(n)} for n in range(size)]
 
         # numpy baseline: one matrix-vector product + argpartition per query
