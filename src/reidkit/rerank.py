@@ -364,43 +364,16 @@ def k_reciprocal_fast(
         features = torch.cat([query.detach().float(), gallery.detach().float().to(query.device)])
         space = _Space(features, metric)
         num_candidates = min(count, max(width, candidates if candidates is not None else 2 * (k1 + 1)))
-        num_far = min(count, 8)
         search = space
         if projection_dim is not None and projection_dim < features.shape[1]:
             search = _Space(_projection(space, int(projection_dim)), "euclidean")
-        index = torch.empty((count, num_candidates), dtype=torch.int64, device=features.device)
-        exact = torch.empty((count, num_candidates), dtype=features.dtype, device=features.device)
-        row_max = torch.empty(count, dtype=features.dtype, device=features.device)
         out = np.empty((num_query, num_gallery), dtype=np.float32)
-        for start in range(0, count, chunk_size):
-            stop = min(start + chunk_size, count)
-            rows = slice(start, stop)
-            searched = search.block(rows, slice(None))  # [B, N]
-            near = torch.topk(searched, num_candidates, dim=1, largest=False).indices
-            if search is space:  # exhaustive: these are the exact distances already
-                near_distance = searched.gather(1, near)
-                row_max[rows] = searched.amax(dim=1)
-            else:  # projected: re-score the candidates and the farthest items exactly
-                far = torch.topk(searched, num_far, dim=1, largest=True).indices
-                near_distance = space.gathered(rows, near)
-                row_max[rows] = torch.maximum(
-                    space.gathered(rows, far).amax(dim=1), near_distance.amax(dim=1)
-                )
-            if start < num_query:  # query rows: keep their gallery distances for the output
-                query_rows = slice(start, min(stop, num_query))
-                local = slice(0, query_rows.stop - start)
-                exact_block = (
-                    searched[local, num_query:]
-                    if search is space
-                    else space.block(query_rows, slice(num_query, count))
-                )
-                out[query_rows] = exact_block.cpu().numpy()
-                # the exact row maximum of a query row: its gallery distances are all known
-                row_max[query_rows] = torch.maximum(row_max[query_rows], exact_block.amax(dim=1))
-            del searched
-            order = _stable_order(near_distance, near)
-            index[rows] = near.gather(1, order)
-            exact[rows] = near_distance.gather(1, order)
+        if search is space:
+            index, exact, row_max = _exhaustive_search(space, num_candidates, chunk_size, num_query, out)
+        else:
+            index, exact, row_max = _projected_search(
+                space, search, num_candidates, chunk_size, num_query, out
+            )
         row_max = row_max.clamp_min(torch.finfo(row_max.dtype).tiny)
         neighbours = index[:, :width].cpu().numpy()
         rows_np, cols_np = _expanded_neighbours(neighbours, k1)
@@ -416,6 +389,96 @@ def k_reciprocal_fast(
             float(lambda_value),
             out,
         )
+
+
+def _merge_nearest(
+    best_distance: Tensor, best_index: Tensor, distance: Tensor, columns: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Keep the ``C`` smallest of the running ``[B, C]`` lists and a new ``[B, K]`` block of columns."""
+    merged_distance = torch.cat([best_distance, distance], dim=1)
+    merged_index = torch.cat([best_index, columns[None, :].expand(distance.shape[0], -1)], dim=1)
+    kept = torch.topk(merged_distance, best_distance.shape[1], dim=1, largest=False).indices
+    return merged_distance.gather(1, kept), merged_index.gather(1, kept)
+
+
+def _exhaustive_search(
+    space: _Space, num_candidates: int, chunk_size: int, num_query: int, out: np.ndarray
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Exact ``num_candidates`` nearest items of every item, each pair of row blocks computed once.
+
+    The distance is symmetric, so block ``(i, j)`` also serves block ``(j, i)`` transposed: half the products
+    of a row-by-row search. Query rows' gallery distances are written to ``out`` ``[Q, G]``.
+
+    Returns:
+        (``[N, C]`` indices and ``[N, C]`` squared distances, nearest first with ties by index; ``[N]`` row max).
+    """
+    features = space.features
+    count, device = features.shape[0], features.device
+    best_distance = torch.full((count, num_candidates), float("inf"), dtype=features.dtype, device=device)
+    best_index = torch.full((count, num_candidates), -1, dtype=torch.int64, device=device)
+    row_max = torch.full((count,), float("-inf"), dtype=features.dtype, device=device)
+    bounds = [(start, min(start + chunk_size, count)) for start in range(0, count, chunk_size)]
+    for position, (row_start, row_stop) in enumerate(bounds):
+        rows = slice(row_start, row_stop)
+        for column_start, column_stop in bounds[position:]:
+            columns = slice(column_start, column_stop)
+            block = space.block(rows, columns)  # [Bi, Bj]
+            if column_start == row_start:  # the diagonal block: make it exactly symmetric
+                block = torch.minimum(block, block.t())
+            column_range = torch.arange(column_start, column_stop, device=device)
+            best_distance[rows], best_index[rows] = _merge_nearest(
+                best_distance[rows], best_index[rows], block, column_range
+            )
+            row_max[rows] = torch.maximum(row_max[rows], block.amax(dim=1))
+            if column_start != row_start:
+                row_range = torch.arange(row_start, row_stop, device=device)
+                best_distance[columns], best_index[columns] = _merge_nearest(
+                    best_distance[columns], best_index[columns], block.t(), row_range
+                )
+                row_max[columns] = torch.maximum(row_max[columns], block.amax(dim=0))
+            if row_start < num_query and column_stop > num_query:  # query rows x gallery columns
+                query_stop = min(row_stop, num_query)
+                gallery_start = max(column_start, num_query)
+                part = block[: query_stop - row_start, gallery_start - column_start :]
+                out[row_start:query_stop, gallery_start - num_query : column_stop - num_query] = (
+                    part.cpu().numpy()
+                )
+    order = _stable_order(best_distance, best_index)
+    return best_index.gather(1, order), best_distance.gather(1, order), row_max
+
+
+def _projected_search(
+    space: _Space, search: _Space, num_candidates: int, chunk_size: int, num_query: int, out: np.ndarray
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Candidates from a search in the projected ``search`` space, re-scored with exact distances.
+
+    Returns the same as :func:`_exhaustive_search`; the row maximum of a gallery row is the largest exact
+    distance among its re-scored candidates and its farthest items in the projected space.
+    """
+    features = space.features
+    count, device = features.shape[0], features.device
+    index = torch.empty((count, num_candidates), dtype=torch.int64, device=device)
+    exact = torch.empty((count, num_candidates), dtype=features.dtype, device=device)
+    row_max = torch.empty(count, dtype=features.dtype, device=device)
+    num_far = min(count, 8)
+    for start in range(0, count, chunk_size):
+        stop = min(start + chunk_size, count)
+        rows = slice(start, stop)
+        searched = search.block(rows, slice(None))  # [B, N]
+        near = torch.topk(searched, num_candidates, dim=1, largest=False).indices
+        far = torch.topk(searched, num_far, dim=1, largest=True).indices
+        del searched
+        near_distance = space.gathered(rows, near)
+        row_max[rows] = torch.maximum(space.gathered(rows, far).amax(dim=1), near_distance.amax(dim=1))
+        if start < num_query:  # query rows: their exact gallery distances, for the output and the row max
+            query_rows = slice(start, min(stop, num_query))
+            exact_block = space.block(query_rows, slice(num_query, count))
+            out[query_rows] = exact_block.cpu().numpy()
+            row_max[query_rows] = torch.maximum(row_max[query_rows], exact_block.amax(dim=1))
+        order = _stable_order(near_distance, near)
+        index[rows] = near.gather(1, order)
+        exact[rows] = near_distance.gather(1, order)
+    return index, exact, row_max
 
 
 def _pair_distances(
