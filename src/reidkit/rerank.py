@@ -319,8 +319,9 @@ def k_reciprocal_fast(
 
     Steps 1-7 of the module docstring, with the ``N x N`` matrices replaced by:
 
-    * neighbour lists: for each item, its ``candidates`` nearest items from a chunked search over blocks of
-      ``chunk_size`` rows (each block's ``[chunk_size, N]`` distances exist only while it is searched), cut to
+    * neighbour lists: for each item, its ``candidates`` nearest items from an exhaustive search over
+      ``[chunk_size, chunk_size]`` blocks of the distance matrix, each pair of blocks computed once (the
+      distance is symmetric) and merged into running top lists, cut to
       the ``max(k1 + 1, k2)`` nearest; each row's maximum ``max_k d[i, k]^2`` comes from the same pass, and the
       query rows' gallery distances are kept for the output. Optionally (``projection_dim``) the search runs in
       a PCA space of that size and the candidates and the farthest items are re-scored with exact distances:
@@ -342,7 +343,7 @@ def k_reciprocal_fast(
         metric: ``"euclidean"`` or ``"cosine"`` (the original distance that is squared and normalised).
         projection_dim: PCA size of the candidate search, or None (default) for an exhaustive search.
         candidates: items re-scored per row (default ``2 * (k1 + 1)``).
-        chunk_size: rows per block of the candidate search.
+        chunk_size: rows (and columns) per block of the candidate search.
 
     Returns:
         ``[Q, G]`` float32 numpy array of re-ranked distances (smaller = more similar), for
