@@ -398,3 +398,44 @@ def test_writer_killed_while_writing_faiss_file(tmp_path, rng):
     # the SQLite transaction committed before the FAISS file was written: the new batch is there, and the
     # stale FAISS file of the previous version is not used (the structure is rebuilt from the database)
     assert _check_consistent(directory, initial) == 3050
+
+
+class _MeanColour:
+    name, fingerprint, dim, input_size = "mean-colour", "mean-colour-v1", 4, (4, 2)
+
+    def embed_images(self, images):
+        rows = [
+            np.append(np.asarray(i.convert("RGB"), np.float32).mean(axis=(0, 1)) / 255.0, 0.1) for i in images
+        ]
+        rows = np.asarray(rows, np.float32)
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_index_images_in_chunks(tmp_path):
+    from PIL import Image
+
+    from reidkit.errors import DatasetError
+    from reidkit.index import index_images
+
+    colours = [(250, 10, 10), (10, 250, 10), (10, 10, 250), (200, 200, 0), (0, 200, 200)]
+    paths = []
+    for position, colour in enumerate(colours):
+        paths.append(str(tmp_path / f"{position}.png"))
+        Image.new("RGB", (6, 12), colour).save(paths[-1])
+    embedder = _MeanColour()
+    with Index.create(tmp_path / "index", dim=4, fingerprint=embedder.fingerprint) as index:
+        items = [{"path": p, "camera": str(n % 2)} for n, p in enumerate(paths)]
+        ids = index_images(index, embedder, paths, items, batch_size=2)
+        assert ids.tolist() == [1, 2, 3, 4, 5] and index.version == 3  # three chunks, three commits
+        assert sorted(p.name for p in (tmp_path / "index").glob("vectors-*.faiss")) == ["vectors-3.faiss"]
+        with pytest.raises(DatasetError, match="missing.png"):
+            index_images(index, embedder, [str(tmp_path / "missing.png")])
+        with pytest.raises(FingerprintMismatchError):
+            index_images(index, type("Other", (_MeanColour,), {"fingerprint": "x"})(), paths)
+    with Index.open(tmp_path / "index") as index:
+        hits = index.search(
+            embedder.embed_images([Image.new("RGB", (3, 3), colours[3])]),
+            fingerprint=embedder.fingerprint,
+            top_k=1,
+        )
+        assert hits[0][0].item.path == paths[3] and hits[0][0].distance < 1e-6

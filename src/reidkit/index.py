@@ -352,8 +352,11 @@ class Index:
         return cls(directory, connection, readonly=readonly)
 
     def close(self) -> None:
+        """Write any unsaved FAISS file, end the snapshot and close the database."""
         with self._lock:
             if self._connection is not None:
+                if not self._readonly and self._faiss_index is not None:
+                    self.save()
                 if self._connection.in_transaction:
                     self._connection.execute("COMMIT")
                 self._connection.close()
@@ -506,7 +509,7 @@ class Index:
                 f"(checkpoint/export and preprocessing) or build a new index"
             )
 
-    def _write(self, apply) -> Any:
+    def _write(self, apply, save: bool = True) -> Any:
         """Run ``apply()`` inside an IMMEDIATE transaction on the newest version, bump the version, commit,
         then bring the in-memory structure and the FAISS file to the new version."""
         if self._readonly:
@@ -542,7 +545,8 @@ class Index:
             if nlist is not None:
                 self._train_and_commit(nlist)
             self._version = self._settings["version"]
-            self._save_vectors()
+            if save:
+                self._save_vectors()
         finally:
             self._begin_snapshot()
         return result
@@ -569,6 +573,13 @@ class Index:
             raise
         self._faiss_index = structure
 
+    def save(self) -> None:
+        """Write the FAISS file of the current version if an ``add(..., save=False)`` left it unwritten."""
+        with self._lock:
+            self._require_open()
+            if not self._readonly and not self._vector_path(self._version).is_file():
+                self._save_vectors()
+
     def _save_vectors(self) -> None:
         faiss = _import_faiss()
         path = self._vector_path(self._version)
@@ -588,6 +599,7 @@ class Index:
         items: Sequence[GalleryItem | Mapping[str, Any]],
         *,
         fingerprint: str,
+        save: bool = True,
     ) -> np.ndarray:
         """Add embeddings with their metadata in one atomic write.
 
@@ -595,6 +607,9 @@ class Index:
             embeddings: ``[N, D]`` float32 (L2-normalised for ``metric="ip"``).
             items: N :class:`GalleryItem` or dicts with the same fields.
             fingerprint: the embedder's fingerprint (must equal the index's).
+            save: write the FAISS file now. Building a large index in chunks, pass False and call
+                :meth:`save` (or :meth:`close`) at the end: the items are committed either way, and an index
+                whose FAISS file is missing is rebuilt from the stored embeddings when opened.
 
         Returns:
             ``[N]`` int64 ids, new and never reused.
@@ -635,7 +650,7 @@ class Index:
                 )
                 return ids, lambda: self._faiss_index.add_with_ids(vectors, ids) if len(ids) else None
 
-            return self._write(apply)
+            return self._write(apply, save=save)
 
     def delete(self, ids: Sequence[int] | np.ndarray) -> int:
         """Delete items by id in one atomic write; returns how many existed."""
@@ -912,3 +927,53 @@ class Index:
                     hits.append(SearchHit(int(label), distance, items[int(label)]))
                 results.append(hits)
             return results
+
+
+def index_images(
+    index: Index,
+    embedder: Any,
+    paths: Sequence[str],
+    items: Sequence[GalleryItem | Mapping[str, Any]] | None = None,
+    *,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> np.ndarray:
+    """Embed image files and add them to ``index`` chunk by chunk (each chunk one atomic write).
+
+    Args:
+        index: an open, writable index built for ``embedder``.
+        embedder: an :class:`reidkit.embedders.Embedder`.
+        paths: image files.
+        items: metadata per image (default: only the path); each item's ``path`` must equal its file.
+        batch_size: images embedded and committed per chunk.
+        progress: show a progress bar.
+
+    Returns:
+        ``[N]`` ids in the order of ``paths``.
+    """
+    from tqdm import tqdm
+
+    from reidkit.data.transforms import read_image
+
+    if items is None:
+        items = [GalleryItem(path=str(path)) for path in paths]
+    if len(items) != len(paths):
+        raise GalleryIndexError(f"{len(paths)} image paths but {len(items)} metadata items")
+    if embedder.fingerprint != index.fingerprint:
+        index._check_fingerprint(embedder.fingerprint, f"images embedded by {embedder.name}")
+    ids = []
+    with tqdm(total=len(paths), desc="index", unit="img", disable=not progress) as bar:
+        for start in range(0, len(paths), batch_size):
+            chunk = [str(path) for path in paths[start : start + batch_size]]
+            embeddings = embedder.embed_images([read_image(path) for path in chunk])
+            ids.append(
+                index.add(
+                    embeddings,
+                    items[start : start + batch_size],
+                    fingerprint=embedder.fingerprint,
+                    save=False,
+                )
+            )
+            bar.update(len(chunk))
+    index.save()
+    return np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
