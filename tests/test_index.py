@@ -147,6 +147,9 @@ def test_add_delete_and_stable_ids(tmp_path, rng):
             second.tolist()
         )
         assert index.search(gallery[12], fingerprint=FINGERPRINT, top_k=1)[0][0].id == int(second[2])
+        np.testing.assert_array_equal(index.vectors([int(second[2]), int(first[0])]), gallery[[12, 0]])
+        with pytest.raises(GalleryIndexError, match=r"no items with ids \[4\]"):
+            index.vectors([int(first[3])])
 
 
 def test_fingerprint_mismatch_is_refused(tmp_path, rng):

@@ -758,6 +758,30 @@ class Index:
             self._require_open()
             return self._fetch_items([int(item_id)]).get(int(item_id))
 
+    def vectors(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The stored embeddings ``[len(ids), D]`` of these ids, in order (e.g. to re-rank a shortlist).
+
+        Raises:
+            GalleryIndexError: an id that is not in this snapshot.
+        """
+        with self._lock:
+            self._require_open()
+            wanted = [int(i) for i in ids]
+            found: dict[int, np.ndarray] = {}
+            unique = list(dict.fromkeys(wanted))
+            for start in range(0, len(unique), 900):
+                part = unique[start : start + 900]
+                rows = self._connection.execute(
+                    f"SELECT id, vector FROM items WHERE id IN ({','.join('?' * len(part))})", part
+                )
+                found.update((item_id, np.frombuffer(blob, dtype=np.float32)) for item_id, blob in rows)
+            missing = [i for i in unique if i not in found]
+            if missing:
+                raise GalleryIndexError(f"no items with ids {missing[:10]} in index {self.directory}")
+            if not wanted:
+                return np.zeros((0, self.dim), dtype=np.float32)
+            return np.stack([found[i] for i in wanted])
+
     def ids(self) -> np.ndarray:
         """All ids in this snapshot, ascending."""
         with self._lock:
