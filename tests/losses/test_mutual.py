@@ -63,8 +63,17 @@ def test_metric_mutual_matches_loop(dtype):
                     sum((distances[j][a][b] - distances[i][a][b]) ** 2 for a in range(5) for b in range(5))
                     / 25
                 )
-    value = metric_mutual(features, torch.zeros(5))
+    value = metric_mutual(features, torch.zeros(5), normalize=False)
     assert float(value) == pytest.approx(sum(expected) / len(expected), rel=1e-4, abs=1e-6)
+    normalised = metric_mutual(features, torch.zeros(5))
+    unit = features / features.norm(dim=2, keepdim=True)
+    assert float(normalised) == pytest.approx(
+        float(metric_mutual(unit, torch.zeros(5), normalize=False)), rel=1e-5
+    )
+    # scaling one member's features changes nothing once normalised
+    scaled = features.clone()
+    scaled[1] *= 7.0
+    assert float(metric_mutual(scaled, torch.zeros(5))) == pytest.approx(float(normalised), rel=1e-5)
 
 
 def test_metric_mutual_gradient_only_through_the_student():
