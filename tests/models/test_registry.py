@@ -25,6 +25,7 @@ def test_every_model_forward_embed_backward(name):
     assert output.logits, "every model has at least one ID classifier"
     for logits in output.logits:
         assert logits.shape == (4, NUM_CLASSES)
+    assert all(feature.shape[1] == model.feature_dim for feature in output.global_features)
     for feature in output.global_features + output.part_features:
         assert feature.dim() == 2 and feature.shape[0] == 4
     if output.local_features is not None:

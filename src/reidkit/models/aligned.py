@@ -67,6 +67,7 @@ class AlignedReID(nn.Module):
         self.local_reduction = make_reduction(channels, local_dim)
         self.embed_before_bn = embed_feature == "before_bn"
         self.embedding_dim = channels
+        self.feature_dim = channels  # size of global_features[0]
         self.local_dim = local_dim
 
     def _local(self, feature_map: Tensor) -> Tensor:

@@ -129,6 +129,7 @@ class BaselineModel(nn.Module):
             self.attribute_heads[name] = make_classifier(channels, count)
         self.embed_before_bn = embed_feature == "before_bn"
         self.embedding_dim = channels
+        self.feature_dim = channels  # size of global_features[0] (for losses with per-class state)
 
     def _features(self, images: Tensor) -> tuple[Tensor, Tensor]:
         feature = self.pool(self.trunk(images)).flatten(1)

@@ -88,6 +88,7 @@ class JLML(nn.Module):
         )
         self.local_classifier = nn.Sequential(make_bnneck(local_dim), make_classifier(local_dim, num_classes))
         self.embedding_dim = global_dim + local_dim
+        self.feature_dim = global_dim  # size of global_features[0]
 
     def _features(self, images: Tensor) -> tuple[Tensor, Tensor]:
         shared = self.shared(images)

@@ -109,6 +109,7 @@ class MGN(nn.Module):
         self.classified = classified
         self.triplet_on_pooled = triplet_features == "pooled"
         self.embedding_dim = count * reduced_dim
+        self.feature_dim = channels if self.triplet_on_pooled else reduced_dim  # size of global_features[i]
 
     def branch_maps(self, images: Tensor) -> list[Tensor]:
         """``images [B, 3, H, W]`` -> ``[global map [B, C, H/32, W/32], part maps [B, C, H/16, W/16]...]``."""

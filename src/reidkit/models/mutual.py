@@ -78,6 +78,7 @@ class MutualModel(nn.Module):
         )
         dims = {model.embedding_dim for model in self.members}
         self.embedding_dim = dims.pop()
+        self.feature_dim = self.members[0].feature_dim
         self.embed_member = embed_member
 
     def forward(self, images: Tensor) -> ReidOutput:

@@ -97,6 +97,7 @@ class PCB(nn.Module):
         self.classifiers = nn.ModuleList(make_classifier(reduced_dim, num_classes) for _ in range(parts))
         self.embed_pooled = embed_feature == "pooled"
         self.embedding_dim = parts * (channels if self.embed_pooled else reduced_dim)
+        self.feature_dim = parts * reduced_dim  # size of global_features[0] (the concatenated stripes)
 
     def _stripes(self, feature_map: Tensor) -> Tensor:
         """``[B, C, h, w] -> [B, C, parts]`` pooled stripes (uniform or refined)."""
