@@ -324,10 +324,11 @@ def k_reciprocal_fast(
       distance is symmetric) and merged into running top lists, cut to
       the ``max(k1 + 1, k2)`` nearest; each row's maximum ``max_k d[i, k]^2`` comes from the same pass, and the
       query rows' gallery distances are kept for the output. Optionally (``projection_dim``) the search runs in
-      a PCA space of that size and the candidates and the farthest items are re-scored with exact distances:
-      much cheaper for large ``D``, and faithful when the features have a low intrinsic dimension (trained
-      ReID embeddings usually do; isotropic noise does not), so check its mAP against the exhaustive search on
-      your data before relying on it;
+      a PCA space of that size and the candidates and the farthest items are re-scored with exact distances.
+      This is only faithful when the nearest neighbours survive the projection (features of low intrinsic
+      dimension). It is NOT on high-dimensional isotropic noise: on the Market-sized synthetic benchmark
+      (``benchmarks/eval_speed.py``, d=2048) a 256-d projection gave wrong neighbour lists and a much lower mAP
+      than the exhaustive search. Compare its mAP with the exhaustive search on your data before using it;
     * ``V`` and its expansion: sparse, ``O(N * k1)`` entries; distances of its pairs are taken from the
       candidate lists or computed directly;
     * Jaccard sums over the non-zeros only (an inverted index), one block of queries at a time.
