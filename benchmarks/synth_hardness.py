@@ -1,7 +1,8 @@
 """How hard are the synthetic pedestrians for colour alone? An HSV colour-histogram matcher per difficulty.
 
 For each difficulty, generate a set, describe every query / gallery image by an HSV histogram (global 8x8x8
-bins, and 6 horizontal stripes of 8x4x4 bins each), L1-normalise, compare with the Hellinger distance (Euclidean
+bins; 6 horizontal stripes of 8x4x4 bins each; the same over the middle half of the columns only, where the
+person is), L1-normalise, compare with the Hellinger distance (Euclidean
 distance of square-rooted histograms) and score with the Market-1501 protocol (`reidkit.metrics.evaluate`).
 The issue's target: on ``hard`` the colour matcher stays below 50% Rank-1 (as colour alone does on real data);
 a trained CNN has to do much better.
@@ -24,10 +25,17 @@ from reidkit.data.synth import DIFFICULTIES, generate
 from reidkit.metrics import evaluate
 
 
-def hsv_histogram(path: str, *, stripes: int, bins: tuple[int, int, int]) -> np.ndarray:
-    """L1-normalised HSV histogram of an image, concatenated over ``stripes`` horizontal bands: [stripes * prod(bins)]."""
+def hsv_histogram(path: str, *, stripes: int, bins: tuple[int, int, int], centre: bool = False) -> np.ndarray:
+    """L1-normalised HSV histogram over ``stripes`` horizontal bands, concatenated: [stripes * prod(bins)].
+
+    ``centre`` keeps only the middle half of the columns (where the person is), a stronger colour baseline
+    that ignores most of the background.
+    """
     with Image.open(path) as image:
         hsv = np.asarray(image.convert("RGB").convert("HSV"), dtype=np.int64)
+    if centre:
+        width = hsv.shape[1]
+        hsv = hsv[:, width // 4 : width - width // 4]
     index = (
         (hsv[..., 0] * bins[0] >> 8) * (bins[1] * bins[2])
         + (hsv[..., 1] * bins[1] >> 8) * bins[2]
@@ -55,9 +63,16 @@ def colour_matcher(root: Path) -> dict[str, tuple[float, float, float]]:
     q_cams = np.array([s.camid for s in split.query])
     g_cams = np.array([s.camid for s in split.gallery])
     results = {}
-    for name, stripes, bins in (("global 8x8x8", 1, (8, 8, 8)), ("6 stripes 8x4x4", 6, (8, 4, 4))):
-        qf = np.stack([hsv_histogram(s.path, stripes=stripes, bins=bins) for s in split.query])
-        gf = np.stack([hsv_histogram(s.path, stripes=stripes, bins=bins) for s in split.gallery])
+    features = (
+        ("global 8x8x8", 1, (8, 8, 8), False),
+        ("6 stripes 8x4x4", 6, (8, 4, 4), False),
+        ("centre 6x 8x4x4", 6, (8, 4, 4), True),
+    )
+    for name, stripes, bins, centre in features:
+        qf = np.stack([hsv_histogram(s.path, stripes=stripes, bins=bins, centre=centre) for s in split.query])
+        gf = np.stack(
+            [hsv_histogram(s.path, stripes=stripes, bins=bins, centre=centre) for s in split.gallery]
+        )
         metrics = evaluate(hellinger_distances(qf, gf), q_pids, g_pids, q_cams, g_cams)
         results[name] = (float(metrics.cmc[0]), float(metrics.cmc[4]), float(metrics.mAP))
     return results

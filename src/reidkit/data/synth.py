@@ -114,8 +114,8 @@ _LEVELS = {
         scene_mix=0.5,
     ),
     "hard": draw.Nuisance(
-        cast=0.14,
-        brightness=0.2,
+        cast=0.1,
+        brightness=0.18,
         blur=(0.3, 1.1),
         noise=6.0,
         downscale=(0.5, 1.0),
