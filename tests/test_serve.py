@@ -329,3 +329,19 @@ def test_concurrent_searches_while_adding(gallery):
     assert (
         len(set(searches)) >= 2
     )  # the searches saw the gallery at different sizes: they overlapped the adds
+
+
+def test_model_failure_is_reported_not_indexed(gallery):
+    from reidkit.embedders import EmbeddingError
+
+    class BrokenModel(ColourEmbedder):
+        def embed_images(self, images):
+            raise EmbeddingError("colour-halves: onnxruntime returned non-finite values (NaN or infinity)")
+
+    with TestClient(create_app(gallery[0], BrokenModel(), token=TOKEN)) as client:
+        response = search(client, encode(gallery[1][0]))
+        assert response.status_code == 500 and "non-finite" in response.json()["detail"]
+        files = [("images", ("a.png", encode(gallery[1][0]), "image/png"))]
+        response = client.post("/gallery", files=files, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert response.status_code == 500 and "could not embed" in response.json()["detail"]
+        assert client.get("/health").json()["count"] == 12

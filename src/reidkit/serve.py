@@ -20,6 +20,7 @@ constant time and never logged.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import io
 import json
@@ -43,6 +44,7 @@ except ImportError:
     FastAPI = File = Form = Header = Request = UploadFile = HTMLResponse = JSONResponse = Response = None
 
 from reidkit._io import atomic_write_bytes
+from reidkit.embedders import EmbeddingError
 from reidkit.index import FingerprintMismatchError, GalleryIndexError, Index
 
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -219,7 +221,14 @@ def create_app(
         max_pixels=max_pixels,
         media_dir=Path(media_dir) if media_dir else index_dir / "media",
     )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        service.index.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="reidkit person search",
         description="Search a gallery of pedestrian images by photo.",
         version="1",
@@ -230,6 +239,11 @@ def create_app(
     @app.exception_handler(UploadError)
     async def upload_error(request: Request, error: UploadError) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=error.status)
+
+    @app.exception_handler(EmbeddingError)
+    async def embedding_error(request: Request, error: EmbeddingError) -> JSONResponse:
+        # the model, not the request, is at fault: a server error, but one that says what happened
+        return JSONResponse({"detail": f"the model could not embed the image: {error}"}, status_code=500)
 
     @app.exception_handler(GalleryIndexError)
     async def index_error(request: Request, error: GalleryIndexError) -> JSONResponse:
