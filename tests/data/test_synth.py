@@ -251,6 +251,27 @@ def test_same_arguments_give_the_same_bytes_whatever_the_workers(tmp_path):
     assert (tmp_path / "a" / "meta.json").read_bytes() == (tmp_path / "b" / "meta.json").read_bytes()
 
 
+def test_distractors_do_not_change_the_other_images(tmp_path):
+    generate(tmp_path / "plain", ids=6, cams=3, seed=2, images_per_camera=2)
+    generate(tmp_path / "more", ids=6, cams=3, seed=2, images_per_camera=2, distractors=4)
+    plain, more = _bytes(tmp_path / "plain"), _bytes(tmp_path / "more")
+    images = [key for key in plain if key.endswith(".jpg")]
+    assert images and all(plain[key] == more[key] for key in images)
+    assert len([key for key in more if key.endswith(".jpg")]) > len(images)
+
+
+def test_output_loads_with_the_market1501_parser(dataset):
+    from reidkit.data.datasets import load_dataset
+
+    root, summary = dataset
+    split = load_dataset("market1501", root)
+    assert len(split.train) == summary["train"]["images"]
+    assert len(split.query) == summary["query"]["images"]
+    assert len(split.gallery) == summary["gallery"]["images"]
+    assert split.num_train_pids == 5
+    assert {s.camid for s in split.query} <= set(range(4))
+
+
 def test_existing_output_is_refused_then_replaced_with_overwrite(tmp_path):
     out = tmp_path / "out"
     out.mkdir()

@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -641,17 +640,3 @@ def contact_sheet(
     sheet.save(buffer, format="PNG")
     atomic_write(out_png, lambda stream: stream.write(buffer.getvalue()))
     return Path(out_png)
-
-
-def render_examples(seed: int = 0, difficulty: str = "hard", count: int = 8) -> list[Image.Image]:
-    """Draw ``count`` images of one random identity in each view (for quick visual checks; no files)."""
-    if difficulty not in DIFFICULTIES:
-        raise ConfigError(f"difficulty: expected one of {', '.join(DIFFICULTIES)}, got {difficulty!r}")
-    level = _LEVELS[difficulty]
-    rng = _rng(seed, 99)
-    codes = _member_codes(rng, _group_colours(rng), [])
-    look = _look(codes, int(rng.integers(0, 2**31)), rng)
-    cameras = [
-        draw.make_camera(_rng(seed, _TAG_CAMERA, cam), level) for cam in range(max(1, math.ceil(count / 2)))
-    ]
-    return [draw.render(look, cameras[i % len(cameras)], level, _rng(seed, 98, i)) for i in range(count)]
