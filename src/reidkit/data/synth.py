@@ -371,8 +371,9 @@ def generate(
         progress: show a progress bar.
 
     Returns:
-        ``{"root", "difficulty", "seed", "cams", "ids", "distractors", "images", "train": {ids, images},
-        "query": {ids, images}, "gallery": {ids, images}, "seconds", "images_per_second"}``.
+        ``{"root", "difficulty", "seed", "cams", "ids", "distractors", "images", "train", "query", "gallery",
+        "distractor_images", "seconds", "images_per_second"}``; ``train`` / ``query`` / ``gallery`` /
+        ``distractor_images`` are ``{"ids": int, "images": int}`` (distractor images are part of the gallery).
 
     Raises:
         ConfigError: a bad argument (names the argument and what was expected).
