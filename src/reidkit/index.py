@@ -17,6 +17,10 @@ it returns always matches the vectors it searches, even while another process ad
 :meth:`Index.refresh` to move to the newest committed version. Inside one process the object is thread-safe:
 searches, adds and deletes are serialised by a lock.
 
+Threads: FAISS parallelises with OpenMP. On a machine whose cores are busy with other work, single-query
+searches are faster with ``OMP_NUM_THREADS=1`` (flat, 100k x 256: 60 ms with 2 threads vs 13 ms with 1 on a
+loaded 2-core box), because OpenMP threads spin while waiting for a core.
+
 Distances: with ``metric="ip"`` (default) embeddings are expected L2-normalised and the reported distance is the
 cosine distance ``1 - <q, g>``; with ``metric="l2"`` it is the Euclidean distance ``||q - g||``. Lists are
 ranked by increasing distance.
