@@ -18,7 +18,7 @@ TINY = [
     "data.p=4",
     "data.k=4",
     "data.workers=0",
-    "optim.lr=1e-3",
+    "optim.lr=3e-3",
     "schedule.warmup_epochs=0",
     "train.log_every=1",
     "eval.batch_size=64",
@@ -31,7 +31,7 @@ def _train(root, out, *extra):
 
 def test_train_then_eval_improves_over_untrained(synthetic_root, tmp_path, capsys):
     out = tmp_path / "run"
-    assert _train(synthetic_root, out, "train.epochs=6", "train.eval_before=true") == 0
+    assert _train(synthetic_root, out, "train.epochs=8", "train.eval_before=true") == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["after"]["mAP"] > metrics["before"]["mAP"] + 0.05
     epochs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -92,3 +92,22 @@ def test_resume_with_another_models_checkpoint_is_refused(synthetic_root, tmp_pa
     code = main(["train", "--out", str(tmp_path / "x"), "--quiet", "--resume", str(out / CHECKPOINT_NAME), "--set", f"data.root={synthetic_root}", *sum((["--set", s] for s in TINY + ["model.backbone=resnet34"]), [])])
     assert code == 2
     assert "was trained with model" in capsys.readouterr().err
+
+
+def test_eval_with_aligned_local_distances(synthetic_root, tmp_path, capsys):
+    out = tmp_path / "aligned"
+    assert _train(synthetic_root, out, "train.epochs=0", "model.name=aligned") == 0
+    results = {}
+    for distance in ("global", "local", "combined"):
+        capsys.readouterr()
+        argv = ["eval", "--checkpoint", str(out / CHECKPOINT_NAME), "--distance", distance, "--json", "--quiet"]
+        assert main([*argv, "--workers", "0", "--report", str(tmp_path / distance)]) == 0
+        results[distance] = json.loads(capsys.readouterr().out)
+    assert 0.0 <= results["local"]["mAP"] <= 1.0
+    assert results["local"]["mAP"] != results["global"]["mAP"]  # a different distance ranks differently
+    # a baseline has no local features: a clear error, not a traceback
+    base = tmp_path / "base"
+    assert _train(synthetic_root, base, "train.epochs=0") == 0
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(base / CHECKPOINT_NAME), "--distance", "local", "--quiet", "--workers", "0"]) == 2
+    assert "has no local features" in capsys.readouterr().err

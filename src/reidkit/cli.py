@@ -270,6 +270,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         metric=args.metric,
         rerank=args.rerank,
         query_expansion=args.qe,
+        distance=args.distance,
+        local_weight=args.local_weight,
         workers=args.workers,
         progress=not args.quiet,
     )
@@ -384,6 +386,15 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--rerank", choices=["exact", "fast"], help="k-reciprocal re-ranking")
             p.add_argument(
                 "--qe", type=int, default=0, metavar="K", help="alpha query expansion over K neighbours"
+            )
+            p.add_argument(
+                "--distance",
+                choices=["global", "local", "combined"],
+                default="global",
+                help="local/combined: AlignedReID's aligned local distance (slower; see README)",
+            )
+            p.add_argument(
+                "--local-weight", type=float, default=1.0, help="weight of the local distance in combined"
             )
             p.add_argument("--batch-size", type=int, default=128)
             p.add_argument("--report", help="report folder (default: beside the checkpoint)")

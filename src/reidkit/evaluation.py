@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from reidkit.data.records import Split
+from reidkit.errors import ConfigError
 from reidkit.extract import extract_features
 from reidkit.losses.distance import pairwise_distance
 from reidkit.metrics import Metrics, evaluate
@@ -71,23 +72,54 @@ def evaluate_split(
     k2: int = 6,
     lambda_value: float = 0.3,
     query_expansion: int = 0,
+    distance: str = "global",
+    local_weight: float = 1.0,
     max_rank: int = 50,
     workers: int = 0,
     progress: bool = False,
 ) -> EvalResult:
-    """Embed ``split.query`` and ``split.gallery`` with ``embedder`` and evaluate under the split's protocol."""
-    qf = extract_features(embedder, [s.path for s in split.query], workers=workers, progress=progress)
-    gf = extract_features(embedder, [s.path for s in split.gallery], workers=workers, progress=progress)
-    distmat = score(
-        qf,
-        gf,
-        metric=metric,
-        rerank=rerank,
-        k1=k1,
-        k2=k2,
-        lambda_value=lambda_value,
-        query_expansion=query_expansion,
-    )
+    """Embed ``split.query`` and ``split.gallery`` with ``embedder`` and evaluate under the split's protocol.
+
+    Args:
+        distance: ``"global"`` (embedding distance), or for models with local features (AlignedReID)
+            ``"local"`` (shortest-path aligned distance) or ``"combined"`` (global + local_weight * local).
+            Re-ranking and query expansion apply to the global distance only.
+    """
+    query_paths = [s.path for s in split.query]
+    gallery_paths = [s.path for s in split.gallery]
+    qf = extract_features(embedder, query_paths, workers=workers, progress=progress)
+    gf = extract_features(embedder, gallery_paths, workers=workers, progress=progress)
+    if distance == "global":
+        distmat = score(
+            qf,
+            gf,
+            metric=metric,
+            rerank=rerank,
+            k1=k1,
+            k2=k2,
+            lambda_value=lambda_value,
+            query_expansion=query_expansion,
+        )
+    else:
+        if rerank or query_expansion:
+            raise ConfigError(f"re-ranking and query expansion work on the global distance, not {distance!r}")
+        from reidkit.losses.aligned import aligned_distance
+
+        q_local = torch.from_numpy(
+            embedder.embed_local_paths(query_paths, workers=workers, progress=progress)
+        )
+        g_local = torch.from_numpy(
+            embedder.embed_local_paths(gallery_paths, workers=workers, progress=progress)
+        )
+        distmat = aligned_distance(
+            torch.from_numpy(qf),
+            torch.from_numpy(gf),
+            q_local,
+            g_local,
+            mode=distance,
+            local_weight=local_weight,
+            metric=metric,
+        ).numpy()
     q_pids = np.array([s.pid for s in split.query])
     g_pids = np.array([s.pid for s in split.gallery])
     if split.has_camids:

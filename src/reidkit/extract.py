@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from reidkit._io import atomic_write
 from reidkit.data.records import Sample
 from reidkit.data.transforms import TestTransform, read_image
-from reidkit.errors import DatasetError
+from reidkit.errors import ConfigError, DatasetError
 
 
 class _PathDataset(Dataset):
@@ -112,6 +112,31 @@ class TorchEmbedder:
             self.embed_tensor(batch).numpy() for batch in tqdm(loader, desc="embed", disable=not progress)
         ]
         return np.concatenate(chunks) if chunks else np.zeros((0, self.dim), dtype=np.float32)
+
+    @torch.no_grad()
+    def embed_local_paths(
+        self, paths: Sequence[str], *, workers: int = 0, progress: bool = False
+    ) -> np.ndarray:
+        """Image files -> ``[N, h, C]`` per-row local features (models with ``embed_local``, e.g. AlignedReID).
+
+        Rows are pooled over the width, so a mirrored image gives the same rows; with ``flip`` the two are
+        averaged like the global embedding.
+        """
+        from tqdm import tqdm
+
+        if not hasattr(self.model, "embed_local"):
+            raise ConfigError(f"model {type(self.model).__name__} has no local features; use the global distance")
+        loader = DataLoader(
+            _PathDataset(paths, self.transform), batch_size=self.batch_size, num_workers=workers
+        )
+        chunks = []
+        for batch in tqdm(loader, desc="embed local", disable=not progress):
+            batch = batch.to(self.device)
+            local = self.model.embed_local(batch).float()
+            if self.flip:
+                local = (local + self.model.embed_local(torch.flip(batch, dims=[3])).float()) / 2
+            chunks.append(local.cpu().numpy())
+        return np.concatenate(chunks)
 
 
 def load_embedder_from_checkpoint(
