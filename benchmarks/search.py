@@ -5,6 +5,10 @@ Usage::
     python benchmarks/search.py                       # 10k, 100k and 1M synthetic embeddings, all sections
     python benchmarks/search.py --sizes 10000 --http-requests 50 --embed-batches 2    # a quick run
 
+On a machine whose cores are shared with other work, run the index section with ``OMP_NUM_THREADS=1``:
+FAISS's and BLAS's OpenMP threads spin while waiting for a core, which makes single-query latencies several
+times worse (both for the index and for the numpy baseline).
+
 Sections (each prints a table; ratios are against a baseline measured in the same run):
 
 1. Index: build rate (embeddings/s through ``Index.add``, SQLite + FAISS + the atomic file write) and
