@@ -164,9 +164,13 @@ def _mean_sd(values: list[float]) -> str:
 
 def _terms(recipe: str) -> str:
     terms = load_config(CONFIGS / f"{recipe}.yaml", []).loss.terms
-    return " + ".join(
-        (f"{term['weight']:g}*" if term.get("weight", 1.0) != 1.0 else "") + term["name"] for term in terms
-    )
+    parts = []
+    for term in terms:
+        weight = term.get("weight", 1.0)
+        params = term.get("params") or {}
+        text = (f"{weight:g}*" if weight != 1.0 else "") + term["name"]
+        parts.append(text + (f"({', '.join(f'{k}={v}' for k, v in params.items())})" if params else ""))
+    return " + ".join(parts)
 
 
 def main() -> None:
@@ -217,13 +221,13 @@ def main() -> None:
     baseline_speed = (
         statistics.mean(r["images_per_s"] for r in results.get(BASELINE, [])) if BASELINE in results else None
     )
-    header = f"| {'recipe':<17} | {'loss terms':<40} | {'Rank-1 %':>12} | {'mAP %':>12} | {'mINP %':>12} | {'img/s':>6} | {'vs IDE':>6} |"
+    header = f"| {'recipe':<17} | {'loss terms':<62} | {'Rank-1 %':>12} | {'mAP %':>12} | {'mINP %':>12} | {'img/s':>6} | {'vs IDE':>6} |"
     print(header)
     print("|" + "|".join("-" * (len(part)) for part in header.split("|")[1:-1]) + "|")
     floor = next((run["before"] for runs in results.values() for run in runs if run["before"]), None)
     if floor:
         print(
-            f"| {'untrained':<17} | {'-':<40} | {100 * floor['rank1']:5.1f}        | {100 * floor['mAP']:5.1f}        "
+            f"| {'untrained':<17} | {'-':<62} | {100 * floor['rank1']:5.1f}        | {100 * floor['mAP']:5.1f}        "
             f"| {100 * floor['mINP']:5.1f}        | {'-':>6} | {'-':>6} |"
         )
     order = sorted(results, key=lambda name: -statistics.mean(r["after"]["mAP"] for r in results[name]))
@@ -232,12 +236,13 @@ def main() -> None:
         speed = statistics.mean(r["images_per_s"] for r in runs)
         ratio = f"{speed / baseline_speed:5.2f}x" if baseline_speed else "-"
         print(
-            f"| {recipe:<17} | {_terms(recipe):<40} | {_mean_sd([r['after']['rank1'] for r in runs]):>12} "
+            f"| {recipe:<17} | {_terms(recipe):<62} | {_mean_sd([r['after']['rank1'] for r in runs]):>12} "
             f"| {_mean_sd([r['after']['mAP'] for r in runs]):>12} | {_mean_sd([r['after']['mINP'] for r in runs]):>12} "
             f"| {speed:6.1f} | {ratio:>6} |"
         )
     print(
-        "\nvalues: mean ± sample standard deviation over seeds; img/s: training throughput (mean over epochs)"
+        "\nvalues: mean ± sample standard deviation over seeds; img/s: training throughput (mean over epochs),\n"
+        "which also depends on the load of the machine while each run trained"
     )
     torch.set_num_threads(args.threads)
     _pair_scoring_speed(queries=200, gallery=1000, dim=1280)
