@@ -1,4 +1,5 @@
-from reidkit.cli import main
 import sys
+
+from reidkit.cli import main
 
 sys.exit(main())

@@ -260,10 +260,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     embedder = load_embedder_from_checkpoint(
         args.checkpoint, flip=not args.no_flip, device=args.device, batch_size=args.batch_size
     )
-    from reidkit.engine import load_checkpoint
-
-    info = {k: v for k, v in load_checkpoint(args.checkpoint).items() if k == "config"}
-    split = _load_split(args, info)
+    split = _load_split(args, embedder.info)
     result = evaluate_split(
         embedder,
         split,
@@ -311,7 +308,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
             raise ReidkitError(f"--images {folder} holds no .jpg/.png/.bmp images")
         samples = [Sample(p, -1, -1) for p in paths]
     else:
-        split = _load_split(args, {})
+        split = _load_split(args, embedder.info)
         samples = {"train": split.train, "query": split.query, "gallery": split.gallery}[args.split]
     features = extract_features(
         embedder, [s.path for s in samples], workers=args.workers, progress=not args.quiet

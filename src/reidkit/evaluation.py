@@ -16,7 +16,7 @@ from reidkit.data.records import Split
 from reidkit.errors import ConfigError
 from reidkit.extract import extract_features
 from reidkit.losses.distance import pairwise_distance
-from reidkit.metrics import Metrics, evaluate
+from reidkit.metrics import Metrics, evaluate, same_image_ignore
 from reidkit.viz import RankedList
 
 
@@ -125,21 +125,18 @@ def evaluate_split(
     if split.has_camids:
         q_camids = np.array([s.camid for s in split.query])
         g_camids = np.array([s.camid for s in split.gallery])
+        ignore = None
     else:  # no camera ids: only the identical image is excluded
-        distmat = distmat.copy()
-        gallery_index = {s.path: j for j, s in enumerate(split.gallery)}
-        for i, s in enumerate(split.query):
-            if s.path in gallery_index:
-                distmat[i, gallery_index[s.path]] = np.inf
         q_camids = g_camids = None
-    metrics = evaluate(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank)
+        ignore = same_image_ignore(query_paths, gallery_paths)
+    metrics = evaluate(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank, ignore=ignore)
     return EvalResult(metrics, qf, gf, distmat)
 
 
 def ranked_lists(split: Split, distmat: np.ndarray, *, queries: int = 6, top_k: int = 10) -> list[RankedList]:
     """Ranked gallery lists of a few evenly spread queries (for :func:`reidkit.viz.ranked_grid`).
 
-    The same gallery items the metric ignores (same id and same camera as the query) are left out.
+    The gallery items the metric ignores (same id and camera as the query; the query image itself) are left out.
     """
     chosen = np.linspace(0, len(split.query) - 1, num=min(queries, len(split.query))).round().astype(int)
     rows = []
@@ -154,7 +151,7 @@ def ranked_lists(split: Split, distmat: np.ndarray, *, queries: int = 6, top_k: 
                 and split.gallery[j].pid == query.pid
                 and split.gallery[j].camid == query.camid
             )
-            and np.isfinite(distmat[i, j])
+            and split.gallery[j].path != query.path
         ][:top_k]
         rows.append(
             RankedList(

@@ -72,6 +72,7 @@ class TorchEmbedder:
         self.device = torch.device(device)
         self.transform = TestTransform(height, width, tuple(mean), tuple(std))
         self.flip, self.batch_size, self.name = flip, batch_size, name
+        self.info: dict = {}  # checkpoint contents when built from a checkpoint
         self.input_size = (height, width)
         self.dim = int(getattr(model, "embedding_dim", 0)) or self._probe_dim()
         preprocess = {"height": height, "width": width, "mean": tuple(mean), "std": tuple(std), "flip": flip}
@@ -142,12 +143,15 @@ class TorchEmbedder:
 def load_embedder_from_checkpoint(
     path: str | Path, *, flip: bool = True, device: str = "cpu", batch_size: int = 64
 ) -> TorchEmbedder:
-    """Rebuild a checkpoint's model and wrap it with the preprocessing it was trained with."""
+    """Rebuild a checkpoint's model and wrap it with the preprocessing it was trained with.
+
+    The checkpoint's other contents (``config``, ``model_spec``, ``preprocess``) are kept in ``embedder.info``.
+    """
     from reidkit.engine import load_model
 
     model, info = load_model(path, map_location=device)
     pre = info["preprocess"]
-    return TorchEmbedder(
+    embedder = TorchEmbedder(
         model,
         height=pre["height"],
         width=pre["width"],
@@ -158,6 +162,8 @@ def load_embedder_from_checkpoint(
         batch_size=batch_size,
         name=info["model_spec"]["name"],
     )
+    embedder.info = info
+    return embedder
 
 
 def extract_features(

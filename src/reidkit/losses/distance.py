@@ -6,7 +6,6 @@ stays finite when two features coincide (``d/dx sqrt(z)`` is infinite at ``z = 0
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
