@@ -26,7 +26,17 @@ TINY = [
 
 
 def _train(root, out, *extra):
-    return main(["train", "--out", str(out), "--quiet", "--set", f"data.root={root}", *sum((["--set", s] for s in TINY + list(extra)), [])])
+    return main(
+        [
+            "train",
+            "--out",
+            str(out),
+            "--quiet",
+            "--set",
+            f"data.root={root}",
+            *sum((["--set", s] for s in TINY + list(extra)), []),
+        ]
+    )
 
 
 def test_train_then_eval_improves_over_untrained(synthetic_root, tmp_path, capsys):
@@ -40,13 +50,42 @@ def test_train_then_eval_improves_over_untrained(synthetic_root, tmp_path, capsy
 
     capsys.readouterr()
     report = tmp_path / "report"
-    assert main(["eval", "--checkpoint", str(out / CHECKPOINT_NAME), "--report", str(report), "--json", "--quiet", "--workers", "0"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(out / CHECKPOINT_NAME),
+                "--report",
+                str(report),
+                "--json",
+                "--quiet",
+                "--workers",
+                "0",
+            ]
+        )
+        == 0
+    )
     printed = json.loads(capsys.readouterr().out)
     assert printed["mAP"] == pytest.approx(metrics["after"]["mAP"], abs=1e-6)
     assert {p.name for p in report.iterdir()} >= {"metrics.json", "cmc.png", "ranked.png"}
 
     features = tmp_path / "gallery.npz"
-    assert main(["extract", "--checkpoint", str(out / CHECKPOINT_NAME), "--out", str(features), "--quiet", "--workers", "0"]) == 0
+    assert (
+        main(
+            [
+                "extract",
+                "--checkpoint",
+                str(out / CHECKPOINT_NAME),
+                "--out",
+                str(features),
+                "--quiet",
+                "--workers",
+                "0",
+            ]
+        )
+        == 0
+    )
     import numpy as np
 
     with np.load(features) as data:
@@ -71,7 +110,10 @@ def test_checkpoint_rebuilds_its_model(synthetic_root, tmp_path):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["train", "--out", "{tmp}/r", "--set", "model.bakbone=resnet18"], "unknown config key model.bakbone"),
+        (
+            ["train", "--out", "{tmp}/r", "--set", "model.bakbone=resnet18"],
+            "unknown config key model.bakbone",
+        ),
         (["train", "--out", "{tmp}/r", "--config", "{tmp}/missing.yaml"], "missing.yaml does not exist"),
         (["train", "--out", "{tmp}/r", "--set", "data.root={tmp}/nowhere"], "nowhere"),
         (["eval", "--checkpoint", "{tmp}/none.pt"], "none.pt does not exist"),
@@ -89,7 +131,19 @@ def test_resume_with_another_models_checkpoint_is_refused(synthetic_root, tmp_pa
     out = tmp_path / "run"
     assert _train(synthetic_root, out, "train.epochs=0") == 0
     capsys.readouterr()
-    code = main(["train", "--out", str(tmp_path / "x"), "--quiet", "--resume", str(out / CHECKPOINT_NAME), "--set", f"data.root={synthetic_root}", *sum((["--set", s] for s in TINY + ["model.backbone=resnet34"]), [])])
+    code = main(
+        [
+            "train",
+            "--out",
+            str(tmp_path / "x"),
+            "--quiet",
+            "--resume",
+            str(out / CHECKPOINT_NAME),
+            "--set",
+            f"data.root={synthetic_root}",
+            *sum((["--set", s] for s in TINY + ["model.backbone=resnet34"]), []),
+        ]
+    )
     assert code == 2
     assert "was trained with model" in capsys.readouterr().err
 
@@ -100,7 +154,15 @@ def test_eval_with_aligned_local_distances(synthetic_root, tmp_path, capsys):
     results = {}
     for distance in ("global", "local", "combined"):
         capsys.readouterr()
-        argv = ["eval", "--checkpoint", str(out / CHECKPOINT_NAME), "--distance", distance, "--json", "--quiet"]
+        argv = [
+            "eval",
+            "--checkpoint",
+            str(out / CHECKPOINT_NAME),
+            "--distance",
+            distance,
+            "--json",
+            "--quiet",
+        ]
         assert main([*argv, "--workers", "0", "--report", str(tmp_path / distance)]) == 0
         results[distance] = json.loads(capsys.readouterr().out)
     assert 0.0 <= results["local"]["mAP"] <= 1.0
@@ -109,5 +171,19 @@ def test_eval_with_aligned_local_distances(synthetic_root, tmp_path, capsys):
     base = tmp_path / "base"
     assert _train(synthetic_root, base, "train.epochs=0") == 0
     capsys.readouterr()
-    assert main(["eval", "--checkpoint", str(base / CHECKPOINT_NAME), "--distance", "local", "--quiet", "--workers", "0"]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(base / CHECKPOINT_NAME),
+                "--distance",
+                "local",
+                "--quiet",
+                "--workers",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert "has no local features" in capsys.readouterr().err

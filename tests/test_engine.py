@@ -30,7 +30,9 @@ class TinyReid(nn.Module):
 
     def __init__(self, num_classes: int) -> None:
         super().__init__()
-        self.trunk = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten())
+        self.trunk = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten()
+        )
         self.neck = nn.BatchNorm1d(32)
         self.classifier = nn.Linear(32, num_classes, bias=False)
         self.embedding_dim = 32
@@ -87,7 +89,11 @@ def _run(tmp_path, samples, out, *, epochs, max_steps=None, resume=None):
         out_dir=out,
         epochs=epochs,
         lr_at=lr_at,
-        checkpoint_info={"model_spec": {"name": "tiny"}, "preprocess": {"height": 16, "width": 8}, "config": {}},
+        checkpoint_info={
+            "model_spec": {"name": "tiny"},
+            "preprocess": {"height": 16, "width": 8},
+            "config": {},
+        },
         log_every=1,
         max_steps=max_steps,
         resume=resume,

@@ -15,6 +15,7 @@ from reidkit._io import atomic_write_bytes
 GREEN = (30, 170, 60)
 RED = (210, 40, 40)
 BLUE = (40, 90, 210)
+GREY = (150, 150, 150)
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,17 @@ def _tile(path: str, size: tuple[int, int], colour: tuple[int, int, int], border
 
 
 def ranked_grid(
-    rows: Sequence[RankedList], path: str | Path, *, top_k: int = 10, size: tuple[int, int] = (128, 64)
+    rows: Sequence[RankedList],
+    path: str | Path,
+    *,
+    top_k: int = 10,
+    size: tuple[int, int] = (128, 64),
+    neutral: bool = False,
 ) -> None:
-    """Write a PNG: one row per query (blue border), then its top-k (green = same id, red = other)."""
+    """Write a PNG: one row per query (blue border), then its top-k (green = same id, red = other).
+
+    ``neutral``: identities are unknown (a search result), so every result gets a grey border.
+    """
     border, gap, label = 4, 6, 14
     tile_w, tile_h = size[1] + 2 * border, size[0] + 2 * border
     columns = top_k + 1
@@ -78,7 +87,8 @@ def ranked_grid(
             zip(row.gallery_paths[:top_k], row.matches[:top_k], row.distances[:top_k], strict=False)
         ):
             left = gap + (c + 1) * (tile_w + gap)
-            canvas.paste(_tile(gallery, size, GREEN if match else RED, border), (left, top))
+            colour = GREY if neutral else GREEN if match else RED
+            canvas.paste(_tile(gallery, size, colour, border), (left, top))
             draw.text((left, top + tile_h), f"{c + 1}: {distance:.2f}", fill=(0, 0, 0))
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")
