@@ -216,7 +216,8 @@ def main() -> None:
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"torch {torch.__version__}, {args.jobs} trainings at a time x {args.threads} thread(s); "
-        f"wall {total / 60:.1f} min\n"
+        f"this invocation {total / 60:.1f} min, "
+        f"sum of the runs' wall times {sum(r['wall_s'] for runs in results.values() for r in runs) / 60:.1f} min\n"
     )
     baseline_speed = (
         statistics.mean(r["images_per_s"] for r in results.get(BASELINE, [])) if BASELINE in results else None
