@@ -36,7 +36,13 @@ def make_output(dtype=torch.float32, seed=0, requires_grad=True):
         global_features=[leaf(8, FEAT_DIM), leaf(8, FEAT_DIM)],
         part_features=[leaf(8, FEAT_DIM), leaf(8, FEAT_DIM), leaf(8, FEAT_DIM)],
         logits=[leaf(8, NUM_CLASSES)],
-        extra={"attributes.hat": leaf(8, 2), "attributes.colour": leaf(8, 3)},
+        local_features=leaf(8, 4, FEAT_DIM),
+        extra={
+            "attributes.hat": leaf(8, 2),
+            "attributes.colour": leaf(8, 3),
+            "mutual.logits": leaf(2, 8, NUM_CLASSES),
+            "mutual.global": leaf(2, 8, FEAT_DIM),
+        },
     )
     return output, pids
 
@@ -56,7 +62,8 @@ def test_every_registered_loss_builds_runs_and_backpropagates(name):
     assert list(logs) == [criterion.terms[0].label]
     assert logs[criterion.terms[0].label] == pytest.approx(total.item())
     total.backward()
-    gradients = [t.grad for t in output.global_features + output.logits + list(output.extra.values())]
+    leaves = output.global_features + output.logits + [output.local_features] + list(output.extra.values())
+    gradients = [t.grad for t in leaves]
     assert any(g is not None and g.abs().sum() > 0 for g in gradients)
     for parameter in criterion.parameters():
         assert parameter.grad is not None and torch.isfinite(parameter.grad).all()
@@ -150,6 +157,7 @@ def test_bad_terms_fail_at_build_time_with_the_term_and_choices(terms, message):
 def test_missing_output_field_names_the_term():
     criterion = build_criterion([{"name": "trihard", "on": "local"}], num_classes=4, feat_dim=6)
     output, pids = make_output()
+    output.local_features = None
     with pytest.raises(ConfigError, match=r"loss.terms\[0\] \('trihard'\): 'on: local'.*empty"):
         criterion(output, pids)
     criterion = build_criterion([{"name": "trihard", "on": "stripes"}], num_classes=4, feat_dim=6)
@@ -269,3 +277,26 @@ def test_pair_head_is_found_for_pairwise_scoring():
     assert head is criterion.state["1_verification"].head
     assert pair_scores(head, torch.randn(2, FEAT_DIM), torch.randn(3, FEAT_DIM)).shape == (2, 3)
     assert build_criterion([{"name": "trihard"}], num_classes=4, feat_dim=6).pair_head() is None
+
+
+def test_whole_output_and_member_stacked_terms():
+    from reidkit.losses.aligned import aligned_triplet
+    from reidkit.losses.mutual import metric_mutual, mutual_kl
+
+    terms = [{"name": "aligned_triplet"}, {"name": "mutual_kl"}, {"name": "metric_mutual"}]
+    criterion = build_criterion(terms, num_classes=NUM_CLASSES, feat_dim=FEAT_DIM)
+    assert [term.on for term in criterion.terms] == ["output", "mutual.logits", "mutual.global"]
+    output, pids = make_output(torch.float64)
+    _, logs = criterion(output, pids)
+    assert logs["aligned_triplet@output"] == pytest.approx(aligned_triplet(output, pids).item())
+    assert logs["mutual_kl@mutual.logits"] == pytest.approx(
+        mutual_kl(output.extra["mutual.logits"], pids).item()
+    )
+    # unlabelled images are dropped along the batch dimension (1) of member-stacked inputs
+    pids = torch.tensor([0, 0, 1, 1, -1, 2, 3, 3])
+    keep = pids >= 0
+    _, logs = build_criterion(terms[2:], num_classes=4, feat_dim=6)(output, pids)
+    expected = metric_mutual(output.extra["mutual.global"][:, keep], pids[keep]).item()
+    assert logs["metric_mutual@mutual.global"] == pytest.approx(expected)
+    with pytest.raises(ConfigError, match="whole model output"):
+        build_criterion(terms[:1], num_classes=4, feat_dim=6)(output, pids)

@@ -4,8 +4,9 @@ A term is ``{"name": str, "weight": float = 1.0, "on": str, "params": dict = {}}
 loss function from :data:`LOSSES`; ``params`` are passed to it as keyword arguments (checked against its
 signature when the criterion is built); ``on`` picks the model output with :meth:`ReidOutput.select`. When the
 selection is a list of tensors (MGN's global features, PCB's stripes) the term is the mean of the loss over
-the list. Losses with learnable state (center-loss centres, the verification pair head) get it from the
-criterion, which owns it as parameters, so ``criterion.parameters()`` and ``criterion.state_dict()`` carry it.
+the list; ``on: output`` passes the whole :class:`ReidOutput` (``aligned_triplet``). Losses with learnable
+state (center-loss centres, the verification pair head) get it from the criterion, which owns it as
+parameters, so ``criterion.parameters()`` and ``criterion.state_dict()`` carry it.
 
 The ``attributes`` term is the exception to "one selected output": it takes every ``output.extra`` entry named
 ``"<on>.<attribute>"`` (``on`` defaults to ``"attributes"``) as that attribute's ``[B, V]`` logits, and the
@@ -27,9 +28,11 @@ import torch
 from torch import Tensor, nn
 
 from reidkit.errors import ConfigError
+from reidkit.losses.aligned import aligned_triplet
 from reidkit.losses.center import center_loss, init_centers
 from reidkit.losses.distance import METRICS
 from reidkit.losses.identity import UNLABELLED, attribute_loss, cross_entropy, lsro
+from reidkit.losses.mutual import metric_mutual, mutual_kl
 from reidkit.losses.pairwise import contrastive
 from reidkit.losses.quadruplet import quadruplet
 from reidkit.losses.triplet import TRIPLET_MODES, adaptive_triplet, improved_triplet, msml, trihard, triplet
@@ -50,10 +53,26 @@ LOSSES: dict[str, Callable[..., Tensor]] = {
     "center": center_loss,
     "verification": verification,
     "attributes": attribute_loss,
+    "aligned_triplet": aligned_triplet,
+    "mutual_kl": mutual_kl,
+    "metric_mutual": metric_mutual,
 }
 
 #: the model output a term uses when its ``on`` key is left out.
-DEFAULT_ON: dict[str, str] = {"cross_entropy": "logits", "lsro": "logits", "attributes": "attributes"}
+DEFAULT_ON: dict[str, str] = {
+    "cross_entropy": "logits",
+    "lsro": "logits",
+    "attributes": "attributes",
+    "aligned_triplet": "output",
+    "mutual_kl": "mutual.logits",
+    "metric_mutual": "mutual.global",
+}
+
+#: ``on`` value that passes the whole :class:`ReidOutput` to the loss (e.g. ``aligned_triplet``).
+WHOLE_OUTPUT = "output"
+
+#: losses whose inputs are stacked per member ``[M, B, ...]`` (mutual learning): the batch is dimension 1.
+MEMBER_LOSSES = frozenset({"mutual_kl", "metric_mutual"})
 _DEFAULT_ON_METRIC = "global"
 
 #: losses that take images with pid -1 (unlabelled); other terms never see those images.
@@ -303,15 +322,27 @@ class Criterion(nn.Module):
                 logs[term.label] = float(value.detach())
                 total = term.weight * value if total is None else total + term.weight * value
                 continue
-            try:
-                selection = output.select(term.on)
-            except (KeyError, ValueError) as error:
-                raise ConfigError(f"loss.terms[{index}] ({term.name!r}): 'on: {term.on}': {error}") from None
-            items = selection if isinstance(selection, list) else [selection]
             term_pids = pids
-            if not all_labelled and term.name not in ACCEPTS_UNLABELLED:
-                items = [item[labelled] for item in items]
-                term_pids = pids[labelled]
+            if term.on == WHOLE_OUTPUT:
+                if not all_labelled and term.name not in ACCEPTS_UNLABELLED:
+                    raise ConfigError(
+                        f"loss.terms[{index}] ({term.name!r}): takes the whole model output, which cannot be "
+                        "restricted to the labelled images; train it without unlabelled (pid -1) images"
+                    )
+                items: list[Any] = [output]
+            else:
+                try:
+                    selection = output.select(term.on)
+                except (KeyError, ValueError) as error:
+                    raise ConfigError(
+                        f"loss.terms[{index}] ({term.name!r}): 'on: {term.on}': {error}"
+                    ) from None
+                items = selection if isinstance(selection, list) else [selection]
+                if not all_labelled and term.name not in ACCEPTS_UNLABELLED:
+                    batch_dim = 1 if term.name in MEMBER_LOSSES else 0
+                    keep = labelled.nonzero().squeeze(1)
+                    items = [item.index_select(batch_dim, keep) for item in items]
+                    term_pids = pids[labelled]
             arguments = self._term_arguments(index, term)
             function = LOSSES[term.name]
             value = torch.stack([function(item, term_pids, **arguments) for item in items]).mean()
