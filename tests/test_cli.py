@@ -187,3 +187,19 @@ def test_eval_with_aligned_local_distances(synthetic_root, tmp_path, capsys):
         == 2
     )
     assert "has no local features" in capsys.readouterr().err
+
+
+def test_synth_command_writes_a_dataset_and_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "syn"
+    argv = ["synth", str(out), "--ids", "6", "--cams", "2", "--workers", "1", "--quiet"]
+    assert main([*argv, "--json", "--sheet", str(tmp_path / "sheet.png")]) == 0
+    summary = json.loads(capsys.readouterr().out.split("\ncontact sheet")[0])
+    assert summary["train"]["ids"] + summary["query"]["ids"] == 6
+    assert (tmp_path / "sheet.png").stat().st_size > 0
+    before = sorted(p.name for p in (out / "query").iterdir())
+    assert main(argv) == 2  # exists: refused, untouched
+    assert "overwrite" in capsys.readouterr().err
+    assert sorted(p.name for p in (out / "query").iterdir()) == before
+    assert main(["datasets", "summary", "--name", "synthetic", "--root", str(out), "--json"]) == 0
+    counts = json.loads(capsys.readouterr().out)
+    assert counts["query"]["images"] == len(before)

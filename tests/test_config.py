@@ -71,3 +71,22 @@ def test_overrides_do_not_mutate_input():
     result = apply_overrides(values, ["train.epochs=2"])
     assert values == {"train": {"epochs": 1}} and result == {"train": {"epochs": 2}}
     assert isinstance(Config(), Config)
+
+
+def test_yaml_reads_on_as_a_string_and_exponents_as_floats(tmp_path):
+    from reidkit.config import yaml_load
+
+    assert yaml_load("a: on\nb: yes\nc: true\nd: 1e-3\ne: 5\nf: -2E+2") == {
+        "a": "on",
+        "b": "yes",
+        "c": True,
+        "d": 0.001,
+        "e": 5,
+        "f": -200.0,
+    }
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("loss:\n  terms:\n    - {name: trihard, on: global, params: {margin: 3e-1}}\n")
+    term = load_config(recipe).loss.terms[0]
+    assert term["on"] == "global" and term["params"]["margin"] == 0.3
+    save_config(load_config(recipe), tmp_path / "resolved.yaml")
+    assert load_config(tmp_path / "resolved.yaml").loss.terms[0]["on"] == "global"

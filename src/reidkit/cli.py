@@ -70,7 +70,9 @@ def build_training(config, *, progress: bool):
     except TypeError as error:
         raise ReidkitError(f"model.params: {error}") from None
     feat_dim = int(getattr(model, "feature_dim", getattr(model, "embedding_dim", 0)))
-    criterion = build_criterion(config.loss.terms, num_classes=split.num_train_pids, feat_dim=feat_dim)
+    criterion = build_criterion(
+        config.loss.terms, num_classes=split.num_train_pids, feat_dim=feat_dim, seed=config.train.seed
+    )
     optim = config.optim
     optimizer = build_optimizer(
         model,
@@ -146,6 +148,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     print(json.dumps(summary, indent=2) if args.json else _format_synth(args.out, summary))
+    if args.sheet:
+        from reidkit.data.synth import contact_sheet
+
+        contact_sheet(args.sheet, args.out, seed=args.seed)
+        print(f"contact sheet: {args.sheet}")
     return 0
 
 
@@ -160,14 +167,14 @@ def _format_synth(out: str, summary: dict) -> str:
 
 
 def _options(pairs: list[str]) -> dict:
-    import yaml
+    from reidkit.config import yaml_load
 
     options = {}
     for pair in pairs or []:
         if "=" not in pair:
             raise ReidkitError(f"--option {pair!r} must look like key=value")
         key, value = pair.split("=", 1)
-        options[key] = yaml.safe_load(value)
+        options[key] = yaml_load(value)
     return options
 
 
@@ -548,6 +555,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distractors", type=int, default=0, help="distractor people (pid 0) in the gallery")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument(
+        "--sheet", metavar="PNG", help="also write a contact sheet of test identities across cameras"
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_synth)
