@@ -24,10 +24,18 @@ def build_training(config, *, progress: bool):
     import torch
 
     from reidkit.data.datasets import load_dataset
-    from reidkit.data.image_dataset import ImageDataset
-    from reidkit.data.sampler import PKSampler
+    from reidkit.data.image_dataset import (
+        UNKNOWN_ATTRIBUTE,
+        ImageDataset,
+        attribute_value_counts,
+        read_attribute_csv,
+        train_attribute_labels,
+        unlabelled_samples,
+    )
+    from reidkit.data.sampler import PKSampler, UnlabelledMixSampler
     from reidkit.data.transforms import TrainTransform
     from reidkit.engine import build_optimizer, lr_factor, resolve_device
+    from reidkit.errors import ConfigError
     from reidkit.losses.criterion import build_criterion
     from reidkit.models import build_model
 
@@ -45,18 +53,40 @@ def build_training(config, *, progress: bool):
         mean=tuple(data.mean),
         std=tuple(data.std),
     )
-    dataset = ImageDataset(split.train, transform)
+    records = list(split.train)
+    model_params = dict(model_cfg.params)
+    attribute_labels = None
+    if data.attributes is not None:
+        if "attributes" in model_params:
+            raise ConfigError(
+                "model.params.attributes and data.attributes both set: the attribute heads are sized from "
+                "data.attributes; remove model.params.attributes"
+            )
+        names, table = read_attribute_csv(data.attributes)
+        attribute_labels = train_attribute_labels(split, names, table, source=data.attributes)
+        model_params["attributes"] = attribute_value_counts(names, table)
+    unlabelled = []
+    if data.unlabelled is not None:
+        unlabelled = unlabelled_samples(data.unlabelled["root"])
+        if attribute_labels is not None:
+            unknown = {name: UNKNOWN_ATTRIBUTE for name in model_params["attributes"]}
+            attribute_labels += [dict(unknown) for _ in unlabelled]
+    dataset = ImageDataset(records + unlabelled, transform, attribute_labels=attribute_labels)
     try:
         sampler = PKSampler([s.pid for s in split.train], p=data.p, k=data.k, seed=config.train.seed)
     except ValueError as error:
         raise ReidkitError(f"data.p / data.k: {error}") from None
+    if unlabelled:
+        # the extra images sit after the training images in the dataset
+        extra_indices = range(len(records), len(records) + len(unlabelled))
+        sampler = UnlabelledMixSampler(sampler, extra_indices, per_batch=data.unlabelled["per_batch"])
     torch.manual_seed(config.train.seed)  # model initialisation
     model_spec = {
         "name": model_cfg.name,
         "num_classes": split.num_train_pids,
         "backbone": model_cfg.backbone,
         "last_stride": model_cfg.last_stride,
-        "params": dict(model_cfg.params),
+        "params": model_params,
     }
     try:
         model = build_model(
@@ -65,7 +95,7 @@ def build_training(config, *, progress: bool):
             backbone=model_cfg.backbone,
             pretrained=model_cfg.pretrained,
             last_stride=model_cfg.last_stride,
-            **model_cfg.params,
+            **model_params,
         )
     except TypeError as error:
         raise ReidkitError(f"model.params: {error}") from None
@@ -268,6 +298,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     embedder = load_embedder_from_checkpoint(
         args.checkpoint, flip=not args.no_flip, device=args.device, batch_size=args.batch_size
     )
+    pair_head, pair_on, distance = None, "global", args.distance
+    if args.pairwise:
+        from reidkit.errors import ConfigError
+        from reidkit.evaluation import load_pair_head
+
+        if args.distance != "global" or args.rerank or args.qe:
+            raise ConfigError("--pairwise scores with the pair head: drop --distance, --rerank and --qe")
+        pair_head, pair_on = load_pair_head(args.checkpoint, embedder.model, device=args.device)
+        distance = "pairwise"
     split = _load_split(args, embedder.info)
     result = evaluate_split(
         embedder,
@@ -275,11 +314,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
         metric=args.metric,
         rerank=args.rerank,
         query_expansion=args.qe,
-        distance=args.distance,
+        distance=distance,
         local_weight=args.local_weight,
         workers=args.workers,
         progress=not args.quiet,
+        pair_head=pair_head,
+        pair_on=pair_on,
+        pair_batch_size=args.pair_batch_size,
     )
+    if args.features:
+        import numpy as np
+
+        from reidkit.extract import save_features
+
+        stem = Path(args.features)
+        save_features(stem.with_name(stem.name + ".query.npz"), result.query_features, split.query)
+        save_features(
+            stem.with_name(stem.name + ".gallery.npz"),
+            result.gallery_features,
+            split.gallery,
+            distmat=np.asarray(result.distmat, dtype=np.float32),
+        )
     metrics = result.metrics.as_dict()
     report = Path(args.report) if args.report else Path(args.checkpoint).parent / "report"
     from reidkit._io import atomic_write_text
@@ -617,6 +672,21 @@ def build_parser() -> argparse.ArgumentParser:
             )
             p.add_argument(
                 "--local-weight", type=float, default=1.0, help="weight of the local distance in combined"
+            )
+            p.add_argument(
+                "--pairwise",
+                action="store_true",
+                help="score every query-gallery pair with the checkpoint's verification pair head "
+                "(distance = 1 - same-identity probability; slow by design)",
+            )
+            p.add_argument(
+                "--pair-batch-size", type=int, default=4096, help="query-gallery pairs per pair-head call"
+            )
+            p.add_argument(
+                "--features",
+                metavar="PREFIX",
+                help="also save the scored features to PREFIX.query.npz and PREFIX.gallery.npz "
+                "(the latter with the distance matrix)",
             )
             p.add_argument("--batch-size", type=int, default=128)
             p.add_argument("--report", help="report folder (default: beside the checkpoint)")

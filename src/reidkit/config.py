@@ -50,6 +50,10 @@ class DataConfig:
     color_jitter: float = 0.0  # strength in [0, 1]; 0 disables
     mean: list = field(default_factory=lambda: list(IMAGENET_MEAN))
     std: list = field(default_factory=lambda: list(IMAGENET_STD))
+    # extra unlabelled images (pid -1, for the ``lsro`` loss): {root: folder, per_batch: images per batch}
+    unlabelled: dict | None = None
+    # CSV ``pid,<attr1>,<attr2>,...`` of integer attribute codes per training identity (attribute heads)
+    attributes: str | None = None
 
 
 @dataclass
@@ -274,9 +278,34 @@ def validate(config: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    _validate_unlabelled(config.data.unlabelled)
+    if config.data.attributes is not None and not config.data.attributes.strip():
+        raise ConfigError("data.attributes must name a CSV file (pid,<attribute>,...) or be null")
     for index, term in enumerate(config.loss.terms):
         if not isinstance(term, dict) or "name" not in term:
             raise ConfigError(f"loss.terms[{index}] must be a mapping with at least a 'name', got {term!r}")
+
+
+_UNLABELLED_KEYS = ("root", "per_batch")
+
+
+def _validate_unlabelled(section: dict | None) -> None:
+    """``data.unlabelled`` is null or ``{root: folder of images, per_batch: integer >= 1}``."""
+    if section is None:
+        return
+    unknown = sorted(str(key) for key in set(section) - set(_UNLABELLED_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"unknown config key data.unlabelled.{unknown[0]}; data.unlabelled accepts {list(_UNLABELLED_KEYS)}"
+        )
+    root = section.get("root")
+    if not isinstance(root, str) or not root.strip():
+        raise ConfigError(f"data.unlabelled.root must name a folder of images, got {root!r}")
+    per_batch = section.get("per_batch")
+    if isinstance(per_batch, bool) or not isinstance(per_batch, int) or per_batch < 1:
+        raise ConfigError(
+            f"data.unlabelled.per_batch must be an integer >= 1 (extra images per batch), got {per_batch!r}"
+        )
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from reidkit import __version__
 from reidkit._io import atomic_write, atomic_write_text
 from reidkit.data.image_dataset import ImageDataset
-from reidkit.data.sampler import PKSampler, SeededBatches
+from reidkit.data.sampler import PKSampler, SeededBatches, UnlabelledMixSampler
 from reidkit.errors import CheckpointError
 
 FORMAT_VERSION = 1
@@ -151,6 +151,36 @@ def load_weights(model: nn.Module, state_dict: dict, *, source: str) -> None:
         raise CheckpointError(f"{source} does not hold weights for this model ({first})") from None
 
 
+def load_criterion(path: str | Path, model: nn.Module, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the loss criterion a checkpoint was trained with, with its learnable state (e.g. pair head).
+
+    The terms come from ``checkpoint["config"]["loss"]["terms"]``, the number of classes from the model spec and
+    the feature size from ``model.feature_dim``; ``checkpoint["criterion"]`` is loaded into it.
+
+    Raises:
+        CheckpointError: the checkpoint holds no config or no criterion state, or they do not fit.
+    """
+    from reidkit.errors import ConfigError
+    from reidkit.losses.criterion import build_criterion
+
+    payload = load_checkpoint(path, map_location=map_location)
+    config = payload.get("config") or {}
+    terms = (config.get("loss") or {}).get("terms")
+    if not terms or "criterion" not in payload:
+        raise CheckpointError(f"checkpoint {path} holds no loss config or criterion state")
+    feat_dim = int(getattr(model, "feature_dim", getattr(model, "embedding_dim", 0)))
+    seed = (config.get("train") or {}).get("seed", 0)
+    try:
+        criterion = build_criterion(
+            terms, num_classes=payload["model_spec"]["num_classes"], feat_dim=feat_dim, seed=seed
+        )
+        criterion.load_state_dict(payload["criterion"])
+    except (ConfigError, RuntimeError) as error:
+        first = str(error).splitlines()[0]
+        raise CheckpointError(f"checkpoint {path}: cannot rebuild its loss criterion ({first})") from None
+    return criterion.eval()
+
+
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild the model stored in a checkpoint, in eval mode.
 
@@ -208,7 +238,10 @@ def train_one_epoch(
     bar = tqdm(
         total=steps_per_epoch, initial=state.batch, desc=f"epoch {state.epoch + 1}", disable=not progress
     )
-    for images_batch, pids, _camids in batches:
+    for batch in batches:
+        images_batch, pids = batch[0], batch[1]
+        # an ImageDataset with attribute labels adds a 4th item: {attribute name: [B] codes}
+        attribute_labels = batch[3] if len(batch) > 3 else None
         if max_steps is not None and state.global_step >= max_steps:
             break
         factor = lr_at(state.epoch + state.batch / steps_per_epoch)
@@ -220,7 +253,13 @@ def train_one_epoch(
         pids = pids.to(device, non_blocking=True)
         with _autocast(device, amp):
             output = model(images_batch)
-        loss, terms = criterion(output, pids)
+        if attribute_labels is not None:
+            attribute_labels = {
+                name: labels.to(device, non_blocking=True) for name, labels in attribute_labels.items()
+            }
+            loss, terms = criterion(output, pids, attribute_labels=attribute_labels)
+        else:
+            loss, terms = criterion(output, pids)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"loss became {loss.item()} at epoch {state.epoch + 1}, batch {state.batch}"
@@ -320,7 +359,7 @@ def fit(
     criterion: nn.Module,
     optimizer: torch.optim.Optimizer,
     dataset: ImageDataset,
-    sampler: PKSampler,
+    sampler: PKSampler | UnlabelledMixSampler,
     out_dir: str | Path,
     epochs: int,
     lr_at: Callable[[float], float],

@@ -8,9 +8,11 @@ benchmarks.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from reidkit.data.records import Split
 from reidkit.errors import ConfigError
@@ -62,6 +64,30 @@ def score(
     raise ValueError(f"unknown re-ranking mode {rerank!r}; choose from exact, fast")
 
 
+def load_pair_head(checkpoint: str | Path, model: nn.Module, *, device: str | torch.device = "cpu"):
+    """The verification pair head a checkpoint was trained with, and the model output it scores.
+
+    Returns:
+        ``(head, on)``: the trained :class:`reidkit.losses.verification.PairHead` (eval mode) and the ``on``
+        field of its ``verification`` loss term (normally ``"global"``).
+
+    Raises:
+        ConfigError: the checkpoint's loss has no ``verification`` term (so no pair head).
+    """
+    from reidkit.engine import load_criterion
+
+    criterion = load_criterion(checkpoint, model, map_location=device)
+    head = criterion.pair_head()
+    if head is None:
+        names = [term.name for term in criterion.terms]
+        raise ConfigError(
+            f"checkpoint {checkpoint} has no verification pair head (its loss terms are {names}); "
+            "pairwise scoring needs a model trained with a 'verification' term, e.g. configs/ide_verif.yaml"
+        )
+    on = next(term.on for term in criterion.terms if term.name == "verification")
+    return head.to(device).eval(), on
+
+
 def evaluate_split(
     embedder,
     split: Split,
@@ -77,19 +103,49 @@ def evaluate_split(
     max_rank: int = 50,
     workers: int = 0,
     progress: bool = False,
+    pair_head: nn.Module | None = None,
+    pair_on: str = "global",
+    pair_batch_size: int = 4096,
 ) -> EvalResult:
     """Embed ``split.query`` and ``split.gallery`` with ``embedder`` and evaluate under the split's protocol.
 
     Args:
         distance: ``"global"`` (embedding distance), or for models with local features (AlignedReID)
             ``"local"`` (shortest-path aligned distance) or ``"combined"`` (global + local_weight * local).
-            Re-ranking and query expansion apply to the global distance only.
+            Re-ranking and query expansion apply to the global distance only. ``"pairwise"``: the
+            verification pair head ``pair_head`` scores every query-gallery pair on the model output
+            ``pair_on`` (see :meth:`reidkit.extract.TorchEmbedder.output_features_paths`); distance =
+            1 - same-identity probability, and the returned features are those ``pair_on`` features.
+        pair_head: the trained pair head (see :func:`load_pair_head`), for ``distance="pairwise"``.
+        pair_batch_size: query-gallery pairs per head call.
     """
     query_paths = [s.path for s in split.query]
     gallery_paths = [s.path for s in split.gallery]
-    qf = extract_features(embedder, query_paths, workers=workers, progress=progress)
-    gf = extract_features(embedder, gallery_paths, workers=workers, progress=progress)
-    if distance == "global":
+    if distance == "pairwise":
+        if pair_head is None:
+            raise ConfigError("distance 'pairwise' needs the verification pair head (pair_head)")
+        if rerank or query_expansion:
+            raise ConfigError("re-ranking and query expansion work on the global distance, not 'pairwise'")
+        if not hasattr(embedder, "output_features_paths"):
+            raise ConfigError("pairwise scoring needs a PyTorch checkpoint embedder (not ONNX/OpenVINO)")
+        from reidkit.losses.verification import pair_scores
+
+        qf = embedder.output_features_paths(query_paths, on=pair_on, workers=workers, progress=progress)
+        gf = embedder.output_features_paths(gallery_paths, on=pair_on, workers=workers, progress=progress)
+        parameter = next(pair_head.parameters())
+        scores = pair_scores(
+            pair_head,
+            torch.from_numpy(qf).to(parameter.device),
+            torch.from_numpy(gf).to(parameter.device),
+            batch_size=pair_batch_size,
+        )
+        distmat = (1.0 - scores).cpu().numpy()
+    else:
+        qf = extract_features(embedder, query_paths, workers=workers, progress=progress)
+        gf = extract_features(embedder, gallery_paths, workers=workers, progress=progress)
+    if distance == "pairwise":
+        pass  # scored above
+    elif distance == "global":
         distmat = score(
             qf,
             gf,

@@ -126,7 +126,9 @@ class TorchEmbedder:
         from tqdm import tqdm
 
         if not hasattr(self.model, "embed_local"):
-            raise ConfigError(f"model {type(self.model).__name__} has no local features; use the global distance")
+            raise ConfigError(
+                f"model {type(self.model).__name__} has no local features; use the global distance"
+            )
         loader = DataLoader(
             _PathDataset(paths, self.transform), batch_size=self.batch_size, num_workers=workers
         )
@@ -137,6 +139,43 @@ class TorchEmbedder:
             if self.flip:
                 local = (local + self.model.embed_local(torch.flip(batch, dims=[3])).float()) / 2
             chunks.append(local.cpu().numpy())
+        return np.concatenate(chunks)
+
+    @torch.no_grad()
+    def output_features_paths(
+        self, paths: Sequence[str], *, on: str = "global", workers: int = 0, progress: bool = False
+    ) -> np.ndarray:
+        """Image files -> ``[N, D]`` raw features of the model output field ``on`` (not normalised).
+
+        The features a loss term was trained on (``ReidOutput.select(on)``; for a list, such as
+        ``global_features``, its first entry), for scoring heads that take them, e.g. the verification pair
+        head. With ``flip`` the features of the image and its mirror are averaged (the mean keeps their scale).
+        """
+        from tqdm import tqdm
+
+        loader = DataLoader(
+            _PathDataset(paths, self.transform), batch_size=self.batch_size, num_workers=workers
+        )
+
+        def select(images: Tensor) -> Tensor:
+            try:
+                value = self.model(images).select(on)
+            except (KeyError, ValueError) as error:
+                raise ConfigError(f"model {type(self.model).__name__}: {error}") from None
+            value = value[0] if isinstance(value, list) else value
+            if value.dim() != 2:
+                raise ConfigError(f"model output {on!r} is not a [B, D] feature (shape {tuple(value.shape)})")
+            return value.float()
+
+        chunks = []
+        for batch in tqdm(loader, desc=f"features {on}", disable=not progress):
+            batch = batch.to(self.device)
+            features = select(batch)
+            if self.flip:
+                features = (features + select(torch.flip(batch, dims=[3]))) / 2
+            chunks.append(features.cpu().numpy())
+        if not chunks:
+            raise ValueError("output_features_paths: no image paths given")
         return np.concatenate(chunks)
 
 

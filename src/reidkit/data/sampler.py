@@ -6,6 +6,9 @@ identity is used at least once. Each identity's images are shuffled and cut into
 images with replacement); batches draw P identities that still have chunks left, and when fewer
 than P remain, the last batches are completed with chunks of randomly chosen other identities.
 The order depends only on (seed, epoch), so a resumed run replays the same batches.
+
+:class:`UnlabelledMixSampler` appends a fixed number of extra, unlabelled images (pid -1, for the LSRO loss)
+to every P x K batch, cycling through them in an order that is also a function of (seed, epoch) only.
 """
 
 from __future__ import annotations
@@ -87,15 +90,80 @@ class PKSampler:
         return len(self.batches(self.epoch)) - self.start_batch
 
 
+class UnlabelledMixSampler:
+    """A :class:`PKSampler` whose every batch also holds ``per_batch`` indices of unlabelled images.
+
+    Each batch is the P x K batch of ``base`` followed by ``per_batch`` unlabelled indices. The unlabelled
+    indices are taken in turn from a shuffled order of ``unlabelled`` (reshuffled whenever it runs out), so
+    every extra image is used once before any is used again. The order depends only on ``(seed, epoch)``, as for ``base``.
+
+    Args:
+        base: the P x K sampler of the labelled images (its ``seed`` is used).
+        unlabelled: dataset indices of the unlabelled images.
+        per_batch: unlabelled images per batch.
+    """
+
+    def __init__(self, base: PKSampler, unlabelled: Sequence[int], *, per_batch: int) -> None:
+        if per_batch < 1:
+            raise ValueError(f"per_batch (unlabelled images per batch) must be >= 1, got {per_batch}")
+        if len(unlabelled) == 0:
+            raise ValueError("unlabelled: expected at least one unlabelled image index")
+        self.base = base
+        self.unlabelled = np.asarray(unlabelled, dtype=np.int64)
+        self.per_batch = per_batch
+        self._cache: tuple[int, list[list[int]]] | None = None
+
+    @property
+    def seed(self) -> int:
+        return self.base.seed
+
+    @property
+    def epoch(self) -> int:
+        return self.base.epoch
+
+    @property
+    def start_batch(self) -> int:
+        return self.base.start_batch
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Select the epoch to iterate and skip its first ``start_batch`` batches (for resuming)."""
+        self.base.set_epoch(epoch, start_batch)
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        """All batches of ``epoch``: ``P * K`` labelled indices, then ``per_batch`` unlabelled ones."""
+        if self._cache is not None and self._cache[0] == epoch:
+            return self._cache[1]
+        # a stream separate from the base sampler's, so mixing in extra images leaves its batches unchanged
+        rng = np.random.default_rng([self.seed, epoch, 1])
+        pool: list[int] = []
+        batches = []
+        for labelled in self.base.batches(epoch):
+            extra: list[int] = []
+            while len(extra) < self.per_batch:
+                if not pool:
+                    pool = [int(i) for i in self.unlabelled[rng.permutation(len(self.unlabelled))]]
+                extra.append(pool.pop())
+            batches.append(list(labelled) + extra)
+        self._cache = (epoch, batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self.batches(self.epoch)[self.start_batch :]
+
+    def __len__(self) -> int:
+        return len(self.batches(self.epoch)) - self.start_batch
+
+
 def item_seed(seed: int, epoch: int, batch: int, position: int) -> int:
     """A per-image augmentation seed determined by where the image sits in the training schedule."""
     return int(np.random.default_rng([seed, epoch, batch, position]).integers(2**62))
 
 
 class SeededBatches:
-    """Wrap a :class:`PKSampler` so that each index travels with its augmentation seed."""
+    """Wrap a :class:`PKSampler` (or :class:`UnlabelledMixSampler`) so that each index travels with its
+    augmentation seed."""
 
-    def __init__(self, sampler: PKSampler) -> None:
+    def __init__(self, sampler: PKSampler | UnlabelledMixSampler) -> None:
         self.sampler = sampler
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
