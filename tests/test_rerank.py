@@ -6,7 +6,7 @@ import torch
 
 from reidkit.losses.distance import pairwise_distance
 from reidkit.metrics import evaluate
-from reidkit.rerank import k_reciprocal, k_reciprocal_fast, query_expansion
+from reidkit.rerank import _exhaustive_search, _Space, k_reciprocal, k_reciprocal_fast, query_expansion
 
 
 def transcribed_rerank(q_g, q_q, g_g, k1, k2, lambda_value):
@@ -102,7 +102,7 @@ def test_fast_mode_with_exhaustive_search_equals_the_exact_mode(metric):
     qf, gf, _, _ = feature_case(4, 12, 70, dim=24)
     q_g, q_q, g_g = matrices(qf, gf, metric)
     exact = k_reciprocal(q_g, q_q, g_g, k1=10, k2=4)
-    fast = k_reciprocal_fast(qf, gf, k1=10, k2=4, metric=metric, projection_dim=None, chunk_size=16)
+    fast = k_reciprocal_fast(qf, gf, k1=10, k2=4, metric=metric, chunk_size=16)
     assert fast.shape == (12, 70) and fast.dtype == np.float32
     np.testing.assert_allclose(fast, exact, atol=1e-4, rtol=0)
 
@@ -111,7 +111,7 @@ def test_fast_mode_keeps_the_exact_ordering_on_well_separated_data():
     qf, gf, q_pids, g_pids = feature_case(5, 24, 240, dim=64, ids=12, noise=0.15)
     q_camids, g_camids = np.zeros(24, dtype=int), np.ones(240, dtype=int)
     exact = k_reciprocal(*matrices(qf, gf), k1=20, k2=6)
-    fast = k_reciprocal_fast(qf, gf, k1=20, k2=6, projection_dim=16, chunk_size=64)
+    fast = k_reciprocal_fast(qf, gf, k1=20, k2=6, chunk_size=64)
     # every query: the same gallery items in front (its identity), the same order among them
     for row in range(24):
         size = int((g_pids == q_pids[row]).sum())
@@ -124,16 +124,59 @@ def test_fast_mode_keeps_the_exact_ordering_on_well_separated_data():
     assert fast_metrics.mAP == pytest.approx(exact_metrics.mAP, abs=1e-9)
 
 
-def test_fast_mode_with_projection_stays_close_to_exact_on_noisy_data():
-    qf, gf, q_pids, g_pids = feature_case(6, 60, 400, dim=64, ids=30, noise=0.9, dtype=torch.float32)
-    q_camids, g_camids = np.zeros(60, dtype=int), np.ones(400, dtype=int)
-    exact = k_reciprocal(*matrices(qf, gf), k1=20, k2=6)
-    fast = k_reciprocal_fast(qf, gf, k1=20, k2=6, projection_dim=32)
-    exact_map = evaluate(exact, q_pids, g_pids, q_camids, g_camids).mAP
-    fast_map = evaluate(fast, q_pids, g_pids, q_camids, g_camids).mAP
-    plain_map = evaluate(matrices(qf, gf)[0], q_pids, g_pids, q_camids, g_camids).mAP
-    assert abs(fast_map - exact_map) < 0.01
-    assert exact_map > plain_map  # re-ranking helps on clustered data
+def brute_force_neighbours(features, num_candidates):
+    """Squared distances by exact integer arithmetic, then a stable sort of every row."""
+    points = features.numpy().astype(np.int64)
+    squared = ((points[:, None, :] - points[None, :, :]) ** 2).sum(axis=2)
+    order = np.argsort(squared, axis=1, kind="stable")[:, :num_candidates]
+    return order, np.take_along_axis(squared, order, axis=1), squared
+
+
+@pytest.mark.parametrize(("chunk_size", "num_candidates"), [(1, 5), (7, 9), (16, 12), (64, 40)])
+def test_neighbour_search_equals_a_brute_force_stable_sort_with_ties(chunk_size, num_candidates):
+    # small integer coordinates: every distance is exact whatever the block shapes, and ties are everywhere
+    # (duplicated items, items at equal distances), so the lists must break them by index like a stable sort
+    generator = torch.Generator().manual_seed(11)
+    features = torch.randint(-2, 3, (45, 3), generator=generator, dtype=torch.int64).double()
+    features[30:35] = features[3]  # exact duplicates
+    num_query = 8
+    expected_index, expected_distance, squared = brute_force_neighbours(features, num_candidates)
+    out = np.empty((num_query, 45 - num_query), dtype=np.float32)
+    index, distance, row_max = _exhaustive_search(
+        _Space(features, "euclidean"), num_candidates, chunk_size, num_query, out
+    )
+    np.testing.assert_array_equal(index.numpy(), expected_index)
+    np.testing.assert_array_equal(distance.numpy(), expected_distance)
+    np.testing.assert_array_equal(row_max.numpy(), squared.max(axis=1))
+    np.testing.assert_array_equal(out, squared[:num_query, num_query:])
+    # the ties really are there: some row's list is cut inside a group of equal distances
+    cut_in_ties = squared.shape[1] - (squared > expected_distance[:, -1:]).sum(axis=1) > num_candidates
+    assert cut_in_ties.any()
+
+
+def test_neighbour_search_on_float_features_equals_the_full_matrix():
+    qf, gf, _, _ = feature_case(8, 20, 150, dim=32, ids=10, noise=0.6, dtype=torch.float32)
+    features = torch.cat([qf, gf])
+    full = pairwise_distance(features.double(), features.double()).numpy() ** 2
+    out = np.empty((20, 150), dtype=np.float32)
+    index, distance, row_max = _exhaustive_search(_Space(features, "euclidean"), 21, 32, 20, out)
+    expected = np.argsort(full, axis=1, kind="stable")[:, :21]
+    # float32 products may swap items whose distances differ by rounding only; the distances must agree
+    np.testing.assert_allclose(distance.numpy(), np.take_along_axis(full, expected, axis=1), atol=1e-4)
+    assert (index.numpy() == expected).mean() > 0.99
+    np.testing.assert_allclose(row_max.numpy(), full.max(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(out, full[:20, 20:], atol=1e-4)
+
+
+def test_fast_mode_equals_the_exact_mode_with_tied_neighbours():
+    # duplicated gallery items tie exactly in every distance: both modes must break the ties the same way
+    generator = torch.Generator().manual_seed(12)
+    gf = torch.randint(-3, 4, (40, 4), generator=generator, dtype=torch.int64).double()
+    gf[20:30] = gf[:10]
+    qf = torch.randint(-3, 4, (6, 4), generator=generator, dtype=torch.int64).double()
+    exact = k_reciprocal(*matrices(qf, gf), k1=6, k2=3)
+    fast = k_reciprocal_fast(qf, gf, k1=6, k2=3, chunk_size=5)
+    np.testing.assert_allclose(fast, exact, atol=1e-5, rtol=0)
 
 
 def test_rerank_bad_inputs():

@@ -18,12 +18,19 @@ authors' evaluation code, so published numbers carry over:
 :func:`k_reciprocal` (exact) takes the three distance matrices and follows these steps exactly: ``O(N^2)``
 memory for ``D`` (about 1.5 GB in float32 at Market-1501 size) and a full sort of every row.
 
-:func:`k_reciprocal_fast` works from features and never holds an ``N x N`` matrix: neighbour lists come from a
-chunked nearest-neighbour search (optionally in a PCA-projected space, then re-scored with exact distances),
-``V`` is a sparse matrix with ``O(N * k1)`` entries and the Jaccard sums touch only the non-zeros. Its output
-is a dense ``[Q, G]`` matrix like the exact mode's (``Q x G`` floats; the working memory is ``O(N * k)``).
-When the candidate search finds each item's true nearest neighbours and the rows' largest distances (always,
-with ``projection_dim=None``), it reproduces the exact mode.
+:func:`k_reciprocal_fast` works from features and never holds an ``N x N`` matrix: neighbour lists come from an
+exhaustive, chunked nearest-neighbour search over the upper triangle of the distance matrix, ``V`` is a sparse
+matrix with ``O(N * k1)`` entries and the Jaccard sums touch only the non-zeros. Its output is a dense
+``[Q, G]`` matrix like the exact mode's (``Q x G`` floats; the working memory is ``O(N * k)``), and it
+reproduces the exact mode.
+
+The neighbour search stays exhaustive on purpose. Approximate searches (in a PCA-projected space) and exact
+pruning with projected lower bounds ``||P(x - y)|| <= ||x - y||`` were both tried: on the Market-1501-sized
+synthetic benchmark (``benchmarks/eval_speed.py``, d=2048, noise-dominated features) the 256-d approximate
+search lost most of the mAP, and a lower bound from the top 64 / 256 / 1024 principal directions
+excluded no item at all (every item's bound stays below the 21st-neighbour distance), so pruning only adds work.
+Besides, the step-1 normalisation needs each row's *largest* distance and the output needs every
+query-gallery distance, so a large part of the products cannot be skipped in any case.
 
 :func:`query_expansion` implements alpha query expansion (Radenovic et al., TPAMI 2018).
 """
@@ -268,33 +275,6 @@ class _Space:
             return (1.0 - product).pow(2)
         return (self.norms[rows] + self.norms[cols] - 2.0 * product).clamp_min(0.0)
 
-    def gathered(self, rows: slice, cols: Tensor) -> Tensor:
-        """``[R, C]`` squared distances between ``features[rows]`` and ``features[cols[r, c]]``."""
-        left = self.features[rows]
-        right = torch.index_select(self.features, 0, cols.reshape(-1)).view(*cols.shape, -1)
-        product = torch.bmm(right, left[:, :, None])[:, :, 0]
-        if self.metric == "cosine":
-            return (1.0 - product).pow(2)
-        return (self.norms[rows][:, None] + self.norms[cols] - 2.0 * product).clamp_min(0.0)
-
-
-def _projection(space: _Space, dim: int, sample: int = 1024) -> Tensor:
-    """``[N, dim]`` PCA projection of the (normalised, for cosine) features.
-
-    The principal directions are fitted on ``sample`` evenly spread rows through their small Gram matrix
-    (``[sample, sample]``), so the cost does not grow with the feature size squared.
-    """
-    features = space.features
-    step = max(1, features.shape[0] // sample)
-    fitted = features[::step][:sample].float()
-    mean = fitted.mean(dim=0, keepdim=True)
-    centred = fitted - mean
-    values, vectors = torch.linalg.eigh(centred @ centred.t())  # ascending
-    dim = min(dim, centred.shape[0])
-    values, vectors = values[-dim:], vectors[:, -dim:]
-    basis = (centred.t() @ vectors) / values.clamp_min(1e-12).sqrt()[None, :]  # [D, dim], orthonormal columns
-    return (features - mean.to(features.dtype)) @ basis.to(features.dtype)
-
 
 def _stable_order(distance: Tensor, index: Tensor) -> Tensor:
     """Order of each row of ``distance`` ascending, ties by ``index`` ascending (both ``[B, C]``)."""
@@ -311,7 +291,6 @@ def k_reciprocal_fast(
     lambda_value: float = 0.3,
     metric: str = "euclidean",
     *,
-    projection_dim: int | None = None,
     candidates: int | None = None,
     chunk_size: int = 512,
 ) -> np.ndarray:
@@ -320,21 +299,16 @@ def k_reciprocal_fast(
     Steps 1-7 of the module docstring, with the ``N x N`` matrices replaced by:
 
     * neighbour lists: for each item, its ``candidates`` nearest items from an exhaustive search over
-      ``[chunk_size, chunk_size]`` blocks of the distance matrix, each pair of blocks computed once (the
+      ``[chunk_size, N]`` strips of the upper triangle of the distance matrix, each pair computed once (the
       distance is symmetric) and merged into running top lists, cut to
       the ``max(k1 + 1, k2)`` nearest; each row's maximum ``max_k d[i, k]^2`` comes from the same pass, and the
-      query rows' gallery distances are kept for the output. Optionally (``projection_dim``) the search runs in
-      a PCA space of that size and the candidates and the farthest items are re-scored with exact distances.
-      This is only faithful when the nearest neighbours survive the projection (features of low intrinsic
-      dimension). It is NOT on high-dimensional isotropic noise: on the Market-sized synthetic benchmark
-      (``benchmarks/eval_speed.py``, d=2048) a 256-d projection gave wrong neighbour lists and a much lower mAP
-      than the exhaustive search. Compare its mAP with the exhaustive search on your data before using it;
+      query rows' gallery distances are kept for the output;
     * ``V`` and its expansion: sparse, ``O(N * k1)`` entries; distances of its pairs are taken from the
       candidate lists or computed directly;
     * Jaccard sums over the non-zeros only (an inverted index), one block of queries at a time.
 
-    With ``projection_dim=None`` the search is exhaustive and the result equals :func:`k_reciprocal` on the
-    matrices ``pairwise_distance(., ., metric)`` (up to float32 rounding and ties).
+    The search is exhaustive and the result equals :func:`k_reciprocal` on the matrices
+    ``pairwise_distance(., ., metric)`` (up to float32 rounding and ties).
 
     Reference: Zhong et al., "Re-ranking Person Re-identification with k-reciprocal Encoding", CVPR 2017.
 
@@ -342,9 +316,9 @@ def k_reciprocal_fast(
         qf: ``[Q, D]`` query features; ``gf``: ``[G, D]`` gallery features (numpy or CPU/CUDA tensors).
         k1, k2, lambda_value: as in :func:`k_reciprocal`.
         metric: ``"euclidean"`` or ``"cosine"`` (the original distance that is squared and normalised).
-        projection_dim: PCA size of the candidate search, or None (default) for an exhaustive search.
-        candidates: items re-scored per row (default ``2 * (k1 + 1)``).
-        chunk_size: rows (and columns) per block of the candidate search.
+        candidates: length of each item's neighbour list kept by the search (default ``2 * (k1 + 1)``); the
+            distances of the expanded pairs are looked up there, the others are computed.
+        chunk_size: rows per strip of the neighbour search.
 
     Returns:
         ``[Q, G]`` float32 numpy array of re-ranked distances (smaller = more similar), for
@@ -366,16 +340,8 @@ def k_reciprocal_fast(
         features = torch.cat([query.detach().float(), gallery.detach().float().to(query.device)])
         space = _Space(features, metric)
         num_candidates = min(count, max(width, candidates if candidates is not None else 2 * (k1 + 1)))
-        search = space
-        if projection_dim is not None and projection_dim < features.shape[1]:
-            search = _Space(_projection(space, int(projection_dim)), "euclidean")
         out = np.empty((num_query, num_gallery), dtype=np.float32)
-        if search is space:
-            index, exact, row_max = _exhaustive_search(space, num_candidates, chunk_size, num_query, out)
-        else:
-            index, exact, row_max = _projected_search(
-                space, search, num_candidates, chunk_size, num_query, out
-            )
+        index, exact, row_max = _exhaustive_search(space, num_candidates, chunk_size, num_query, out)
         row_max = row_max.clamp_min(torch.finfo(row_max.dtype).tiny)
         neighbours = index[:, :width].cpu().numpy()
         rows_np, cols_np = _expanded_neighbours(neighbours, k1)
@@ -393,23 +359,58 @@ def k_reciprocal_fast(
         )
 
 
-def _merge_nearest(
-    best_distance: Tensor, best_index: Tensor, distance: Tensor, columns: Tensor
-) -> tuple[Tensor, Tensor]:
-    """Keep the ``C`` smallest of the running ``[B, C]`` lists and a new ``[B, K]`` block of columns."""
-    merged_distance = torch.cat([best_distance, distance], dim=1)
-    merged_index = torch.cat([best_index, columns[None, :].expand(distance.shape[0], -1)], dim=1)
-    kept = torch.topk(merged_distance, best_distance.shape[1], dim=1, largest=False).indices
-    return merged_distance.gather(1, kept), merged_index.gather(1, kept)
+def _merge_nearest(best_distance: Tensor, best_index: Tensor, distance: Tensor, columns: Tensor) -> None:
+    """Merge a new ``[B, K]`` block of distances into the running ``[B, C]`` nearest lists, in place.
+
+    The lists are kept in ``(distance, index)`` order: exactly the first ``C`` items of a stable sort of the
+    row, ties included. Only block entries up to a row's current ``C``-th distance can enter; once the lists
+    are filled these are a handful per row, so only the rows that receive any are re-sorted, over ``C`` plus
+    those entries. When many enter (the first blocks), the block is first cut at its own ``C``-th smallest
+    distance (ties kept).
+
+    Args:
+        best_distance: ``[B, C]`` running distances (a view, updated in place); ``best_index``: ``[B, C]``
+            their item indices (updated in place).
+        distance: ``[B, K]`` new distances; ``columns``: ``[K]`` their item indices, ascending.
+    """
+    num_rows, num_kept = best_distance.shape
+    entering = distance <= best_distance[:, -1:]
+    rows, slots = entering.nonzero(as_tuple=True)  # row-major: columns ascending within a row
+    if rows.numel() == 0:
+        return
+    per_row = torch.bincount(rows, minlength=num_rows)
+    if int(per_row.max()) > 2 * num_kept and distance.shape[1] > num_kept:
+        cut = torch.topk(distance, num_kept, dim=1, largest=False).values[:, -1:]
+        rows, slots = (entering & (distance <= cut)).nonzero(as_tuple=True)
+        per_row = torch.bincount(rows, minlength=num_rows)
+    receiving = per_row > 0
+    active = receiving.nonzero()[:, 0]
+    slot_of_row = receiving.cumsum(0) - 1  # row -> its position among the active rows
+    per_active = per_row[active]
+    active_rows = slot_of_row[rows]
+    position = (
+        torch.arange(rows.numel(), device=rows.device) - (per_active.cumsum(0) - per_active)[active_rows]
+    )
+    width = int(per_active.max())
+    new_distance = distance.new_full((active.numel(), width), float("inf"))
+    new_index = best_index.new_full((active.numel(), width), torch.iinfo(best_index.dtype).max)
+    new_distance[active_rows, position] = distance[rows, slots]
+    new_index[active_rows, position] = columns[slots]
+    merged_distance = torch.cat([best_distance[active], new_distance], dim=1)
+    merged_index = torch.cat([best_index[active], new_index], dim=1)
+    order = _stable_order(merged_distance, merged_index)[:, :num_kept]
+    best_distance[active] = merged_distance.gather(1, order)
+    best_index[active] = merged_index.gather(1, order)
 
 
 def _exhaustive_search(
     space: _Space, num_candidates: int, chunk_size: int, num_query: int, out: np.ndarray
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Exact ``num_candidates`` nearest items of every item, each pair of row blocks computed once.
+    """Exact ``num_candidates`` nearest items of every item, each pair of items computed once.
 
-    The distance is symmetric, so block ``(i, j)`` also serves block ``(j, i)`` transposed: half the products
-    of a row-by-row search. Query rows' gallery distances are written to ``out`` ``[Q, G]``.
+    The distance is symmetric, so the search runs over the upper triangle only: one ``[B, N - start]`` strip
+    of distances per block of ``B = chunk_size`` rows (a single matrix product), which serves both the block's
+    rows and, transposed, the later rows. Query rows' gallery distances are written to ``out`` ``[Q, G]``.
 
     Returns:
         (``[N, C]`` indices and ``[N, C]`` squared distances, nearest first with ties by index; ``[N]`` row max).
@@ -419,68 +420,33 @@ def _exhaustive_search(
     best_distance = torch.full((count, num_candidates), float("inf"), dtype=features.dtype, device=device)
     best_index = torch.full((count, num_candidates), -1, dtype=torch.int64, device=device)
     row_max = torch.full((count,), float("-inf"), dtype=features.dtype, device=device)
-    bounds = [(start, min(start + chunk_size, count)) for start in range(0, count, chunk_size)]
-    for position, (row_start, row_stop) in enumerate(bounds):
+    for row_start in range(0, count, chunk_size):
+        row_stop = min(row_start + chunk_size, count)
         rows = slice(row_start, row_stop)
-        for column_start, column_stop in bounds[position:]:
-            columns = slice(column_start, column_stop)
-            block = space.block(rows, columns)  # [Bi, Bj]
-            if column_start == row_start:  # the diagonal block: make it exactly symmetric
-                block = torch.minimum(block, block.t())
-            column_range = torch.arange(column_start, column_stop, device=device)
-            best_distance[rows], best_index[rows] = _merge_nearest(
-                best_distance[rows], best_index[rows], block, column_range
+        strip = space.block(rows, slice(row_start, count))  # [B, N - row_start]
+        size = row_stop - row_start
+        diagonal = strip[:, :size]
+        diagonal.copy_(torch.minimum(diagonal, diagonal.t()))  # exactly symmetric
+        _merge_nearest(
+            best_distance[rows], best_index[rows], strip, torch.arange(row_start, count, device=device)
+        )
+        row_max[rows] = torch.maximum(row_max[rows], strip.amax(dim=1))
+        if row_stop < count:  # the same distances seen from the later rows
+            later = slice(row_stop, count)
+            beyond = strip[:, size:].t()  # [N - row_stop, B]
+            _merge_nearest(
+                best_distance[later],
+                best_index[later],
+                beyond,
+                torch.arange(row_start, row_stop, device=device),
             )
-            row_max[rows] = torch.maximum(row_max[rows], block.amax(dim=1))
-            if column_start != row_start:
-                row_range = torch.arange(row_start, row_stop, device=device)
-                best_distance[columns], best_index[columns] = _merge_nearest(
-                    best_distance[columns], best_index[columns], block.t(), row_range
-                )
-                row_max[columns] = torch.maximum(row_max[columns], block.amax(dim=0))
-            if row_start < num_query and column_stop > num_query:  # query rows x gallery columns
-                query_stop = min(row_stop, num_query)
-                gallery_start = max(column_start, num_query)
-                part = block[: query_stop - row_start, gallery_start - column_start :]
-                out[row_start:query_stop, gallery_start - num_query : column_stop - num_query] = (
-                    part.cpu().numpy()
-                )
-    order = _stable_order(best_distance, best_index)
-    return best_index.gather(1, order), best_distance.gather(1, order), row_max
-
-
-def _projected_search(
-    space: _Space, search: _Space, num_candidates: int, chunk_size: int, num_query: int, out: np.ndarray
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Candidates from a search in the projected ``search`` space, re-scored with exact distances.
-
-    Returns the same as :func:`_exhaustive_search`; the row maximum of a gallery row is the largest exact
-    distance among its re-scored candidates and its farthest items in the projected space.
-    """
-    features = space.features
-    count, device = features.shape[0], features.device
-    index = torch.empty((count, num_candidates), dtype=torch.int64, device=device)
-    exact = torch.empty((count, num_candidates), dtype=features.dtype, device=device)
-    row_max = torch.empty(count, dtype=features.dtype, device=device)
-    num_far = min(count, 8)
-    for start in range(0, count, chunk_size):
-        stop = min(start + chunk_size, count)
-        rows = slice(start, stop)
-        searched = search.block(rows, slice(None))  # [B, N]
-        near = torch.topk(searched, num_candidates, dim=1, largest=False).indices
-        far = torch.topk(searched, num_far, dim=1, largest=True).indices
-        del searched
-        near_distance = space.gathered(rows, near)
-        row_max[rows] = torch.maximum(space.gathered(rows, far).amax(dim=1), near_distance.amax(dim=1))
-        if start < num_query:  # query rows: their exact gallery distances, for the output and the row max
-            query_rows = slice(start, min(stop, num_query))
-            exact_block = space.block(query_rows, slice(num_query, count))
-            out[query_rows] = exact_block.cpu().numpy()
-            row_max[query_rows] = torch.maximum(row_max[query_rows], exact_block.amax(dim=1))
-        order = _stable_order(near_distance, near)
-        index[rows] = near.gather(1, order)
-        exact[rows] = near_distance.gather(1, order)
-    return index, exact, row_max
+            row_max[later] = torch.maximum(row_max[later], beyond.amax(dim=1))
+        if row_start < num_query:  # query rows x gallery columns (always in the upper triangle)
+            query_stop = min(row_stop, num_query)
+            gallery_start = max(row_start, num_query)
+            part = strip[: query_stop - row_start, gallery_start - row_start :]
+            out[row_start:query_stop, gallery_start - num_query :] = part.cpu().numpy()
+    return best_index, best_distance, row_max
 
 
 def _pair_distances(
