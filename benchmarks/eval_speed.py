@@ -18,14 +18,14 @@ Methods:
 * ``reidkit``: :func:`reidkit.metrics.evaluate_features` (blocks of queries, no sort, no ``Q x G`` matrix).
 * ``baseline-matrix`` / ``reidkit-matrix``: the same two, timed on an already computed distance matrix.
 * ``rerank-exact``: the three distance matrices + :func:`reidkit.rerank.k_reciprocal`.
-* ``rerank-fast``: :func:`reidkit.rerank.k_reciprocal_fast` from the features (exhaustive neighbour search);
-  ``rerank-fast-pca``: the same with the neighbour search in a 256-d PCA space.
+* ``rerank-fast``: :func:`reidkit.rerank.k_reciprocal_fast` from the features (exhaustive neighbour search).
 
 Usage::
 
     python benchmarks/eval_speed.py                 # Market and MSMT17 sizes (several minutes on 2 cores)
     python benchmarks/eval_speed.py --scale 0.1     # a quick run on 10% of each size
     python benchmarks/eval_speed.py --sizes market --kinds clustered --no-rerank
+    python benchmarks/eval_speed.py --sizes market --kinds clustered --methods rerank-exact,rerank-fast
 """
 
 from __future__ import annotations
@@ -152,10 +152,8 @@ def worker(method: str, size: str, kind: str, scale: float, seed: int, sort_kind
         result["seconds"] = time.perf_counter() - start
         metrics = evaluate(reranked, *labels)
         cmc, mean_ap, mean_inp = metrics.cmc, metrics.mAP, metrics.mINP
-    elif method in ("rerank-fast", "rerank-fast-pca"):
-        reranked = k_reciprocal_fast(
-            query, gallery, projection_dim=256 if method == "rerank-fast-pca" else None
-        )
+    elif method == "rerank-fast":
+        reranked = k_reciprocal_fast(query, gallery)
         result["seconds"] = time.perf_counter() - start
         metrics = evaluate(reranked, *labels)
         cmc, mean_ap, mean_inp = metrics.cmc, metrics.mAP, metrics.mINP
@@ -209,6 +207,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the raw results to this file")
     parser.add_argument("--threads", type=int, default=0, help="threads per measurement (0: library default)")
     parser.add_argument("--baseline-sort", default="stable", choices=["stable", "quicksort"])
+    parser.add_argument("--methods", help="comma-separated subset of the methods to run (default: all)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -229,7 +228,9 @@ def main() -> None:
             if size == "market":  # the evaluation step alone, from an already computed matrix
                 methods += ["baseline-matrix", "reidkit-matrix"]
             if not args.no_rerank and size == "market" and kind == "clustered":
-                methods += ["rerank-exact", "rerank-fast", "rerank-fast-pca"]
+                methods += ["rerank-exact", "rerank-fast"]
+            if args.methods:
+                methods = [method for method in methods if method in args.methods.split(",")]
             results = {}
             for method in methods:
                 estimate = dense_estimate_gb(size, args.scale, method)
@@ -260,7 +261,6 @@ def print_table(rows) -> None:
                 "reidkit": "baseline",
                 "reidkit-matrix": "baseline-matrix",
                 "rerank-fast": "rerank-exact",
-                "rerank-fast-pca": "rerank-exact",
             }.get(method)
             reference = results.get(reference_name, {}) if reference_name else {}
             if "skipped" in result or "error" in result:
