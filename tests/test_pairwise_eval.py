@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from reidkit.cli import main
+from reidkit.config import load_config
 from reidkit.data.datasets import load_dataset
 from reidkit.engine import CHECKPOINT_NAME, load_checkpoint, load_criterion
 from reidkit.errors import ConfigError
@@ -46,7 +47,9 @@ def _train(config: str, root: Path, out: Path, *extra: str) -> Path:
 
 
 def test_pairwise_eval_scores_with_the_trained_pair_head(synthetic_root, tmp_path, capsys):
-    checkpoint = _train("ide_verif.yaml", synthetic_root, tmp_path / "verif", "train.epochs=1")
+    checkpoint = _train(
+        "ide_verif.yaml", synthetic_root, tmp_path / "verif", "train.epochs=1", "eval.pairwise=true"
+    )
     capsys.readouterr()
     prefix = tmp_path / "scored"
     argv = ["eval", "--checkpoint", str(checkpoint), "--workers", "0", "--quiet", "--json"]
@@ -99,6 +102,11 @@ def test_pairwise_eval_scores_with_the_trained_pair_head(synthetic_root, tmp_pat
     )
     assert recomputed.as_dict()["mAP"] == pytest.approx(metrics["mAP"])
 
+    # evaluation during training (eval.pairwise) used the live pair head: the same numbers
+    during_training = json.loads((tmp_path / "verif" / "metrics.json").read_text())["after"]
+    assert during_training["mAP"] == pytest.approx(metrics["mAP"], abs=1e-6)
+    assert during_training["rank1"] == pytest.approx(metrics["rank1"], abs=1e-6)
+
     # the pair head comes back from the checkpoint with the term's 'on'
     head_again, on = load_pair_head(checkpoint, embedder.model)
     assert on == "global" and torch.equal(head_again.linear.weight, head.linear.weight)
@@ -109,6 +117,10 @@ def test_pairwise_eval_scores_with_the_trained_pair_head(synthetic_root, tmp_pat
 
 
 def test_pairwise_eval_without_a_pair_head_is_a_clear_error(synthetic_root, tmp_path, capsys):
+    with pytest.raises(ConfigError, match="eval.pairwise needs a 'verification' loss term"):
+        load_config(CONFIGS / "ide.yaml", ["eval.pairwise=true"])
+    with pytest.raises(ConfigError, match="does not combine"):
+        load_config(CONFIGS / "ide_verif.yaml", ["eval.pairwise=true", "eval.rerank=exact"])
     checkpoint = _train("ide.yaml", synthetic_root, tmp_path / "ide", "train.epochs=0")
     embedder = load_embedder_from_checkpoint(checkpoint)
     with pytest.raises(ConfigError, match="no verification pair head"):

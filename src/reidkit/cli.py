@@ -133,12 +133,23 @@ def build_training(config, *, progress: bool):
     return split, dataset, sampler, model, model_spec, criterion, optimizer, lr_at, device, preprocess
 
 
-def make_evaluator(config, split, preprocess: dict, device, *, progress: bool):
-    """``evaluate(model) -> metrics dict`` for periodic evaluation during training."""
+def make_evaluator(config, split, preprocess: dict, device, *, progress: bool, criterion=None):
+    """``evaluate(model) -> metrics dict`` for periodic evaluation during training.
+
+    With ``eval.pairwise`` the pair head of ``criterion`` (the one being trained) scores the pairs.
+    """
     from reidkit.evaluation import evaluate_split
     from reidkit.extract import TorchEmbedder
 
     ev = config.eval
+    pair_head, pair_on = None, "global"
+    if ev.pairwise:
+        pair_head = criterion.pair_head() if criterion is not None else None
+        if pair_head is None:
+            raise ReidkitError(
+                "eval.pairwise needs a 'verification' loss term (its pair head scores the pairs)"
+            )
+        pair_on = next(term.on for term in criterion.terms if term.name == "verification")
 
     def evaluate(model) -> dict:
         was_training = model.training
@@ -155,6 +166,9 @@ def make_evaluator(config, split, preprocess: dict, device, *, progress: bool):
             max_rank=ev.max_rank,
             workers=config.data.workers,
             progress=progress,
+            distance="pairwise" if pair_head is not None else "global",
+            pair_head=pair_head,
+            pair_on=pair_on,
         )
         model.train(was_training)
         return result.metrics.as_dict()
@@ -247,7 +261,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         amp=train.amp,
         channels_last=train.channels_last,
         grad_clip=train.grad_clip,
-        evaluate=make_evaluator(config, split, preprocess, device, progress=progress),
+        evaluate=make_evaluator(config, split, preprocess, device, progress=progress, criterion=criterion),
         eval_every=train.eval_every,
         eval_before=train.eval_before,
         checkpoint_every=train.checkpoint_every,

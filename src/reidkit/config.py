@@ -120,6 +120,8 @@ class EvalConfig:
     k2: int = 6
     lambda_value: float = 0.3
     query_expansion: int = 0  # alpha-QE neighbours; 0 disables
+    # score query x gallery with the verification pair head (needs a 'verification' loss term; slow)
+    pairwise: bool = False
 
 
 @dataclass
@@ -279,6 +281,12 @@ def validate(config: Config) -> None:
         if not ok:
             raise ConfigError(message)
     _validate_unlabelled(config.data.unlabelled)
+    if config.eval.pairwise and not any(
+        isinstance(term, dict) and term.get("name") == "verification" for term in config.loss.terms
+    ):
+        raise ConfigError("eval.pairwise needs a 'verification' loss term (its pair head scores the pairs)")
+    if config.eval.pairwise and (config.eval.rerank or config.eval.query_expansion):
+        raise ConfigError("eval.pairwise does not combine with eval.rerank or eval.query_expansion")
     if config.data.attributes is not None and not config.data.attributes.strip():
         raise ConfigError("data.attributes must name a CSV file (pid,<attribute>,...) or be null")
     for index, term in enumerate(config.loss.terms):

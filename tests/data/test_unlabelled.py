@@ -127,3 +127,26 @@ def test_lsro_recipe_trains_from_the_command_line(synthetic_root, tmp_path):
     # a missing extra-image folder is a clear error
     code = main([*argv, "--set", f"data.root={synthetic_root}", "--set", "data.unlabelled.root=/no/such/dir"])
     assert code == 2
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"root": "x"}, "data.unlabelled.per_batch must be an integer >= 1"),
+        ({"root": "x", "per_batch": 0}, "data.unlabelled.per_batch must be an integer >= 1"),
+        ({"root": "x", "per_batch": True}, "data.unlabelled.per_batch must be an integer >= 1"),
+        ({"root": "", "per_batch": 2}, "data.unlabelled.root must name a folder"),
+        ({"root": "x", "per_batch": 2, "count": 1}, "unknown config key data.unlabelled.count"),
+        ("x", "data.unlabelled expects dict or null"),
+    ],
+)
+def test_config_section_is_validated(section, message):
+    from reidkit.config import from_dict
+    from reidkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        from_dict({"data": {"unlabelled": section}})
+    config = from_dict({"data": {"unlabelled": {"root": "extra", "per_batch": 2}, "attributes": "a.csv"}})
+    assert config.data.unlabelled == {"root": "extra", "per_batch": 2} and config.data.attributes == "a.csv"
+    with pytest.raises(ConfigError, match="data.attributes must name a CSV"):
+        from_dict({"data": {"attributes": " "}})
