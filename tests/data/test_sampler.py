@@ -53,3 +53,13 @@ def test_too_few_identities_is_an_error():
         PKSampler(_pids(), p=7, k=2)
     with pytest.raises(ValueError, match="P and K must be >= 1"):
         PKSampler(_pids(), p=0, k=2)
+
+
+def test_make_split_relabels_train_and_keeps_the_mapping():
+    from reidkit.data.records import Sample, make_split
+
+    train = [Sample("a", 7, 0), Sample("b", 3, 1), Sample("c", 7, 1)]
+    split = make_split(train, [Sample("q", 9, 0)], [Sample("g", 9, 1)], extra={"note": 1})
+    assert [s.pid for s in split.train] == [1, 0, 1]
+    assert split.extra == {"note": 1, "train_pid_mapping": {3: 0, 7: 1}}
+    assert split.query[0].pid == 9 and split.num_train_pids == 2

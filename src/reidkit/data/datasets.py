@@ -27,7 +27,6 @@ import inspect
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +149,7 @@ def _load_market_layout(
         "distractors": sum(s.pid == 0 for s in gallery),
         "distractors_dropped": sum(s.pid == 0 for s in parsed["train"] + parsed["query"]),
     }
-    return replace(make_split(train, query, gallery, name=name), extra=extra)
+    return make_split(train, query, gallery, name=name, extra=extra)
 
 
 def load_market1501(root: str | Path) -> Split:
@@ -240,7 +239,7 @@ def load_msmt17(root: str | Path, *, include_val: bool = True) -> Split:
     for split, samples in (("train", train), ("query", query), ("gallery", gallery)):
         require_nonempty(samples, split_name=split, dataset="MSMT17", where=base / sources[split])
     extra = {"root": str(base), "version": version, "include_val": include_val}
-    return replace(make_split(train, query, gallery, name="msmt17"), extra=extra)
+    return make_split(train, query, gallery, name="msmt17", extra=extra)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -405,8 +404,8 @@ def load_cuhk03(
         ]
         require_nonempty(splits[split], split_name=split, dataset="CUHK03", where=f"{mat_path} ({split}_idx)")
     check_files_exist(sorted({s.path for samples in splits.values() for s in samples}), source=mat_path)
-    split = make_split(splits["train"], splits["query"], splits["gallery"], name="cuhk03")
-    return replace(split, extra={"root": str(base), "variant": variant, "split_file": str(mat_path)})
+    extra = {"root": str(base), "variant": variant, "split_file": str(mat_path)}
+    return make_split(splits["train"], splits["query"], splits["gallery"], name="cuhk03", extra=extra)
 
 
 # ---------------------------------------------------------------------------------------------------------------

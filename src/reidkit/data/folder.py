@@ -29,7 +29,7 @@ import os
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -481,5 +481,4 @@ def load_custom(
     for split_name, split_samples in zip(SPLIT_NAMES, (train, query, gallery), strict=True):
         origin = root_path / split_name if use_split_dirs else where
         require_nonempty(split_samples, split_name=split_name, dataset=label, where=origin)
-    split = make_split(train, query, gallery, name=name, has_camids=cameras)
-    return replace(split, extra=extra)
+    return make_split(train, query, gallery, name=name, has_camids=cameras, extra=extra)

@@ -81,10 +81,16 @@ def make_split(
     *,
     name: str = "",
     has_camids: bool = True,
+    extra: dict | None = None,
 ) -> Split:
-    """Build a :class:`Split`, relabelling the train identities (the one place this happens)."""
-    train_relabelled, _ = relabel(train)
-    return Split(train_relabelled, tuple(query), tuple(gallery), name=name, has_camids=has_camids)
+    """Build a :class:`Split`, relabelling the train identities (the one place this happens).
+
+    ``extra["train_pid_mapping"]`` keeps ``{original pid: train label}`` (e.g. to look up per-identity
+    attribute labels); other ``extra`` entries are the loader's own notes.
+    """
+    train_relabelled, mapping = relabel(train)
+    notes = {**(extra or {}), "train_pid_mapping": mapping}
+    return Split(train_relabelled, tuple(query), tuple(gallery), name=name, has_camids=has_camids, extra=notes)
 
 
 def summarize(samples: Sequence[Sample]) -> dict[str, int]:
