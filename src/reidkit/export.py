@@ -224,7 +224,7 @@ def export(
         CheckpointError: the checkpoint cannot be read.
     """
     from reidkit.engine import load_model
-    from reidkit.extract import TorchEmbedder
+    from reidkit.extract import embedder_for_checkpoint_model
 
     if format not in FORMATS:
         raise ExportError(f"export format must be one of {FORMATS}, got {format!r}")
@@ -241,16 +241,7 @@ def export(
         flip=flip,
     )
     name = str(info["model_spec"]["name"])
-    # built exactly as load_embedder_from_checkpoint builds it, so the fingerprints agree
-    torch_embedder = TorchEmbedder(
-        model,
-        height=pre["height"],
-        width=pre["width"],
-        mean=pre["mean"],
-        std=pre["std"],
-        flip=flip,
-        name=name,
-    )
+    torch_embedder = embedder_for_checkpoint_model(model, info, flip=flip)
     wrapper = _Embed(model).eval()
     random, real = _parity_inputs(preprocess, images, seed)
     with torch.no_grad():

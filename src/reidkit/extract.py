@@ -179,16 +179,13 @@ class TorchEmbedder:
         return np.concatenate(chunks)
 
 
-def load_embedder_from_checkpoint(
-    path: str | Path, *, flip: bool = True, device: str = "cpu", batch_size: int = 64
+def embedder_for_checkpoint_model(
+    model: nn.Module, info: dict, *, flip: bool = True, device: str = "cpu", batch_size: int = 64
 ) -> TorchEmbedder:
-    """Rebuild a checkpoint's model and wrap it with the preprocessing it was trained with.
+    """Wrap a model rebuilt by :func:`reidkit.engine.load_model` with its checkpoint's preprocessing.
 
-    The checkpoint's other contents (``config``, ``model_spec``, ``preprocess``) are kept in ``embedder.info``.
+    Everything that embeds a checkpoint builds its embedder here, so their fingerprints agree.
     """
-    from reidkit.engine import load_model
-
-    model, info = load_model(path, map_location=device)
     pre = info["preprocess"]
     embedder = TorchEmbedder(
         model,
@@ -199,10 +196,23 @@ def load_embedder_from_checkpoint(
         flip=flip,
         device=device,
         batch_size=batch_size,
-        name=info["model_spec"]["name"],
+        name=str(info["model_spec"]["name"]),
     )
     embedder.info = info
     return embedder
+
+
+def load_embedder_from_checkpoint(
+    path: str | Path, *, flip: bool = True, device: str = "cpu", batch_size: int = 64
+) -> TorchEmbedder:
+    """Rebuild a checkpoint's model and wrap it with the preprocessing it was trained with.
+
+    The checkpoint's other contents (``config``, ``model_spec``, ``preprocess``) are kept in ``embedder.info``.
+    """
+    from reidkit.engine import load_model
+
+    model, info = load_model(path, map_location=device)
+    return embedder_for_checkpoint_model(model, info, flip=flip, device=device, batch_size=batch_size)
 
 
 def extract_features(
