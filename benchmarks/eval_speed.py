@@ -282,7 +282,8 @@ def print_table(rows) -> None:
                         else (f"DIFFERENT (mAP diff {abs(result['mAP'] - reference['mAP']):.2e})")
                     )
             elif reference_name:
-                ratio, same = "n/a", "baseline " + ("skipped" if "skipped" in reference else "failed")
+                status = "not run" if not reference else "skipped" if "skipped" in reference else "failed"
+                ratio, same = "n/a", f"{reference_name} {status}"
             print(
                 f"| {size:7s} | {kind:9s} | {method:16s} | {result['seconds']:8.2f} | {ratio:>11s} | "
                 f"{result['peak_gb']:7.2f} | {result['data_gb']:7.2f} | {100 * result['rank1']:7.2f} | "
