@@ -57,7 +57,7 @@ def _overrides(args: argparse.Namespace, root: Path, seed: int, *, before: bool)
         "data.pad=6",
         "data.random_erasing=0.5",
         f"model.backbone={args.backbone}",
-        "model.pretrained=null",
+        f"model.pretrained={args.pretrained or 'null'}",
         "model.last_stride=1",
         "optim.name=adam",
         f"optim.lr={args.lr}",
@@ -159,6 +159,10 @@ def main() -> None:
     parser.add_argument("--difficulty", default="hard")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--backbone", default="resnet18", help="a ResNet (MGN and JLML need one)")
+    parser.add_argument(
+        "--pretrained",
+        help="trunk weights: imagenet (offline for mobilenet_v2 with reidkit[mobilenet]) or a state-dict path",
+    )
     parser.add_argument("--height", type=int, default=128)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("-p", type=int, default=8, help="identities per batch")

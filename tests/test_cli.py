@@ -203,3 +203,16 @@ def test_synth_command_writes_a_dataset_and_refuses_to_overwrite(tmp_path, capsy
     assert main(["datasets", "summary", "--name", "synthetic", "--root", str(out), "--json"]) == 0
     counts = json.loads(capsys.readouterr().out)
     assert counts["query"]["images"] == len(before)
+
+
+def test_corrupt_image_is_named(synthetic_root, tmp_path, capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_root, data)
+    victim = sorted((data / "bounding_box_test").glob("*.jpg"))[3]
+    victim.write_bytes(victim.read_bytes()[:100])  # a truncated JPEG
+    out = tmp_path / "run"
+    assert _train(data, out, "train.epochs=0", "train.eval_before=false") == 2
+    assert victim.name in capsys.readouterr().err
+    assert not (out / CHECKPOINT_NAME).exists()  # nothing half-written
