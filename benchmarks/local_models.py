@@ -195,7 +195,7 @@ def main() -> None:
     total = time.perf_counter() - start
 
     print(
-        f"\nLocal-feature models: {args.backbone} ({args.pretrained or "random init"}) at {args.height}x{args.width}, "
+        f"\nLocal-feature models: {args.backbone} ({args.pretrained or 'random init'}) at {args.height}x{args.width}, "
         f"P x K = {args.p} x {args.k}, Adam {args.lr:g}, {args.epochs} epochs (cosine, 1 warm-up), "
         f"synthetic --ids {args.ids} --cams {args.cams} --difficulty {args.difficulty}, seeds {args.seeds}, "
         f"flip {'on' if args.flip else 'off'}"
