@@ -291,15 +291,17 @@ def _block_metrics(
             candidate &= keep
         if ignored_key is not None:
             candidate.view(-1)[ignored_key] = False
-        before = torch.searchsorted(searchable, dist.contiguous(), side="left", out_int32=True)
-        slot = searchable.gather(1, before.clamp_max(width - 1).long())
-        rows, cols = (candidate & (slot == dist) & (before < width)).nonzero(as_tuple=True)
+        before = torch.searchsorted(searchable, dist.contiguous(), side="left")
+        # the match distance at each item's insertion slot (+inf past the last one): equal means a tie
+        padded = torch.cat([searchable, searchable.new_full((num_rows, 1), float("inf"))], dim=1)
+        rows, cols = (candidate & (padded.gather(1, before) == dist)).nonzero(as_tuple=True)
         if rows.numel():
             # equal distances: a true match comes first when its gallery index is smaller (stable sort)
             tied = _earlier_ties(searchable, match_index, match_valid, rows, cols, dist[rows, cols])
-            before[rows, cols] += tied.to(before.dtype)
-        bins = torch.where(candidate, before, width).long()  # before <= width on candidates
-        counts.scatter_add_(1, bins, torch.ones_like(bins))
+            before[rows, cols] += tied
+        before.masked_fill_(~candidate, width)  # before <= width on candidates
+        before += torch.arange(num_rows, device=device)[:, None] * (width + 1)
+        counts += torch.bincount(before.view(-1), minlength=counts.numel()).view_as(counts)
     elif num_within:
         rows, cols = within.nonzero(as_tuple=True)  # row-major: columns ascending within each row
         negative = g_pids_t[cols] != row_pids[rows]  # same-pid items are true matches or ignored
@@ -490,12 +492,14 @@ class _BlockDistance:
 
     def __call__(self, query: Tensor) -> Tensor:
         if self.metric == "cosine":
-            return 1.0 - F.normalize(query, dim=1) @ self.gallery.t()
+            return (F.normalize(query, dim=1) @ self.gallery.t()).neg_().add_(1.0)  # == 1 - x, in place
         query_norm = query.pow(2).sum(dim=1, keepdim=True)
-        dist = (query_norm + self.gallery_norm - 2.0 * (query @ self.gallery.t())).clamp_min(0.0)
+        # (|q|^2 + |g|^2) - 2 q.g, evaluated in the same order as pairwise_distance but in place (2 allocations)
+        dist = query_norm + self.gallery_norm
+        dist.sub_((query @ self.gallery.t()).mul_(2.0))
         if self.metric == "euclidean":
-            dist = dist.clamp_min(EPS).sqrt()
-        return dist
+            return dist.clamp_min_(EPS).sqrt_()  # max(max(x, 0), EPS) == max(x, EPS)
+        return dist.clamp_min_(0.0)
 
 
 def evaluate_features(

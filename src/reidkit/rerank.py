@@ -265,8 +265,10 @@ class _Space:
         left, right = self.features[rows], self.features[cols]
         product = left @ right.t()
         if self.metric == "cosine":
-            return (1.0 - product).pow(2)
-        return (self.norms[rows][:, None] + self.norms[cols][None, :] - 2.0 * product).clamp_min(0.0)
+            return product.neg_().add_(1.0).pow_(2)  # (1 - x)^2, in place
+        # (|a|^2 + |b|^2) - 2 a.b in place: the same rounding as the expression, two allocations
+        distance = self.norms[rows][:, None] + self.norms[cols][None, :]
+        return distance.sub_(product.mul_(2.0)).clamp_min_(0.0)
 
     def pairs(self, rows: Tensor, cols: Tensor) -> Tensor:
         """``[P]`` squared distances between ``features[rows[p]]`` and ``features[cols[p]]``."""
