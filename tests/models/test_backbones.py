@@ -14,6 +14,8 @@ from reidkit.models.backbones import (
     find_mobilenet_v2_weights,
     load_trunk_weights,
     map_legacy_mobilenet_v2_keys,
+    set_stage_stride,
+    trunk_stages,
 )
 
 
@@ -31,6 +33,31 @@ def test_every_backbone_forward_backward_and_last_stride(name):
     assert channels1 == channels
     assert trunk_stride1(images).shape == (2, channels, 4, 2)
     assert torch.isfinite(feature_map).all()
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "mobilenet_v2"])
+def test_trunk_stages_cover_the_trunk_at_the_stated_scales(name):
+    torch.manual_seed(0)
+    trunk, channels = build_backbone(name)
+    stem, stages = trunk_stages(trunk)
+    modules = [*stem, *stages]
+    # every parameter of the trunk belongs to exactly one stage (views, not copies)
+    pointers = [p.data_ptr() for module in modules for p in module.parameters()]
+    assert sorted(pointers) == sorted(p.data_ptr() for p in trunk.parameters())
+    images = torch.randn(1, 3, 64, 32)
+    with torch.no_grad():
+        x = images
+        for module in stem:
+            x = module(x)
+        sizes = []
+        for stage in stages:
+            x = stage(x)
+            sizes.append(tuple(x.shape[2:]))
+        torch.testing.assert_close(x, trunk(images))
+    assert sizes == [(16, 8), (8, 4), (4, 2), (2, 1)] and x.shape[1] == channels
+    set_stage_stride(stages[3], 1)
+    with torch.no_grad():
+        assert trunk(images).shape[2:] == (4, 2)
 
 
 def test_trunk_keys_match_torchvision_without_classifier():

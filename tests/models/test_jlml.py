@@ -44,8 +44,28 @@ def test_bad_height_and_options():
     model = JLML(num_classes=3, backbone="resnet18", stripes=3)
     with pytest.raises(ValueError, match="multiple of 24"):
         model(torch.randn(2, 3, 64, 32))
-    with pytest.raises(ConfigError, match="ResNet"):
-        JLML(num_classes=3, backbone="mobilenet_v2")
+    with pytest.raises(ConfigError, match="unknown backbone"):
+        JLML(num_classes=3, backbone="vgg16")
+
+
+def test_mobilenet_v2_trunk():
+    """MobileNetV2 split like ResNet: shared stem + features[2:7] (1/8 resolution), branches features[7:19]."""
+    torch.manual_seed(2)
+    model = JLML(num_classes=4, backbone="mobilenet_v2", stripes=4).eval()
+    images = torch.randn(2, 3, 128, 64)
+    with torch.no_grad():
+        shared = model.shared(images)
+        output = model(images)
+        stripe_features = [
+            model.local_branch(shared[:, :, 4 * s : 4 * s + 4]).mean(dim=(2, 3)) for s in range(4)
+        ]
+        expected = model.local_embedding(torch.cat(stripe_features, dim=1))
+    assert shared.shape == (2, 32, 16, 8)
+    assert output.embedding.shape == (2, 1024) and all(logits.shape == (2, 4) for logits in output.logits)
+    torch.testing.assert_close(output.part_features[0], expected)
+    # last stride 1 in both branches: features[14]'s depthwise conv
+    assert model.global_branch[1][0].conv[1][0].stride == (1, 1)
+    assert model.local_branch[1][0].conv[1][0].stride == (1, 1)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -111,9 +111,42 @@ def test_options():
     model = MGN(num_classes=3, backbone="resnet18", classified="parts", part_counts=[2, 3, 4])
     output = model(torch.randn(2, 3, 128, 32))
     assert len(output.logits) == 9 and model.embedding_dim == 13 * 256
-    with pytest.raises(ConfigError, match="ResNet"):
-        MGN(num_classes=3, backbone="mobilenet_v2")
+    with pytest.raises(ConfigError, match="unknown backbone"):
+        MGN(num_classes=3, backbone="vgg16")
     with pytest.raises(ConfigError, match="classified"):
         MGN(num_classes=3, backbone="resnet18", classified="both")
     with pytest.raises(ConfigError, match="triplet_features"):
         MGN(num_classes=3, backbone="resnet18", triplet_features="parts")
+
+
+def test_mobilenet_v2_trunk_split_strides_and_shared_weights(tmp_path):
+    """MobileNetV2: shared through features[7] (layer3[0]); branches copy features[8:19] from the same weights."""
+    torch.manual_seed(3)
+    trunk, _ = build_backbone("mobilenet_v2")
+    for parameter in trunk.parameters():  # distinctive weights, loaded from a local file like ImageNet ones
+        parameter.data.normal_()
+    path = tmp_path / "mobilenet_v2.pth"
+    torch.save(trunk.state_dict(), path)
+    model = MGN(num_classes=5, backbone="mobilenet_v2", pretrained=str(path)).eval()
+    images = torch.randn(2, 3, 384, 128)
+    with torch.no_grad():
+        maps = model.branch_maps(images)
+        output = model(images)
+    assert [tuple(m.shape) for m in maps] == [(2, 1280, 12, 4), (2, 1280, 24, 8), (2, 1280, 24, 8)]
+    assert [tuple(f.shape) for f in output.global_features] == [(2, 1280)] * 3
+    assert output.embedding.shape == (2, 2048) and len(output.logits) == 8
+    assert torch.isfinite(output.embedding).all()
+    shared = {name: p for name, p in model.shared.named_parameters()}
+    expected_shared = sum(p.numel() for p in trunk.features[:8].parameters())
+    assert sum(p.numel() for p in shared.values()) == expected_shared
+    rest = sum(p.numel() for p in trunk.features[8:].parameters())
+    branches = [model.global_branch, *model.part_branches]
+    assert [sum(p.numel() for p in branch.parameters()) for branch in branches] == [rest] * 3
+    # layer4[0] = features[14]: the global branch keeps its stride 2, the part branches use stride 1
+    assert model.global_branch[1][0].conv[1][0].stride == (2, 2)
+    assert all(branch[1][0].conv[1][0].stride == (1, 1) for branch in model.part_branches)
+    # the file's weights reach the shared part and every branch copy
+    torch.testing.assert_close(model.shared[3][0].conv[0][0].weight, trunk.features[4].conv[0][0].weight)
+    for branch in branches:
+        torch.testing.assert_close(branch[1][-1][0].weight, trunk.features[18][0].weight)
+        assert branch[1][-1][0].weight.data_ptr() != trunk.features[18][0].weight.data_ptr()

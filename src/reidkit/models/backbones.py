@@ -108,12 +108,42 @@ def set_resnet_layer_stride(layer: nn.Sequential, stride: int) -> None:
         block.downsample[0].stride = (stride, stride)
 
 
-def _set_last_stride(trunk: nn.Module, family: str, stride: int) -> None:
-    if family == "resnet":
-        set_resnet_layer_stride(trunk.layer4, stride)
+#: MobileNetV2 ``features`` index ranges that play the part of ResNet's stem and ``layer1..layer4`` (each stage
+#: starts with its down-sampling block; the last one ends with the 1x1 conv to 1280 channels)
+MOBILENET_V2_STAGES = ((0, 2), (2, 4), (4, 7), (7, 14), (14, 19))
+
+
+def set_stage_stride(stage: nn.Sequential, stride: int) -> None:
+    """Set the down-sampling stride of a trunk stage from :func:`trunk_stages` (its first block).
+
+    ResNet stages: see :func:`set_resnet_layer_stride`. MobileNetV2 stages: the first inverted-residual block's
+    depthwise 3x3 conv (a down-sampling block has no identity shortcut, so only the conv changes).
+    """
+    block = stage[0]
+    if isinstance(block, torchvision.models.mobilenetv2.InvertedResidual):
+        block.conv[1][0].stride = (stride, stride)
     else:
-        # the last stride-2 block of MobileNetV2 is features[14] (96 -> 160 channels); its depthwise conv strides
-        trunk.features[14].conv[1][0].stride = (stride, stride)
+        set_resnet_layer_stride(stage, stride)
+
+
+def trunk_stages(trunk: nn.Module) -> tuple[list[nn.Module], list[nn.Sequential]]:
+    """Split a trunk from :func:`build_backbone` into ``(stem modules, [layer1, layer2, layer3, layer4])``.
+
+    The stages are views of the trunk's own modules (no copy); for both families they end at 1/4, 1/8, 1/16
+    and 1/32 of the input size (1/16 for ``layer4`` with last stride 1).
+    ResNet: ``[conv1, bn1, relu, maxpool]`` and ``layer1..layer4``. MobileNetV2: ``features[0:2]`` and
+    ``features[2:4]``, ``[4:7]``, ``[7:14]``, ``[14:19]`` (24, 32, 96 and 1280 output channels).
+    """
+    if isinstance(trunk, MobileNetV2Trunk):
+        (stem_start, stem_stop), *ranges = MOBILENET_V2_STAGES
+        stem = list(trunk.features[stem_start:stem_stop])
+        return stem, [trunk.features[start:stop] for start, stop in ranges]
+    stem = [trunk.conv1, trunk.bn1, trunk.relu, trunk.maxpool]
+    return stem, [trunk.layer1, trunk.layer2, trunk.layer3, trunk.layer4]
+
+
+def _set_last_stride(trunk: nn.Module, family: str, stride: int) -> None:
+    set_stage_stride(trunk_stages(trunk)[1][3], stride)
 
 
 def build_backbone(

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from reidkit.errors import ConfigError
-from reidkit.models.backbones import BACKBONES, build_backbone
+from reidkit.models.backbones import BACKBONES, build_backbone, trunk_stages
 from reidkit.models.baseline import make_bnneck, make_classifier
 from reidkit.models.output import ReidOutput
 
@@ -31,7 +31,8 @@ class JLML(nn.Module):
     """Joint Learning of Multi-Loss classification.
 
     A shared low-level ResNet trunk (stem, ``layer1``, ``layer2``) feeds two branches with their own copies of
-    ``layer3`` and ``layer4``:
+    ``layer3`` and ``layer4`` (a MobileNetV2 trunk is split at the same place, see
+    :func:`reidkit.models.backbones.trunk_stages`):
 
     - global branch: the whole map -> average pooling -> FC + BN + ReLU -> ``global_dim`` (512) -> own classifier;
     - local branch: the shared map is cut into ``stripes`` (4) horizontal stripes; every stripe goes through the
@@ -60,25 +61,23 @@ class JLML(nn.Module):
         """
         Args:
             num_classes: number of training identities.
-            backbone: a ResNet trunk name.
+            backbone: a ResNet trunk name or ``mobilenet_v2``.
             pretrained: None, ``"imagenet"`` or a state-dict path for the trunk.
             last_stride: stride of both branches' ``layer4``.
             stripes: horizontal stripes of the local branch (the input height / 8 must be divisible by it).
             global_dim, local_dim: branch embedding sizes (512 each).
         """
         super().__init__()
-        if backbone not in BACKBONES or BACKBONES[backbone].family != "resnet":
-            resnets = sorted(name for name, spec in BACKBONES.items() if spec.family == "resnet")
-            raise ConfigError(f"JLML needs a ResNet backbone; choose from {resnets}, got {backbone!r}")
+        if backbone not in BACKBONES:
+            raise ConfigError(f"JLML: unknown backbone {backbone!r}; choose from {sorted(BACKBONES)}")
         if stripes < 1 or global_dim < 1 or local_dim < 1:
             raise ConfigError(
                 f"stripes, global_dim and local_dim must be >= 1, got {stripes}, {global_dim}, {local_dim}"
             )
         trunk, channels = build_backbone(backbone, pretrained=pretrained, last_stride=last_stride)
-        self.shared = nn.Sequential(
-            trunk.conv1, trunk.bn1, trunk.relu, trunk.maxpool, trunk.layer1, trunk.layer2
-        )
-        self.global_branch = nn.Sequential(trunk.layer3, trunk.layer4)
+        stem, (layer1, layer2, layer3, layer4) = trunk_stages(trunk)
+        self.shared = nn.Sequential(*stem, layer1, layer2)
+        self.global_branch = nn.Sequential(layer3, layer4)
         self.local_branch = copy.deepcopy(self.global_branch)
         self.stripes = stripes
         self.global_embedding = _embedding_layer(channels, global_dim)

@@ -1,5 +1,7 @@
 """MGN: multiple granularity network (one global branch and two stripe branches on a shared ResNet-50).
 
+A MobileNetV2 trunk is accepted too, split at the same place (see :func:`reidkit.models.backbones.trunk_stages`).
+
 Reference: Wang et al., "Learning Discriminative Features with Multiple Granularities for Person
 Re-Identification", ACM MM 2018.
 """
@@ -13,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from reidkit.errors import ConfigError
-from reidkit.models.backbones import BACKBONES, build_backbone, set_resnet_layer_stride
+from reidkit.models.backbones import BACKBONES, build_backbone, set_stage_stride, trunk_stages
 from reidkit.models.baseline import make_classifier, make_reduction
 from reidkit.models.output import ReidOutput
 
@@ -25,7 +27,8 @@ class MGN(nn.Module):
     """Multiple Granularity Network.
 
     The ResNet is shared up to and including ``layer3[0]`` (res_conv4_1). Each of the three branches owns a
-    copy of the rest of ``layer3`` and of ``layer4``:
+    copy of the rest of ``layer3`` and of ``layer4`` (with a MobileNetV2 trunk: the same split of its stages,
+    see :func:`reidkit.models.backbones.trunk_stages`; 1280 channels instead of 2048):
 
     - *global*: ``layer4`` keeps its down-sampling (``[B, 2048, 12, 4]`` at 384x128);
     - *part-2* and *part-3*: ``layer4`` with stride 1 (``[B, 2048, 24, 8]``), split into 2 and 3 horizontal
@@ -65,7 +68,7 @@ class MGN(nn.Module):
         """
         Args:
             num_classes: number of training identities.
-            backbone: a ResNet trunk name (``resnet50`` in the paper).
+            backbone: a ResNet trunk name (``resnet50`` in the paper) or ``mobilenet_v2``.
             pretrained: None, ``"imagenet"`` or a state-dict path for the trunk.
             last_stride: stride of the *part* branches' ``layer4`` (1 in the paper).
             global_stride: stride of the *global* branch's ``layer4`` (2 in the paper).
@@ -76,9 +79,8 @@ class MGN(nn.Module):
             triplet_features: ``"pooled"`` (2048-d ``z``) or ``"reduced"`` (256-d ``f``) global features.
         """
         super().__init__()
-        if backbone not in BACKBONES or BACKBONES[backbone].family != "resnet":
-            resnets = sorted(name for name, spec in BACKBONES.items() if spec.family == "resnet")
-            raise ConfigError(f"MGN needs a ResNet backbone; choose from {resnets}, got {backbone!r}")
+        if backbone not in BACKBONES:
+            raise ConfigError(f"MGN: unknown backbone {backbone!r}; choose from {sorted(BACKBONES)}")
         if classified not in CLASSIFIED:
             raise ConfigError(f"classified must be one of {list(CLASSIFIED)}, got {classified!r}")
         if triplet_features not in TRIPLET_FEATURES:
@@ -92,15 +94,14 @@ class MGN(nn.Module):
             if value not in (1, 2):
                 raise ConfigError(f"{key} must be 1 or 2, got {value!r}")
         trunk, channels = build_backbone(backbone, pretrained=pretrained, last_stride=global_stride)
-        self.shared = nn.Sequential(
-            trunk.conv1, trunk.bn1, trunk.relu, trunk.maxpool, trunk.layer1, trunk.layer2, trunk.layer3[0]
-        )
-        rest = nn.Sequential(trunk.layer3[1:], trunk.layer4)
+        stem, (layer1, layer2, layer3, layer4) = trunk_stages(trunk)
+        self.shared = nn.Sequential(*stem, layer1, layer2, layer3[0])
+        rest = nn.Sequential(layer3[1:], layer4)
         self.global_branch = copy.deepcopy(rest)
         self.part_branches = nn.ModuleList()
         for _ in part_counts:
             branch = copy.deepcopy(rest)
-            set_resnet_layer_stride(branch[1], last_stride)
+            set_stage_stride(branch[1], last_stride)
             self.part_branches.append(branch)
         self.part_counts = part_counts
         count = 1 + len(part_counts) + sum(part_counts)
