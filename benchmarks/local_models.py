@@ -2,8 +2,8 @@
 
 Trains the BNNeck baseline, PCB, MGN, AlignedReID, AlignedReID with mutual learning and JLML through
 ``reidkit train`` on the same synthetic set (``--difficulty hard``: detector misalignment, partial bodies and
-occlusion on) under one budget: the same trunk (ResNet, random init: no ImageNet ResNet weights are needed
-offline), input size, P x K batch, optimiser (Adam), schedule and epochs for every model; only the model and its
+occlusion on) under one budget: the same trunk (``--backbone``: a ResNet, random init unless ``--pretrained``,
+or MobileNetV2 with ``--pretrained imagenet``, whose weights are available offline), input size, P x K batch, optimiser (Adam), schedule and epochs for every model; only the model and its
 recipe's loss terms differ. Prints Rank-1 / mAP / mINP (mean and sample standard deviation over seeds),
 parameters, training images/s and its ratio to the baseline measured in the same run.
 
@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument("--cams", type=int, default=4)
     parser.add_argument("--difficulty", default="hard")
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--backbone", default="resnet18", help="a ResNet (MGN and JLML need one)")
+    parser.add_argument("--backbone", default="resnet18", help="trunk of every model: a ResNet or mobilenet_v2")
     parser.add_argument(
         "--pretrained",
         help="trunk weights: imagenet (offline for mobilenet_v2 with reidkit[mobilenet]) or a state-dict path",
