@@ -16,11 +16,13 @@ from reidkit.engine import (
     CHECKPOINT_NAME,
     build_optimizer,
     fit,
+    init_from_checkpoint,
     load_checkpoint,
     lr_factor,
+    model_parameter_groups,
     save_checkpoint,
 )
-from reidkit.errors import CheckpointError
+from reidkit.errors import CheckpointError, ConfigError
 from reidkit.losses.criterion import build_criterion
 from reidkit.models.output import ReidOutput
 
@@ -183,3 +185,59 @@ def test_resume_refuses_another_model(tmp_path):
     torch.save(payload, other)
     with pytest.raises(CheckpointError, match="was trained with model"):
         _run(tmp_path, samples, tmp_path / "c", epochs=1, resume=other)
+
+
+def _ids(params) -> set[int]:
+    return {id(p) for p in params}
+
+
+def test_parameter_groups_by_longest_prefix_and_freezing():
+    model = TinyReid(num_classes=4)
+    trunk, first_conv = _ids(model.trunk.parameters()), _ids(model.trunk[0].parameters())
+    groups = model_parameter_groups(model, 0.1, {"trunk": 0.1})
+    by_lr = {round(group["lr"], 12): _ids(group["params"]) for group in groups}
+    assert by_lr == {0.01: trunk, 0.1: _ids(model.parameters()) - trunk}
+    # the longest matching prefix decides; "" matches everything; 0 freezes
+    groups = model_parameter_groups(model, 1.0, {"": 0.0, "trunk": 0.5, "trunk.0.bias": 2.0})
+    by_lr = {group["lr"]: _ids(group["params"]) for group in groups}
+    assert by_lr == {0.5: {id(model.trunk[0].weight)}, 2.0: {id(model.trunk[0].bias)}}
+    assert trunk == first_conv  # (the TinyReid trunk's only parameters are its conv's)
+    assert not model.classifier.weight.requires_grad and not model.neck.weight.requires_grad
+    assert model.trunk[0].weight.requires_grad
+    optimizer = build_optimizer(TinyReid(num_classes=4), None, name="sgd", lr=0.1, lr_factors={"trunk": 0.1})
+    assert sorted(group["initial_lr"] for group in optimizer.param_groups) == pytest.approx([0.01, 0.1])
+
+
+def test_parameter_groups_bad_input():
+    with pytest.raises(ConfigError, match=r"'trunck' matches no parameter.*'classifier', 'neck', 'trunk'"):
+        model_parameter_groups(TinyReid(num_classes=4), 0.1, {"trunck": 0.1})
+    with pytest.raises(ConfigError, match=r"lr_factors\['trunk'\]: expected a number >= 0"):
+        model_parameter_groups(TinyReid(num_classes=4), 0.1, {"trunk": -1})
+    with pytest.raises(ConfigError, match="every parameter of the model is frozen"):
+        model_parameter_groups(TinyReid(num_classes=4), 0.1, {"": 0})
+    # a prefix matches whole name components only: "trunk.0.w" is not a prefix of "trunk.0.weight"
+    with pytest.raises(ConfigError, match="'trunk.0.w' matches no parameter"):
+        model_parameter_groups(TinyReid(num_classes=4), 0.1, {"trunk.0.w": 1})
+
+
+def test_init_from_checkpoint_copies_matching_weights(tmp_path):
+    torch.manual_seed(0)
+    source = TinyReid(num_classes=4)
+    info = {"model_spec": {"name": "tiny"}, "preprocess": {"height": 16, "width": 8}}
+    save_checkpoint(tmp_path / "source.pt", {"model": source.state_dict(), **info})
+    torch.manual_seed(1)
+    target = TinyReid(num_classes=6)  # another number of identities: the classifier cannot be copied
+    classifier_before = target.classifier.weight.clone()
+    report = init_from_checkpoint(target, tmp_path / "source.pt")
+    assert report["mismatched"] == ["classifier.weight"] and report["missing"] == []
+    assert "trunk.0.weight" in report["loaded"] and "neck.running_mean" in report["loaded"]
+    torch.testing.assert_close(target.trunk[0].weight, source.trunk[0].weight, rtol=0, atol=0)
+    torch.testing.assert_close(target.neck.running_var, source.neck.running_var, rtol=0, atol=0)
+    torch.testing.assert_close(target.classifier.weight, classifier_before, rtol=0, atol=0)
+
+    other = nn.Sequential(nn.Linear(3, 3))
+    with pytest.raises(CheckpointError, match="no weight of the checkpoint fits this model"):
+        init_from_checkpoint(other, tmp_path / "source.pt")
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="garbage.pt"):
+        init_from_checkpoint(target, tmp_path / "garbage.pt")

@@ -34,7 +34,7 @@ def build_training(config, *, progress: bool):
     )
     from reidkit.data.sampler import PKSampler, UnlabelledMixSampler
     from reidkit.data.transforms import TrainTransform
-    from reidkit.engine import build_optimizer, lr_factor, resolve_device
+    from reidkit.engine import build_optimizer, init_from_checkpoint, lr_factor, resolve_device
     from reidkit.errors import ConfigError
     from reidkit.losses.criterion import build_criterion
     from reidkit.models import build_model
@@ -99,6 +99,15 @@ def build_training(config, *, progress: bool):
         )
     except TypeError as error:
         raise ReidkitError(f"model.params: {error}") from None
+    if model_cfg.init is not None:
+        report = init_from_checkpoint(model, model_cfg.init)
+        skipped = report["missing"] + report["mismatched"]
+        listed = ", ".join(skipped[:6]) + (", ..." if len(skipped) > 6 else "")
+        print(
+            f"model.init: {len(report['loaded'])} weights from {model_cfg.init}; "
+            f"{len(skipped)} kept their initialisation" + (f" ({listed})" if skipped else ""),
+            file=sys.stderr,
+        )
     feat_dim = int(getattr(model, "feature_dim", getattr(model, "embedding_dim", 0)))
     criterion = build_criterion(
         config.loss.terms, num_classes=split.num_train_pids, feat_dim=feat_dim, seed=config.train.seed
@@ -113,6 +122,7 @@ def build_training(config, *, progress: bool):
         momentum=optim.momentum,
         nesterov=optim.nesterov,
         criterion_lr=optim.criterion_lr,
+        lr_factors=optim.lr_factors,
     )
     sched = config.schedule
 

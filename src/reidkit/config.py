@@ -65,6 +65,7 @@ class ModelConfig:
     pretrained: str | None = None  # None, "imagenet" or a path to a state dict
     last_stride: int = 1
     params: dict = field(default_factory=dict)
+    init: str | None = None  # a reidkit checkpoint whose matching weights initialise the model (fine-tuning)
 
 
 @dataclass
@@ -82,6 +83,7 @@ class OptimConfig:
     momentum: float = 0.9  # sgd only
     nesterov: bool = False  # sgd only
     criterion_lr: float | None = None  # learning rate of learnable loss state (e.g. centres); None = lr
+    lr_factors: dict = field(default_factory=dict)  # parameter-name prefix -> LR multiplier (0 = frozen)
 
 
 @dataclass

@@ -13,7 +13,7 @@ import io
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from reidkit import __version__
 from reidkit._io import atomic_write, atomic_write_text
 from reidkit.data.image_dataset import ImageDataset
 from reidkit.data.sampler import PKSampler, SeededBatches, UnlabelledMixSampler
-from reidkit.errors import CheckpointError
+from reidkit.errors import CheckpointError, ConfigError
 
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -62,6 +62,81 @@ def lr_factor(
     raise ValueError(f"unknown schedule {schedule!r}; choose from multistep, cosine, constant")
 
 
+def _prefix_matches(name: str, prefix: str) -> bool:
+    return prefix == "" or name == prefix or name.startswith(prefix + ".")
+
+
+def model_parameter_groups(
+    model: nn.Module, lr: float, lr_factors: Mapping[str, float] | None = None
+) -> list[dict]:
+    """The model's trainable parameters, grouped by learning-rate factor.
+
+    ``lr_factors`` maps parameter-name prefixes (module paths such as ``"trunk"`` or ``"rpp.part_classifier"``;
+    ``""`` matches every parameter) to a multiplier of ``lr``; the longest matching prefix decides, parameters
+    that match none get factor 1. A factor of 0 freezes the parameters (``requires_grad = False``, left out of
+    the optimiser; their BatchNorm statistics still update in training mode). E.g. ``{"trunk": 0.1}``: the
+    pretrained trunk learns 10x slower than the new layers (PCB); ``{"": 0, "rpp": 1}``: only the refined part
+    pooling trains (PCB's RPP stage).
+
+    Raises:
+        ConfigError: a prefix that matches no parameter (likely a typo), or a negative factor.
+    """
+    factors = dict(lr_factors or {})
+    names = [name for name, _ in model.named_parameters()]
+    for prefix, factor in factors.items():
+        if not isinstance(factor, (int, float)) or factor < 0:
+            raise ConfigError(f"optim.lr_factors[{prefix!r}]: expected a number >= 0, got {factor!r}")
+        if not any(_prefix_matches(name, prefix) for name in names):
+            tops = sorted({name.split(".")[0] for name in names})
+            raise ConfigError(
+                f"optim.lr_factors: {prefix!r} matches no parameter of the model (top-level modules: {tops})"
+            )
+    by_factor: dict[float, list[nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():
+        matching = [prefix for prefix in factors if _prefix_matches(name, prefix)]
+        factor = float(factors[max(matching, key=len)]) if matching else 1.0
+        if factor == 0.0:
+            parameter.requires_grad_(False)
+        elif parameter.requires_grad:
+            by_factor.setdefault(factor, []).append(parameter)
+    if not by_factor:
+        raise ConfigError("optim.lr_factors: every parameter of the model is frozen; nothing would train")
+    return [{"params": params, "lr": lr * factor} for factor, params in by_factor.items()]
+
+
+def init_from_checkpoint(model: nn.Module, path: str | Path) -> dict[str, list[str]]:
+    """Initialise ``model`` from the weights of another reidkit checkpoint (fine-tuning, staged training).
+
+    Every weight whose name and shape match is copied; the model's other weights keep their initialisation
+    (e.g. a refined-pooling layer added after the checkpoint, or classifiers sized for other identities).
+
+    Returns:
+        ``{"loaded": [...], "missing": [...] (not in the file), "mismatched": [...] (other shape)}``.
+
+    Raises:
+        CheckpointError: the file is not a readable reidkit checkpoint, or no weight of it fits the model.
+    """
+    source = load_checkpoint(path)["model"]
+    own = model.state_dict()
+    report: dict[str, list[str]] = {"loaded": [], "missing": [], "mismatched": []}
+    update = {}
+    for key, value in own.items():
+        if key not in source:
+            report["missing"].append(key)
+        elif source[key].shape != value.shape:
+            report["mismatched"].append(key)
+        else:
+            update[key] = source[key]
+            report["loaded"].append(key)
+    if not any(key in update for key, _ in model.named_parameters()):
+        raise CheckpointError(
+            f"model.init {path}: no weight of the checkpoint fits this model "
+            f"({len(report['mismatched'])} names with another shape, {len(report['missing'])} missing)"
+        )
+    model.load_state_dict(update, strict=False)
+    return report
+
+
 def build_optimizer(
     model: nn.Module,
     criterion: nn.Module | None,
@@ -72,9 +147,13 @@ def build_optimizer(
     momentum: float = 0.9,
     nesterov: bool = False,
     criterion_lr: float | None = None,
+    lr_factors: Mapping[str, float] | None = None,
 ) -> torch.optim.Optimizer:
-    """SGD / Adam / AdamW over the model's parameters and the criterion's learnable state (if any)."""
-    groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
+    """SGD / Adam / AdamW over the model's parameters and the criterion's learnable state (if any).
+
+    ``lr_factors``: per-module learning-rate multipliers and frozen modules, see :func:`model_parameter_groups`.
+    """
+    groups = model_parameter_groups(model, lr, lr_factors)
     extra = [p for p in criterion.parameters() if p.requires_grad] if criterion is not None else []
     if extra:
         groups.append({"params": extra, "lr": criterion_lr if criterion_lr is not None else lr})

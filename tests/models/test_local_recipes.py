@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from reidkit.cli import main
-from reidkit.engine import CHECKPOINT_NAME, load_model
+from reidkit.engine import CHECKPOINT_NAME, load_checkpoint, load_model
+from reidkit.models import build_model
 
 pytestmark = pytest.mark.slow
 
@@ -49,3 +51,29 @@ def test_local_recipe_trains_and_loss_falls(recipe, synthetic_root, tmp_path):
     model, info = load_model(out / CHECKPOINT_NAME)  # the checkpoint rebuilds its model
     assert info["model_spec"]["name"] == recipe.split("_")[0] or info["model_spec"]["name"] == "mutual"
     assert model.embedding_dim > 0
+
+
+def test_pcb_rpp_staged_schedule(synthetic_root, tmp_path):
+    """Stage 1 uniform PCB; stage 2 only the RPP part classifier learns; stage 3 everything is fine-tuned."""
+    common = [f"data.root={synthetic_root}", *TINY, "data.height=128", "data.width=64", "train.epochs=1"]
+
+    def train(config: str, out, *more: str) -> dict:
+        argv = ["train", "--config", str(CONFIGS / config), "--out", str(out), "--quiet"]
+        assert main(argv + sum((["--set", item] for item in [*common, *more]), [])) == 0
+        return load_checkpoint(out / CHECKPOINT_NAME)["model"]
+
+    stage1 = train("pcb.yaml", tmp_path / "pcb")
+    stage2 = train("pcb_rpp.yaml", tmp_path / "rpp", f"model.init={tmp_path / 'pcb' / CHECKPOINT_NAME}")
+    assert "rpp.part_classifier.weight" not in stage1 and "rpp.part_classifier.weight" in stage2
+    torch.manual_seed(0)  # the CLI seeds the model initialisation with train.seed: rebuild stage 2's start
+    fresh = build_model("pcb", num_classes=12, backbone="resnet18", last_stride=1, refined_pooling=True)
+    assert not torch.equal(stage2["rpp.part_classifier.weight"], fresh.rpp.part_classifier.weight)
+    weights = [key for key in stage1 if not key.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    for key in weights:  # frozen: bit-identical to stage 1
+        torch.testing.assert_close(stage2[key], stage1[key], rtol=0, atol=0, msg=key)
+    stage3 = train(
+        "pcb_rpp_finetune.yaml", tmp_path / "finetune", f"model.init={tmp_path / 'rpp' / CHECKPOINT_NAME}"
+    )
+    changed = [key for key in weights if not torch.equal(stage3[key], stage2[key])]
+    assert "trunk.conv1.weight" in changed and "classifiers.0.weight" in changed
+    assert not torch.equal(stage3["rpp.part_classifier.weight"], stage2["rpp.part_classifier.weight"])
