@@ -62,6 +62,7 @@ def _overrides(args: argparse.Namespace, root: Path, seed: int, *, before: bool)
         "optim.name=adam",
         f"optim.lr={args.lr}",
         "optim.weight_decay=5e-4",
+        "optim.lr_factors={}",  # one learning rate for every parameter of every model
         "schedule.name=cosine",
         "schedule.warmup_epochs=1",
         f"train.epochs={args.epochs}",
