@@ -36,6 +36,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 #: benchmark label -> recipe file in configs/
 RECIPES = {
     "baseline": "bag_of_tricks",
+    "baseline_ide": "ide",  # the same model with ID loss only, as PCB and JLML: separates model from loss
     "pcb": "pcb",
     "mgn": "mgn",
     "aligned": "aligned",
