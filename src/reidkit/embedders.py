@@ -399,7 +399,11 @@ class OpenVinoEmbedder(_RuntimeEmbedder):
             static_batch = None
         except RuntimeError:
             pass
-        config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
+        # float32 throughout: recent OpenVINO releases default to bf16 inference and dynamic int8 quantisation
+        # on CPUs that support them, which moves embeddings by ~1e-3 and breaks parity with the exported model
+        config: dict = {"EXECUTION_MODE_HINT": "ACCURACY", "INFERENCE_PRECISION_HINT": "f32"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
         self._compiled = core.compile_model(model, "CPU", config)
         self._request = self._compiled.create_infer_request()
         self._lock = threading.Lock()  # one infer request: serialise callers
