@@ -1,10 +1,13 @@
 """Local-feature models against the global baseline on misaligned, occluded synthetic pedestrians.
 
-Trains the BNNeck baseline, PCB, MGN, AlignedReID, AlignedReID with mutual learning and JLML through
-``reidkit train`` on the same synthetic set (``--difficulty hard``: detector misalignment, partial bodies and
-occlusion on) under one budget: the same trunk (``--backbone``: a ResNet, random init unless ``--pretrained``,
-or MobileNetV2 with ``--pretrained imagenet``, whose weights are available offline), input size, P x K batch, optimiser (Adam), schedule and epochs for every model; only the model and its
-recipe's loss terms differ. Prints Rank-1 / mAP / mINP (mean and sample standard deviation over seeds),
+Trains the BNNeck baseline (bag-of-tricks losses, and ID loss only), PCB, PCB + RPP, MGN, AlignedReID,
+AlignedReID with mutual learning and JLML through ``reidkit train`` on the same synthetic set (``--difficulty
+hard``: detector misalignment, partial bodies and occlusion on) under one budget: the same trunk (``--backbone``:
+a ResNet, random init unless ``--pretrained``, or MobileNetV2 with ``--pretrained imagenet``, whose weights are
+available offline), input size, P x K batch, optimiser (Adam, one LR for every parameter), schedule and epochs
+for every model; only the model and its recipe's loss terms differ. PCB + RPP is staged: it starts from the PCB
+run, trains only the refined part pooling for ``--stage-epochs``, then fine-tunes everything at a tenth of the
+LR for ``--stage-epochs`` more. Prints Rank-1 / mAP / mINP (mean and sample standard deviation over seeds),
 parameters, training images/s and its ratio to the baseline measured in the same run.
 
     .venv/bin/python benchmarks/local_models.py --seeds 0 1 --epochs 6 --ids 120 --out runs/local_models
@@ -42,7 +45,11 @@ RECIPES = {
     "aligned": "aligned",
     "aligned_mutual": "aligned_mutual",
     "jlml": "jlml",
+    "pcb_rpp": "pcb_rpp_finetune",  # staged, see STAGES
 }
+#: staged models: label -> (the run they start from, the recipes of the later stages in order). Each stage starts
+#: from the previous stage's checkpoint (model.init) and runs --stage-epochs epochs; the last one is the result.
+STAGES = {"pcb_rpp": ("pcb", ["pcb_rpp", "pcb_rpp_finetune"])}
 BASELINE = "baseline"
 
 
@@ -81,19 +88,40 @@ def _run_dir(args: argparse.Namespace, label: str, seed: int) -> Path:
     return Path(args.out) / label / f"seed{seed}"
 
 
-def _train(args: argparse.Namespace, root: Path, label: str, seed: int, *, before: bool) -> None:
-    out = _run_dir(args, label, seed)
+def _run_train(args: argparse.Namespace, recipe: str, out: Path, overrides: list[str], what: str) -> None:
     if (out / "metrics.json").is_file():
         return
-    argv = ["train", "--config", str(CONFIGS / f"{RECIPES[label]}.yaml"), "--out", str(out), "--quiet"]
-    argv += sum((["--set", item] for item in _overrides(args, root, seed, before=before)), [])
+    argv = ["train", "--config", str(CONFIGS / f"{recipe}.yaml"), "--out", str(out), "--quiet"]
+    argv += sum((["--set", item] for item in overrides), [])
     launcher = "import sys; from reidkit.cli import main; sys.exit(main(sys.argv[1:]))"
     environment = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     start = time.perf_counter()
     process = subprocess.run([sys.executable, "-c", launcher, *argv], env=environment, check=False)
     if process.returncode != 0:
-        raise SystemExit(f"reidkit train failed for {label!r} (configs/{RECIPES[label]}.yaml), seed {seed}")
+        raise SystemExit(f"reidkit train failed for {what} (configs/{recipe}.yaml)")
     (out / "wall_s.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
+
+
+def _train(args: argparse.Namespace, root: Path, label: str, seed: int, *, before: bool) -> None:
+    overrides = _overrides(args, root, seed, before=before)
+    if label not in STAGES:
+        _run_train(args, RECIPES[label], _run_dir(args, label, seed), overrides, f"{label!r}, seed {seed}")
+        return
+    base, recipes = STAGES[label]
+    _train(args, root, base, seed, before=False)
+    previous = _run_dir(args, base, seed)
+    for stage, recipe in enumerate(recipes, start=2):
+        last = stage == len(recipes) + 1
+        out = _run_dir(args, label, seed) if last else _run_dir(args, label, seed) / f"stage{stage}"
+        stage_overrides = [item for item in overrides if not item.startswith(("optim.lr", "train.epochs"))]
+        stage_overrides += [
+            f"model.init={previous / 'checkpoint.pt'}",
+            f"train.epochs={args.stage_epochs}",
+            # the recipe's lr_factors say what trains; the fine-tuning stage runs at a tenth of the LR
+            f"optim.lr={args.lr / 10 if last else args.lr}",
+        ]
+        _run_train(args, recipe, out, stage_overrides, f"{label!r} stage {stage}, seed {seed}")
+        previous = out
 
 
 def _result(args: argparse.Namespace, label: str, seed: int) -> dict:
@@ -170,6 +198,7 @@ def main() -> None:
     parser.add_argument("-p", type=int, default=8, help="identities per batch")
     parser.add_argument("-k", type=int, default=4, help="images per identity")
     parser.add_argument("--lr", type=float, default=3.5e-4)
+    parser.add_argument("--stage-epochs", type=int, default=2, help="epochs of each later stage (pcb_rpp)")
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes per training")
     parser.add_argument("--eval-batch", type=int, default=64)
     parser.add_argument("--flip", action="store_true", help="flip-averaged embeddings at evaluation")
