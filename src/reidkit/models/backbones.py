@@ -142,10 +142,6 @@ def trunk_stages(trunk: nn.Module) -> tuple[list[nn.Module], list[nn.Sequential]
     return stem, [trunk.layer1, trunk.layer2, trunk.layer3, trunk.layer4]
 
 
-def _set_last_stride(trunk: nn.Module, family: str, stride: int) -> None:
-    set_stage_stride(trunk_stages(trunk)[1][3], stride)
-
-
 def build_backbone(
     name: str, *, pretrained: str | None = None, last_stride: int = 2
 ) -> tuple[nn.Module, int]:
@@ -185,7 +181,7 @@ def build_backbone(
                 load_trunk_weights(trunk, state, source=f"torchvision ImageNet weights for {name}")
         else:
             load_trunk_weights(trunk, load_state_dict_file(pretrained), source=str(pretrained))
-    _set_last_stride(trunk, spec.family, last_stride)
+    set_stage_stride(trunk_stages(trunk)[1][3], last_stride)  # layer4
     return trunk, spec.channels
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from reidkit.errors import ConfigError
-from reidkit.models.backbones import BACKBONES, build_backbone, trunk_stages
+from reidkit.models.backbones import build_backbone, trunk_stages
 from reidkit.models.baseline import make_bnneck, make_classifier
 from reidkit.models.output import ReidOutput
 
@@ -68,8 +68,6 @@ class JLML(nn.Module):
             global_dim, local_dim: branch embedding sizes (512 each).
         """
         super().__init__()
-        if backbone not in BACKBONES:
-            raise ConfigError(f"JLML: unknown backbone {backbone!r}; choose from {sorted(BACKBONES)}")
         if stripes < 1 or global_dim < 1 or local_dim < 1:
             raise ConfigError(
                 f"stripes, global_dim and local_dim must be >= 1, got {stripes}, {global_dim}, {local_dim}"

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from reidkit.errors import ConfigError
-from reidkit.models.backbones import BACKBONES, build_backbone, set_stage_stride, trunk_stages
+from reidkit.models.backbones import build_backbone, set_stage_stride, trunk_stages
 from reidkit.models.baseline import make_classifier, make_reduction
 from reidkit.models.output import ReidOutput
 
@@ -79,8 +79,6 @@ class MGN(nn.Module):
             triplet_features: ``"pooled"`` (2048-d ``z``) or ``"reduced"`` (256-d ``f``) global features.
         """
         super().__init__()
-        if backbone not in BACKBONES:
-            raise ConfigError(f"MGN: unknown backbone {backbone!r}; choose from {sorted(BACKBONES)}")
         if classified not in CLASSIFIED:
             raise ConfigError(f"classified must be one of {list(CLASSIFIED)}, got {classified!r}")
         if triplet_features not in TRIPLET_FEATURES:
