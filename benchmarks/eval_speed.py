@@ -11,7 +11,7 @@ included; the "data" column is the RSS right after generating them).
 
 Methods:
 
-* ``baseline``: the usual way — the full ``Q x G`` distance matrix (``reidkit.losses.distance.pairwise_distance``,
+* ``baseline``: the usual way — the full ``Q x G`` distance matrix (``reidkit.distance.pairwise_distance``,
   float32), ``np.argsort`` of every row, then per query the kept list, cumulative sums, AP, INP (vectorised
   numpy per query). Its distance matrix is computed with the same function as reidkit's, so the numbers must be
   identical.
@@ -118,7 +118,7 @@ def worker(method: str, size: str, kind: str, scale: float, seed: int, sort_kind
     """Run one method in this process; return its time, results and memory."""
     import torch
 
-    from reidkit.losses.distance import pairwise_distance
+    from reidkit.distance import pairwise_distance
     from reidkit.metrics import evaluate, evaluate_features
     from reidkit.rerank import k_reciprocal, k_reciprocal_fast
 

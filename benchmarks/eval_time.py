@@ -26,7 +26,7 @@ import torch
 from reidkit.data.datasets import load_dataset
 from reidkit.data.synth import generate
 from reidkit.extract import extract_features, load_embedder_from_checkpoint
-from reidkit.losses.distance import pairwise_distance
+from reidkit.distance import pairwise_distance
 from reidkit.metrics import evaluate
 
 sys.path.insert(0, str(Path(__file__).parent))

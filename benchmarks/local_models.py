@@ -32,7 +32,7 @@ import torch
 from reidkit.config import load_config
 from reidkit.data.synth import generate
 from reidkit.losses.aligned import local_distance
-from reidkit.losses.distance import pairwise_distance
+from reidkit.distance import pairwise_distance
 from reidkit.models import build_model
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

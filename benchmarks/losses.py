@@ -26,7 +26,7 @@ import torch
 
 from reidkit.config import load_config
 from reidkit.data.synth import generate
-from reidkit.losses.distance import pairwise_distance
+from reidkit.distance import pairwise_distance
 from reidkit.losses.verification import PairHead, pair_scores
 from reidkit.models.backbones import find_mobilenet_v2_weights
 

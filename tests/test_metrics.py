@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from reidkit import metrics
-from reidkit.losses.distance import pairwise_distance
+from reidkit.distance import pairwise_distance
 from reidkit.metrics import (
     Metrics,
     average_metrics,

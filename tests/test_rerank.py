@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from reidkit.losses.distance import pairwise_distance
+from reidkit.distance import pairwise_distance
 from reidkit.metrics import evaluate
 from reidkit.rerank import _exhaustive_search, _Space, k_reciprocal, k_reciprocal_fast, query_expansion
 

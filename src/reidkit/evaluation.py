@@ -17,7 +17,7 @@ from torch import nn
 from reidkit.data.records import Split
 from reidkit.errors import ConfigError
 from reidkit.extract import extract_features
-from reidkit.losses.distance import pairwise_distance
+from reidkit.distance import pairwise_distance
 from reidkit.metrics import Metrics, evaluate, same_image_ignore
 from reidkit.viz import RankedList
 

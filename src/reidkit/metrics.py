@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from reidkit.losses.distance import EPS, METRICS
+from reidkit.distance import EPS, METRICS
 
 ArrayLike = np.ndarray | Tensor | Sequence
 
@@ -475,7 +475,7 @@ def _as_feature_tensor(features, name: str) -> Tensor:
 
 
 class _BlockDistance:
-    """Query-block x gallery distances, bit-identical to the rows of ``reidkit.losses.distance.pairwise_distance``.
+    """Query-block x gallery distances, bit-identical to the rows of ``reidkit.distance.pairwise_distance``.
 
     The gallery-side work (norms, normalisation) is done once instead of once per block.
     """
@@ -518,7 +518,7 @@ def evaluate_features(
     """CMC / mAP / mINP straight from features; the ``Q x G`` distance matrix never exists.
 
     Distances are computed one block of queries at a time with the same formulas as
-    :func:`reidkit.losses.distance.pairwise_distance`, so the result equals
+    :func:`reidkit.distance.pairwise_distance`, so the result equals
     ``evaluate(pairwise_distance(qf, gf, metric), ...)``. CUDA tensors are evaluated on their GPU.
 
     Args:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from reidkit.losses.distance import EPS, euclidean
+from reidkit.distance import EPS, euclidean
 from reidkit.losses.triplet import hardest_pairs, identity_masks, zero_loss
 from reidkit.models.output import ReidOutput
 
@@ -226,13 +226,13 @@ def aligned_distance(
         q_local, g_local: ``[M, h, C]`` and ``[N, h, C]`` local features (needed by ``local``/``combined``).
         mode: ``"global"``, ``"local"`` or ``"combined"``.
         local_weight: weight of the local distance in ``combined``.
-        metric: distance of the global features (see :func:`reidkit.losses.distance.pairwise_distance`).
+        metric: distance of the global features (see :func:`reidkit.distance.pairwise_distance`).
         chunk_size: query rows of the local distance computed at once.
 
     Returns:
         ``[M, N]`` distances.
     """
-    from reidkit.losses.distance import pairwise_distance
+    from reidkit.distance import pairwise_distance
 
     if mode not in DISTANCE_MODES:
         raise ValueError(f"mode: expected one of {list(DISTANCE_MODES)}, got {mode!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from reidkit.losses.distance import EPS, METRICS
+from reidkit.distance import EPS, METRICS
 
 
 def init_centers(num_classes: int, feat_dim: int) -> nn.Parameter:

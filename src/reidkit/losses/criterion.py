@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from reidkit.errors import ConfigError
 from reidkit.losses.aligned import aligned_triplet
 from reidkit.losses.center import center_loss, init_centers
-from reidkit.losses.distance import METRICS
+from reidkit.distance import METRICS
 from reidkit.losses.identity import UNLABELLED, attribute_loss, cross_entropy, lsro
 from reidkit.losses.mutual import metric_mutual, mutual_kl
 from reidkit.losses.pairwise import contrastive

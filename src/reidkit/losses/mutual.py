@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from reidkit.losses.distance import pairwise_distance
+from reidkit.distance import pairwise_distance
 
 
 def _check_members(stacked: Tensor, name: str, shape: str) -> None:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from reidkit.losses.distance import pairwise_distance
+from reidkit.distance import pairwise_distance
 from reidkit.losses.triplet import prepare_metric_inputs, zero_loss
 
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from reidkit.losses.distance import METRICS, pairwise_distance
+from reidkit.distance import METRICS, pairwise_distance
 
 TRIPLET_MODES = ("all", "random")
 

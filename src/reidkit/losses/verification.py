@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reidkit.losses.distance import pairwise_distance
+from reidkit.distance import pairwise_distance
 from reidkit.losses.triplet import prepare_metric_inputs, zero_loss
 
 NEGATIVE_MINING = ("hard", "random")
