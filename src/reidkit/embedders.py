@@ -26,7 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
-from reidkit.errors import ReidkitError
+from reidkit.errors import EmbeddingError, ReidkitError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -35,10 +35,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 PREPROCESS_KEY = "reidkit.preprocess"
 FINGERPRINT_KEY = "reidkit.fingerprint"
 MODEL_NAME_KEY = "reidkit.model_name"
-
-
-class EmbeddingError(ReidkitError, RuntimeError):
-    """A model file that cannot be used as an embedder, or one that produced unusable embeddings."""
 
 
 @runtime_checkable

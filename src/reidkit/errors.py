@@ -17,3 +17,7 @@ class ConfigError(ReidkitError, ValueError):
 
 class CheckpointError(ReidkitError, ValueError):
     """A checkpoint that is missing, corrupt, of another format version or of another model."""
+
+
+class EmbeddingError(ReidkitError, RuntimeError):
+    """A model file that cannot be used as an embedder, or one that produced unusable embeddings."""
