@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reidkit.embedders import (
+from reidkit.embed import (
     FINGERPRINT_KEY,
     MODEL_NAME_KEY,
     PREPROCESS_KEY,

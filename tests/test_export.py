@@ -11,13 +11,12 @@ from PIL import Image
 pytest.importorskip("onnx", reason="ONNX export needs onnx: pip install 'reidkit[onnx]'")
 pytest.importorskip("onnxruntime", reason="ONNX export needs onnxruntime: pip install 'reidkit[onnx]'")
 
+from reidkit import checkpoint as checkpoints  # noqa: E402
 from reidkit import export as export_module  # noqa: E402
 from reidkit.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from reidkit.embedders import OnnxEmbedder, Preprocess, read_onnx_metadata  # noqa: E402
-from reidkit.engine import save_checkpoint  # noqa: E402
+from reidkit.embed import OnnxEmbedder, Preprocess, TorchEmbedder, read_onnx_metadata  # noqa: E402
 from reidkit.errors import CheckpointError  # noqa: E402
 from reidkit.export import ExportError, export, read_torchscript_metadata  # noqa: E402
-from reidkit.extract import load_embedder_from_checkpoint  # noqa: E402
 from reidkit.models import MODELS, build_model  # noqa: E402
 
 HEIGHT, WIDTH = 96, 32  # 6 rows of stride-16 features: divisible into the 2, 3 and 6 stripes of PCB and MGN
@@ -31,10 +30,14 @@ def make_checkpoint(path, name: str):
         if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
             module.running_mean.copy_(0.1 * torch.randn(module.running_mean.shape, generator=generator))
             module.running_var.copy_(torch.rand(module.running_var.shape, generator=generator) + 0.5)
-    spec = {"name": name, "num_classes": 4, "backbone": "resnet18", "last_stride": 1, "params": {}}
-    preprocess = {"height": HEIGHT, "width": WIDTH, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
-    save_checkpoint(path, {"model": model.state_dict(), "model_spec": spec, "preprocess": preprocess})
+    spec = checkpoints.ModelSpec(name=name, num_classes=4, backbone="resnet18", last_stride=1)
+    preprocess = Preprocess(HEIGHT, WIDTH, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    checkpoints.save(path, checkpoints.Checkpoint(spec=spec, preprocess=preprocess, weights=model.state_dict()))
     return path
+
+
+def load_embedder_from_checkpoint(path, *, flip: bool = True) -> TorchEmbedder:
+    return TorchEmbedder.from_checkpoint(checkpoints.load(path), flip=flip)
 
 
 def pictures(count: int, seed: int = 1) -> list[Image.Image]:
@@ -64,10 +67,18 @@ def test_onnx_export_parity_for_every_model(tmp_path, name):
     assert onnx_embedder.preprocess == Preprocess(
         height=HEIGHT, width=WIDTH, mean=IMAGENET_MEAN, std=IMAGENET_STD, flip=True
     )
-    images = pictures(3)  # batch of 3: the exported batch axis is dynamic (traced with 2)
-    np.testing.assert_allclose(
-        onnx_embedder.embed_images(images), torch_embedder.embed_images(images), atol=1e-4
-    )
+    for count in (1, 3):  # the exported batch axis is dynamic (traced with 2)
+        images = pictures(count, seed=count)
+        np.testing.assert_allclose(
+            onnx_embedder.embed_images(images), torch_embedder.embed_images(images), atol=1e-4
+        )
+    # the raw graph output is the model's embed (not flipped, not normalised)
+    batch = torch.randn(5, 3, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(3))
+    raw = onnx_embedder._forward(batch.numpy())
+    with torch.no_grad():
+        expected = torch_embedder.model.embed(batch).numpy()
+    assert raw.shape == (5, report.dim)
+    np.testing.assert_allclose(raw, expected, atol=1e-4, rtol=0)
 
 
 def test_onnx_metadata_round_trip(tmp_path):

@@ -304,48 +304,52 @@ def format_metrics(metrics: dict, *, title: str = "") -> str:
     return (f"{title}\n" if title else "") + f"{header}\n{values}"
 
 
-def _load_split(args: argparse.Namespace, info: dict):
+def _load_split(args: argparse.Namespace, checkpoint=None):
+    """The split named by ``--dataset/--root``, or by default the one the checkpoint was trained on."""
     from reidkit.data.datasets import load_dataset
 
-    name = args.dataset or info.get("config", {}).get("data", {}).get("dataset")
-    root = args.root or info.get("config", {}).get("data", {}).get("root")
+    data = checkpoint.data if checkpoint is not None else None
+    name = args.dataset or (data.name if data else None)
+    root = args.root or (data.root if data else None)
     if not name or not root:
         raise ReidkitError("give --dataset and --root (the checkpoint does not name a dataset)")
-    return load_dataset(name, root, **_options(getattr(args, "option", None)))
+    options = _options(getattr(args, "option", None))
+    if data is not None and not args.dataset and not options:
+        options = dict(data.options)
+    return load_dataset(name, root, **options)
+
+
+def _scorer(args: argparse.Namespace, embedder):
+    from reidkit.errors import ConfigError
+    from reidkit.evaluation import aligned_scorer, global_scorer, load_pair_head, pairwise_scorer
+
+    if args.pairwise:
+        if args.distance != "global" or args.rerank or args.qe:
+            raise ConfigError("--pairwise scores with the pair head: drop --distance, --rerank and --qe")
+        head, on = load_pair_head(embedder, device=args.device)
+        return pairwise_scorer(head, on=on, batch_size=args.pair_batch_size)
+    if args.distance != "global":
+        if args.rerank or args.qe:
+            raise ConfigError(
+                f"re-ranking and query expansion work on the global distance, not {args.distance!r}"
+            )
+        return aligned_scorer(mode=args.distance, local_weight=args.local_weight, metric=args.metric)
+    return global_scorer(metric=args.metric, rerank=args.rerank, query_expansion=args.qe)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from reidkit.evaluation import evaluate_split, ranked_lists
-    from reidkit.extract import load_embedder_from_checkpoint
-    from reidkit.viz import plot_cmc, ranked_grid
+    from reidkit import checkpoint as checkpoints
+    from reidkit.embed import TorchEmbedder
+    from reidkit.evaluation import evaluate_split
+    from reidkit.viz import plot_cmc, ranked_grid, ranked_lists
 
-    embedder = load_embedder_from_checkpoint(
-        args.checkpoint, flip=not args.no_flip, device=args.device, batch_size=args.batch_size
+    checkpoint = checkpoints.load(args.checkpoint, map_location=args.device).without_training()
+    embedder = TorchEmbedder.from_checkpoint(
+        checkpoint, flip=not args.no_flip, device=args.device, batch_size=args.batch_size
     )
-    pair_head, pair_on, distance = None, "global", args.distance
-    if args.pairwise:
-        from reidkit.errors import ConfigError
-        from reidkit.evaluation import load_pair_head
-
-        if args.distance != "global" or args.rerank or args.qe:
-            raise ConfigError("--pairwise scores with the pair head: drop --distance, --rerank and --qe")
-        pair_head, pair_on = load_pair_head(args.checkpoint, embedder.model, device=args.device)
-        distance = "pairwise"
-    split = _load_split(args, embedder.info)
-    result = evaluate_split(
-        embedder,
-        split,
-        metric=args.metric,
-        rerank=args.rerank,
-        query_expansion=args.qe,
-        distance=distance,
-        local_weight=args.local_weight,
-        workers=args.workers,
-        progress=not args.quiet,
-        pair_head=pair_head,
-        pair_on=pair_on,
-        pair_batch_size=args.pair_batch_size,
-    )
+    scorer = _scorer(args, embedder)
+    split = _load_split(args, checkpoint)
+    result = evaluate_split(embedder, split, scorer, workers=args.workers, progress=not args.quiet)
     if args.features:
         import numpy as np
 
@@ -379,25 +383,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_extract(args: argparse.Namespace) -> int:
-    from reidkit.data.records import Sample
-    from reidkit.extract import extract_features, load_embedder_from_checkpoint, save_features
+def _image_folder(option: str, folder: str) -> list[str]:
+    """The image files under ``folder`` (recursive, sorted; the suffixes of :data:`IMAGE_EXTENSIONS`)."""
+    from reidkit.data.folder import IMAGE_EXTENSIONS, list_images
 
-    embedder = load_embedder_from_checkpoint(args.checkpoint, flip=not args.no_flip, device=args.device)
+    path = Path(folder)
+    if not path.is_dir():
+        raise ReidkitError(f"{option} {path} is not a folder")
+    paths = [str(p) for p in list_images(path, recursive=True)]
+    if not paths:
+        raise ReidkitError(f"{option} {path} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+    return paths
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from reidkit import checkpoint as checkpoints
+    from reidkit.data.records import Sample
+    from reidkit.embed import TorchEmbedder, embed_paths
+    from reidkit.extract import save_features
+
+    checkpoint = checkpoints.load(args.checkpoint, map_location=args.device).without_training()
+    embedder = TorchEmbedder.from_checkpoint(checkpoint, flip=not args.no_flip, device=args.device)
     if args.images:
-        folder = Path(args.images)
-        if not folder.is_dir():
-            raise ReidkitError(f"--images {folder} is not a folder")
-        paths = sorted(
-            str(p) for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp")
-        )
-        if not paths:
-            raise ReidkitError(f"--images {folder} holds no .jpg/.png/.bmp images")
-        samples = [Sample(p, -1, -1) for p in paths]
+        samples = [Sample(p, -1, -1) for p in _image_folder("--images", args.images)]
     else:
-        split = _load_split(args, embedder.info)
+        split = _load_split(args, checkpoint)
         samples = {"train": split.train, "query": split.query, "gallery": split.gallery}[args.split]
-    features = extract_features(
+    features = embed_paths(
         embedder, [s.path for s in samples], workers=args.workers, progress=not args.quiet
     )
     save_features(args.out, features, samples)
@@ -407,7 +419,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------ search and serving
 def _embedder(args: argparse.Namespace):
-    from reidkit.embedders import load_embedder
+    from reidkit.embed import load_embedder
 
     return load_embedder(
         checkpoint=args.checkpoint,
@@ -420,16 +432,11 @@ def _embedder(args: argparse.Namespace):
 
 def _gallery_items(args: argparse.Namespace, embedder) -> tuple[list[str], list[dict]]:
     """Image paths and their metadata: a folder (camera = sub-folder name) or a dataset split."""
-    from reidkit.data.folder import list_images
     from reidkit.data.records import NO_CAMERA
 
     if args.images:
         folder = Path(args.images)
-        if not folder.is_dir():
-            raise ReidkitError(f"--images {folder} is not a folder")
-        paths = [str(p) for p in list_images(folder, recursive=True)]
-        if not paths:
-            raise ReidkitError(f"--images {folder} holds no images")
+        paths = _image_folder("--images", args.images)
         items = []
         for path in paths:
             parent = Path(path).parent
@@ -505,7 +512,7 @@ def _rerank_hits(index, query, hits: list, top_k: int) -> list:
 def cmd_search(args: argparse.Namespace) -> int:
     from reidkit.data.transforms import read_image
     from reidkit.index import Index
-    from reidkit.viz import RankedList, ranked_grid
+    from reidkit.viz import RankedList, ranked_grid, write_results_page
 
     embedder = _embedder(args)
     query = embedder.embed_images([read_image(args.query)])
@@ -554,29 +561,9 @@ def cmd_search(args: argparse.Namespace) -> int:
             top_k=len(existing),
             neutral=True,
         )
-        _write_results_page(out / "results.html", args.query, hits)
+        write_results_page(out / "results.html", args.query, hits)
         print(f"results: {out / 'results.png'}, {out / 'results.html'}")
     return 0
-
-
-def _write_results_page(path: Path, query: str, hits: list) -> None:
-    import html
-
-    from reidkit._io import atomic_write_text
-
-    cells = "".join(
-        f'<figure><img src="{html.escape(Path(hit.item.path).resolve().as_uri())}">'
-        f"<figcaption>#{rank} d={hit.distance:.3f}<br>cam {html.escape(str(hit.item.camera or '-'))}</figcaption></figure>"
-        for rank, hit in enumerate(hits, 1)
-    )
-    page = (
-        "<!doctype html><meta charset=utf-8><title>reidkit search</title>"
-        "<style>body{font-family:sans-serif}figure{display:inline-block;margin:4px;text-align:center}"
-        "img{height:160px;border:3px solid #ccc}figure.q img{border-color:#2858d2}</style>"
-        f'<figure class=q><img src="{html.escape(Path(query).resolve().as_uri())}"><figcaption>query</figcaption></figure>'
-        f"{cells}"
-    )
-    atomic_write_text(path, page)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -1,28 +1,44 @@
-"""Evaluate an embedder on a dataset split: embed query and gallery, score, optionally re-rank.
+"""Evaluate an embedder on a dataset split: embed query and gallery, score them, apply the split's protocol.
 
-The glue between extraction (:mod:`reidkit.extract`), scoring (:mod:`reidkit.metrics`) and re-ranking
-(:mod:`reidkit.rerank`) used by ``reidkit eval``, periodic evaluation during training, the demo and the
-benchmarks.
+A *scorer* is a function ``scorer(embedder, query_paths, gallery_paths, *, workers, progress) -> Scores``; the
+factories here build the four kinds ``reidkit eval`` offers:
+
+* :func:`global_scorer`: embedding distance, with optional alpha query expansion and k-reciprocal re-ranking;
+* :func:`aligned_scorer`: AlignedReID's shortest-path aligned local distance (``"local"``), or global + weighted
+  local (``"combined"``), for models with per-row local features;
+* :func:`pairwise_scorer`: a trained verification pair head scores every query-gallery pair
+  (distance = 1 - same-identity probability).
+
+:func:`evaluate_split` runs one and scores the distances with :func:`reidkit.metrics.evaluate`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
 from reidkit.data.records import Split
-from reidkit.errors import ConfigError
-from reidkit.extract import extract_features
 from reidkit.distance import pairwise_distance
+from reidkit.embed import Embedder, TorchEmbedder, embed_paths
+from reidkit.errors import ConfigError
 from reidkit.metrics import Metrics, evaluate, same_image_ignore
-from reidkit.viz import RankedList
 
 
-@dataclass
+@dataclass(frozen=True)
+class Scores:
+    """What a scorer returns: the features it scored and the ``[Q, G]`` distances."""
+
+    query_features: np.ndarray
+    gallery_features: np.ndarray
+    distmat: np.ndarray
+
+
+@dataclass(frozen=True)
 class EvalResult:
     metrics: Metrics
     query_features: np.ndarray
@@ -30,7 +46,19 @@ class EvalResult:
     distmat: np.ndarray
 
 
-def score(
+class Scorer(Protocol):
+    def __call__(
+        self,
+        embedder: Embedder,
+        query_paths: Sequence[str],
+        gallery_paths: Sequence[str],
+        *,
+        workers: int = 0,
+        progress: bool = False,
+    ) -> Scores: ...
+
+
+def global_distances(
     query_features: np.ndarray,
     gallery_features: np.ndarray,
     *,
@@ -41,7 +69,12 @@ def score(
     lambda_value: float = 0.3,
     query_expansion: int = 0,
 ) -> np.ndarray:
-    """Query x gallery distances, after optional alpha-query-expansion and k-reciprocal re-ranking."""
+    """Query x gallery distances, after optional alpha-query-expansion and k-reciprocal re-ranking.
+
+    Args:
+        rerank: None, ``"exact"`` or ``"fast"`` (see :mod:`reidkit.rerank`).
+        query_expansion: alpha-QE over this many neighbours (0: off).
+    """
     qf = torch.from_numpy(np.asarray(query_features, dtype=np.float32))
     gf = torch.from_numpy(np.asarray(gallery_features, dtype=np.float32))
     if query_expansion > 0:
@@ -61,36 +94,10 @@ def score(
         return np.asarray(
             rr.k_reciprocal_fast(qf, gf, k1=k1, k2=k2, lambda_value=lambda_value, metric=metric)
         )
-    raise ValueError(f"unknown re-ranking mode {rerank!r}; choose from exact, fast")
+    raise ConfigError(f"unknown re-ranking mode {rerank!r}; choose from exact, fast")
 
 
-def load_pair_head(checkpoint: str | Path, model: nn.Module, *, device: str | torch.device = "cpu"):
-    """The verification pair head a checkpoint was trained with, and the model output it scores.
-
-    Returns:
-        ``(head, on)``: the trained :class:`reidkit.losses.verification.PairHead` (eval mode) and the ``on``
-        field of its ``verification`` loss term (normally ``"global"``).
-
-    Raises:
-        ConfigError: the checkpoint's loss has no ``verification`` term (so no pair head).
-    """
-    from reidkit.engine import load_criterion
-
-    criterion = load_criterion(checkpoint, model, map_location=device)
-    head = criterion.pair_head()
-    if head is None:
-        names = [term.name for term in criterion.terms]
-        raise ConfigError(
-            f"checkpoint {checkpoint} has no verification pair head (its loss terms are {names}); "
-            "pairwise scoring needs a model trained with a 'verification' term, e.g. configs/ide_verif.yaml"
-        )
-    on = next(term.on for term in criterion.terms if term.name == "verification")
-    return head.to(device).eval(), on
-
-
-def evaluate_split(
-    embedder,
-    split: Split,
+def global_scorer(
     *,
     metric: str = "euclidean",
     rerank: str | None = None,
@@ -98,55 +105,15 @@ def evaluate_split(
     k2: int = 6,
     lambda_value: float = 0.3,
     query_expansion: int = 0,
-    distance: str = "global",
-    local_weight: float = 1.0,
-    max_rank: int = 50,
-    workers: int = 0,
-    progress: bool = False,
-    pair_head: nn.Module | None = None,
-    pair_on: str = "global",
-    pair_batch_size: int = 4096,
-) -> EvalResult:
-    """Embed ``split.query`` and ``split.gallery`` with ``embedder`` and evaluate under the split's protocol.
+) -> Scorer:
+    """Embedding distance (any embedder), optionally re-ranked; see :func:`global_distances`."""
+    if rerank not in (None, "exact", "fast"):
+        raise ConfigError(f"unknown re-ranking mode {rerank!r}; choose from exact, fast")
 
-    Args:
-        distance: ``"global"`` (embedding distance), or for models with local features (AlignedReID)
-            ``"local"`` (shortest-path aligned distance) or ``"combined"`` (global + local_weight * local).
-            Re-ranking and query expansion apply to the global distance only. ``"pairwise"``: the
-            verification pair head ``pair_head`` scores every query-gallery pair on the model output
-            ``pair_on`` (see :meth:`reidkit.extract.TorchEmbedder.output_features_paths`); distance =
-            1 - same-identity probability, and the returned features are those ``pair_on`` features.
-        pair_head: the trained pair head (see :func:`load_pair_head`), for ``distance="pairwise"``.
-        pair_batch_size: query-gallery pairs per head call.
-    """
-    query_paths = [s.path for s in split.query]
-    gallery_paths = [s.path for s in split.gallery]
-    if distance == "pairwise":
-        if pair_head is None:
-            raise ConfigError("distance 'pairwise' needs the verification pair head (pair_head)")
-        if rerank or query_expansion:
-            raise ConfigError("re-ranking and query expansion work on the global distance, not 'pairwise'")
-        if not hasattr(embedder, "output_features_paths"):
-            raise ConfigError("pairwise scoring needs a PyTorch checkpoint embedder (not ONNX/OpenVINO)")
-        from reidkit.losses.verification import pair_scores
-
-        qf = embedder.output_features_paths(query_paths, on=pair_on, workers=workers, progress=progress)
-        gf = embedder.output_features_paths(gallery_paths, on=pair_on, workers=workers, progress=progress)
-        parameter = next(pair_head.parameters())
-        scores = pair_scores(
-            pair_head,
-            torch.from_numpy(qf).to(parameter.device),
-            torch.from_numpy(gf).to(parameter.device),
-            batch_size=pair_batch_size,
-        )
-        distmat = (1.0 - scores).cpu().numpy()
-    else:
-        qf = extract_features(embedder, query_paths, workers=workers, progress=progress)
-        gf = extract_features(embedder, gallery_paths, workers=workers, progress=progress)
-    if distance == "pairwise":
-        pass  # scored above
-    elif distance == "global":
-        distmat = score(
+    def score(embedder, query_paths, gallery_paths, *, workers=0, progress=False) -> Scores:
+        qf = embed_paths(embedder, query_paths, workers=workers, progress=progress)
+        gf = embed_paths(embedder, gallery_paths, workers=workers, progress=progress)
+        distmat = global_distances(
             qf,
             gf,
             metric=metric,
@@ -156,65 +123,120 @@ def evaluate_split(
             lambda_value=lambda_value,
             query_expansion=query_expansion,
         )
-    else:
-        if rerank or query_expansion:
-            raise ConfigError(f"re-ranking and query expansion work on the global distance, not {distance!r}")
+        return Scores(qf, gf, distmat)
+
+    return score
+
+
+def _torch_embedder(embedder: Embedder, what: str) -> TorchEmbedder:
+    if not isinstance(embedder, TorchEmbedder):
+        raise ConfigError(f"{what} needs a reidkit checkpoint (PyTorch) embedder, not {type(embedder).__name__}")
+    return embedder
+
+
+def aligned_scorer(*, mode: str = "local", local_weight: float = 1.0, metric: str = "euclidean") -> Scorer:
+    """AlignedReID's aligned local distance (``mode="local"``) or global + ``local_weight`` x local
+    (``"combined"``), for models with ``embed_local`` (see :func:`reidkit.losses.aligned.aligned_distance`).
+
+    Reference: Zhang et al., "AlignedReID: Surpassing Human-Level Performance in Person Re-Identification", 2017.
+    """
+    if mode not in ("local", "combined"):
+        raise ConfigError(f"aligned distance mode must be 'local' or 'combined', got {mode!r}")
+
+    def score(embedder, query_paths, gallery_paths, *, workers=0, progress=False) -> Scores:
         from reidkit.losses.aligned import aligned_distance
 
-        q_local = torch.from_numpy(
-            embedder.embed_local_paths(query_paths, workers=workers, progress=progress)
-        )
-        g_local = torch.from_numpy(
-            embedder.embed_local_paths(gallery_paths, workers=workers, progress=progress)
-        )
+        torch_embedder = _torch_embedder(embedder, f"the {mode} distance")
+        qf = embed_paths(embedder, query_paths, workers=workers, progress=progress)
+        gf = embed_paths(embedder, gallery_paths, workers=workers, progress=progress)
+        q_local = torch_embedder.local_features(query_paths, workers=workers, progress=progress)
+        g_local = torch_embedder.local_features(gallery_paths, workers=workers, progress=progress)
         distmat = aligned_distance(
             torch.from_numpy(qf),
             torch.from_numpy(gf),
-            q_local,
-            g_local,
-            mode=distance,
+            torch.from_numpy(q_local),
+            torch.from_numpy(g_local),
+            mode=mode,
             local_weight=local_weight,
             metric=metric,
         ).numpy()
+        return Scores(qf, gf, distmat)
+
+    return score
+
+
+def pairwise_scorer(head: nn.Module, *, on: str = "global", batch_size: int = 4096) -> Scorer:
+    """A trained verification pair head scores every query-gallery pair on the model output ``on``.
+
+    Distance = 1 - same-identity probability; the returned features are the ``on`` features (flip-averaged).
+    See :func:`load_pair_head` for the head a checkpoint was trained with.
+    """
+
+    def score(embedder, query_paths, gallery_paths, *, workers=0, progress=False) -> Scores:
+        from reidkit.losses.verification import pair_scores
+
+        torch_embedder = _torch_embedder(embedder, "pairwise scoring")
+        qf = torch_embedder.output_features(query_paths, on=on, workers=workers, progress=progress)
+        gf = torch_embedder.output_features(gallery_paths, on=on, workers=workers, progress=progress)
+        device = next(head.parameters()).device
+        scores = pair_scores(
+            head, torch.from_numpy(qf).to(device), torch.from_numpy(gf).to(device), batch_size=batch_size
+        )
+        return Scores(qf, gf, (1.0 - scores).cpu().numpy())
+
+    return score
+
+
+def load_pair_head(embedder: TorchEmbedder, *, device: str | torch.device = "cpu") -> tuple[nn.Module, str]:
+    """The verification pair head a checkpoint embedder's model was trained with, and the output it scores.
+
+    Returns:
+        ``(head, on)``: the trained :class:`reidkit.losses.verification.PairHead` (eval mode) and the ``on``
+        field of its ``verification`` loss term (normally ``"global"``).
+
+    Raises:
+        ConfigError: the embedder was not built from a checkpoint, or its loss has no ``verification`` term.
+    """
+    checkpoint = _torch_embedder(embedder, "pairwise scoring").checkpoint
+    if checkpoint is None:
+        raise ConfigError("pairwise scoring needs an embedder built from a checkpoint (it holds the pair head)")
+    criterion = checkpoint.build_criterion(embedder.model)
+    head = criterion.pair_head()
+    if head is None:
+        names = [term.name for term in criterion.terms]
+        raise ConfigError(
+            f"{checkpoint.source} has no verification pair head (its loss terms are {names}); "
+            "pairwise scoring needs a model trained with a 'verification' term, e.g. configs/ide_verif.yaml"
+        )
+    on = next(term.on for term in criterion.terms if term.name == "verification")
+    return head.to(device).eval(), on
+
+
+def evaluate_split(
+    embedder: Embedder,
+    split: Split,
+    scorer: Scorer | None = None,
+    *,
+    max_rank: int = 50,
+    workers: int = 0,
+    progress: bool = False,
+) -> EvalResult:
+    """Score ``split.query`` against ``split.gallery`` with ``scorer`` (default :func:`global_scorer`) and
+    evaluate under the split's protocol (cross-camera when it has camera ids, else only the identical image
+    is excluded).
+    """
+    scorer = scorer or global_scorer()
+    query_paths = [s.path for s in split.query]
+    gallery_paths = [s.path for s in split.gallery]
+    scores = scorer(embedder, query_paths, gallery_paths, workers=workers, progress=progress)
     q_pids = np.array([s.pid for s in split.query])
     g_pids = np.array([s.pid for s in split.gallery])
     if split.has_camids:
         q_camids = np.array([s.camid for s in split.query])
         g_camids = np.array([s.camid for s in split.gallery])
         ignore = None
-    else:  # no camera ids: only the identical image is excluded
+    else:
         q_camids = g_camids = None
         ignore = same_image_ignore(query_paths, gallery_paths)
-    metrics = evaluate(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank, ignore=ignore)
-    return EvalResult(metrics, qf, gf, distmat)
-
-
-def ranked_lists(split: Split, distmat: np.ndarray, *, queries: int = 6, top_k: int = 10) -> list[RankedList]:
-    """Ranked gallery lists of a few evenly spread queries (for :func:`reidkit.viz.ranked_grid`).
-
-    The gallery items the metric ignores (same id and camera as the query; the query image itself) are left out.
-    """
-    chosen = np.linspace(0, len(split.query) - 1, num=min(queries, len(split.query))).round().astype(int)
-    rows = []
-    for i in chosen:
-        query = split.query[i]
-        order = np.argsort(distmat[i], kind="stable")
-        kept = [
-            j
-            for j in order
-            if not (
-                split.has_camids
-                and split.gallery[j].pid == query.pid
-                and split.gallery[j].camid == query.camid
-            )
-            and split.gallery[j].path != query.path
-        ][:top_k]
-        rows.append(
-            RankedList(
-                query.path,
-                [split.gallery[j].path for j in kept],
-                [split.gallery[j].pid == query.pid for j in kept],
-                [float(distmat[i, j]) for j in kept],
-            )
-        )
-    return rows
+    metrics = evaluate(scores.distmat, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank, ignore=ignore)
+    return EvalResult(metrics, scores.query_features, scores.gallery_features, scores.distmat)

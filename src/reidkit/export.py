@@ -4,11 +4,11 @@ The exported network maps ``images [N, 3, H, W]`` (RGB, normalised with the chec
 retrieval feature ``[N, D]`` (not flipped, not L2-normalised: the embedder does both), with a dynamic batch
 axis. The file carries what a runtime needs to use it without the checkpoint:
 
-- ONNX: ``metadata_props`` ``reidkit.preprocess`` (JSON of :class:`reidkit.embedders.Preprocess`),
+- ONNX: ``metadata_props`` ``reidkit.preprocess`` (JSON of :class:`reidkit.checkpoint.Preprocess`),
   ``reidkit.fingerprint``, ``reidkit.model_name``, ``reidkit.embedding_dim``, ``reidkit.version``;
 - TorchScript: the same keys as ``_extra_files``.
 
-The fingerprint is the checkpoint's :class:`reidkit.extract.TorchEmbedder` fingerprint, so an index built with
+The fingerprint is the checkpoint's :class:`reidkit.embed.TorchEmbedder` fingerprint, so an index built with
 the checkpoint can be searched with the export (the parity check is what makes that sound). Before the file
 is put in place, the export is run on random inputs and on real images (two batch sizes) and compared with
 PyTorch: a maximum absolute difference above ``tolerance`` raises :class:`ExportError` and writes nothing.
@@ -28,7 +28,8 @@ from torch import Tensor, nn
 
 from reidkit import __version__
 from reidkit._io import atomic_write_bytes
-from reidkit.embedders import FINGERPRINT_KEY, MODEL_NAME_KEY, PREPROCESS_KEY, Preprocess
+from reidkit.checkpoint import Preprocess
+from reidkit.embed import FINGERPRINT_KEY, MODEL_NAME_KEY, PREPROCESS_KEY, TorchEmbedder
 from reidkit.errors import ReidkitError
 
 FORMATS = ("onnx", "torchscript")
@@ -210,7 +211,7 @@ def export(
         out: the file to write (``.onnx`` or ``.pt``).
         format: ``"onnx"`` or ``"torchscript"``.
         flip: the flip-averaging the runtime embedder should apply (stored in the metadata; part of the
-            fingerprint, as for :class:`reidkit.extract.TorchEmbedder`).
+            fingerprint, as for :class:`reidkit.embed.TorchEmbedder`).
         images: real image files for the parity check (the first two are used; default: generated ones).
         tolerance: largest accepted max absolute difference of ``embed`` between export and PyTorch.
         opset: ONNX opset.
@@ -223,25 +224,14 @@ def export(
         ExportError: unknown format, an export failure, or a parity check above ``tolerance`` (nothing written).
         CheckpointError: the checkpoint cannot be read.
     """
-    from reidkit.engine import load_model
-    from reidkit.extract import embedder_for_checkpoint_model
+    from reidkit import checkpoint as checkpoints
 
     if format not in FORMATS:
         raise ExportError(f"export format must be one of {FORMATS}, got {format!r}")
-    model, info = load_model(checkpoint, map_location="cpu")
-    model = model.float().eval()
-    pre = info["preprocess"]
-    preprocess = Preprocess(
-        height=int(pre["height"]),
-        width=int(pre["width"]),
-        channel_order="RGB",
-        pixel_range=1.0,
-        mean=tuple(pre["mean"]),
-        std=tuple(pre["std"]),
-        flip=flip,
-    )
-    name = str(info["model_spec"]["name"])
-    torch_embedder = embedder_for_checkpoint_model(model, info, flip=flip)
+    torch_embedder = TorchEmbedder.from_checkpoint(checkpoints.load(checkpoint).without_training(), flip=flip)
+    model = torch_embedder.model.float().eval()
+    preprocess = torch_embedder.preprocess
+    name = torch_embedder.name
     wrapper = _Embed(model).eval()
     random, real = _parity_inputs(preprocess, images, seed)
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Pictures of results: CMC curves and ranked-list grids (query + top-k with green/red borders)."""
+"""Pictures of results: CMC curves, ranked-list grids (query + top-k with green/red borders), search pages."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from reidkit._io import atomic_write_bytes
+from reidkit._io import atomic_write_bytes, atomic_write_text
+from reidkit.data.records import Split
 
 GREEN = (30, 170, 60)
 RED = (210, 40, 40)
@@ -93,3 +94,56 @@ def ranked_grid(
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def ranked_lists(split: Split, distmat: np.ndarray, *, queries: int = 6, top_k: int = 10) -> list[RankedList]:
+    """Ranked gallery lists of a few evenly spread queries (for :func:`reidkit.viz.ranked_grid`).
+
+    The gallery items the metric ignores (same id and camera as the query; the query image itself) are left out.
+    """
+    chosen = np.linspace(0, len(split.query) - 1, num=min(queries, len(split.query))).round().astype(int)
+    rows = []
+    for i in chosen:
+        query = split.query[i]
+        order = np.argsort(distmat[i], kind="stable")
+        kept = [
+            j
+            for j in order
+            if not (
+                split.has_camids
+                and split.gallery[j].pid == query.pid
+                and split.gallery[j].camid == query.camid
+            )
+            and split.gallery[j].path != query.path
+        ][:top_k]
+        rows.append(
+            RankedList(
+                query.path,
+                [split.gallery[j].path for j in kept],
+                [split.gallery[j].pid == query.pid for j in kept],
+                [float(distmat[i, j]) for j in kept],
+            )
+        )
+    return rows
+
+
+def write_results_page(path: str | Path, query: str, hits: Sequence) -> None:
+    """A static HTML page of a search: the query photo, then each hit with rank, distance and camera.
+
+    ``hits`` are :class:`reidkit.index.SearchHit` (``distance``, ``item.path``, ``item.camera``).
+    """
+    import html
+
+    cells = "".join(
+        f'<figure><img src="{html.escape(Path(hit.item.path).resolve().as_uri())}">'
+        f"<figcaption>#{rank} d={hit.distance:.3f}<br>cam {html.escape(str(hit.item.camera or '-'))}</figcaption></figure>"
+        for rank, hit in enumerate(hits, 1)
+    )
+    page = (
+        "<!doctype html><meta charset=utf-8><title>reidkit search</title>"
+        "<style>body{font-family:sans-serif}figure{display:inline-block;margin:4px;text-align:center}"
+        "img{height:160px;border:3px solid #ccc}figure.q img{border-color:#2858d2}</style>"
+        f'<figure class=q><img src="{html.escape(Path(query).resolve().as_uri())}"><figcaption>query</figcaption></figure>'
+        f"{cells}"
+    )
+    atomic_write_text(path, page)

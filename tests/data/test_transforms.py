@@ -5,12 +5,12 @@ import pytest
 import torch
 from PIL import Image
 
+from reidkit.checkpoint import Preprocess
 from reidkit.data.image_dataset import ImageDataset
 from reidkit.data.records import Sample
 from reidkit.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    TestTransform,
     TrainTransform,
     pad_crop,
     random_erasing,
@@ -25,12 +25,12 @@ def image():
     return Image.fromarray(rng.integers(0, 256, size=(40, 20, 3), dtype=np.uint8))
 
 
-def test_test_transform_resizes_and_normalises(image):
-    out = TestTransform(32, 16)(image)
-    assert out.shape == (3, 32, 16) and out.dtype == torch.float32
+def test_inference_preprocess_resizes_and_normalises(image):
+    out = Preprocess(32, 16).image(image)
+    assert out.shape == (3, 32, 16) and out.dtype == np.float32
     plain = np.asarray(image.resize((16, 32), Image.BILINEAR), dtype=np.float32) / 255.0
     expected = (plain - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
-    np.testing.assert_allclose(out.numpy().transpose(1, 2, 0), expected, atol=1e-5)
+    np.testing.assert_allclose(out.transpose(1, 2, 0), expected, atol=1e-5)
 
 
 def test_train_transform_is_a_function_of_its_seed(image):
@@ -46,7 +46,8 @@ def test_flip_only_transform_mirrors(image):
     base = TrainTransform(32, 16, flip=0.0, pad=0, random_erasing=0.0)(image, np.random.default_rng(0))
     flipped = TrainTransform(32, 16, flip=1.0, pad=0, random_erasing=0.0)(image, np.random.default_rng(0))
     assert torch.allclose(flipped, torch.flip(base, dims=[2]))
-    assert torch.allclose(base, TestTransform(32, 16)(image))
+    # without augmentation, training sees exactly the pixels inference sees
+    assert torch.equal(base, torch.from_numpy(Preprocess(32, 16).image(image)))
 
 
 def test_pad_crop_keeps_size_and_content():

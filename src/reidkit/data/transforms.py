@@ -92,21 +92,6 @@ def random_erasing(
 
 
 @dataclass(frozen=True)
-class TestTransform:
-    """Resize + ImageNet normalisation -> ``[3, H, W]`` float tensor."""
-
-    __test__ = False  # not a pytest test class despite the name
-
-    height: int = 256
-    width: int = 128
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-
-    def __call__(self, image: Image.Image, rng: np.random.Generator | None = None) -> Tensor:
-        return _normalise(_to_array(image, self.height, self.width), self.mean, self.std)
-
-
-@dataclass(frozen=True)
 class TrainTransform:
     """Resize, colour jitter, horizontal flip, pad + random crop, normalise, random erasing.
 

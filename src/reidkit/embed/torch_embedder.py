@@ -1,0 +1,146 @@
+"""Embed with a reidkit PyTorch model, e.g. one rebuilt from a :class:`reidkit.checkpoint.Checkpoint`."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from reidkit.checkpoint import Checkpoint, Preprocess
+from reidkit.embed.base import BatchEmbedder, iter_image_chunks
+from reidkit.errors import ConfigError
+
+
+def model_fingerprint(model: nn.Module, preprocess: Preprocess) -> str:
+    """A short hash of the weights and preprocessing: two embedders agree only if this agrees."""
+    described = {
+        "height": preprocess.height,
+        "width": preprocess.width,
+        "mean": preprocess.mean,
+        "std": preprocess.std,
+        "flip": preprocess.flip,
+    }
+    digest = hashlib.sha256(repr(sorted(described.items())).encode())
+    for key, value in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+class TorchEmbedder(BatchEmbedder):
+    """Embed images with a reidkit model (``embed(images [B, 3, H, W]) -> [B, D]``).
+
+    Args:
+        model: the network.
+        preprocess: the input pipeline it was trained with; ``preprocess.flip`` averages with the mirror.
+        device: where to run the model.
+        batch_size: images per forward pass.
+        name: model name.
+    """
+
+    runtime = "PyTorch"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        preprocess: Preprocess,
+        *,
+        device: str | torch.device = "cpu",
+        batch_size: int = 64,
+        name: str = "reidkit",
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device)
+        self.preprocess, self.batch_size, self.name = preprocess, batch_size, name
+        self.checkpoint: Checkpoint | None = None  # set by from_checkpoint
+        self.dim = int(getattr(model, "embedding_dim", 0)) or self._probe_dim()
+        self.fingerprint = model_fingerprint(model, preprocess)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        checkpoint: Checkpoint,
+        *,
+        flip: bool = True,
+        device: str | torch.device = "cpu",
+        batch_size: int = 64,
+    ) -> TorchEmbedder:
+        """The checkpoint's model with the preprocessing it was trained with (every checkpoint embedder)."""
+        embedder = cls(
+            checkpoint.build_model(device=device),
+            replace(checkpoint.preprocess, flip=flip),
+            device=device,
+            batch_size=batch_size,
+            name=checkpoint.spec.name,
+        )
+        embedder.checkpoint = checkpoint
+        return embedder
+
+    @torch.no_grad()
+    def _run(self, function: Callable[[Tensor], Tensor], batch: np.ndarray) -> np.ndarray:
+        return function(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        return self._run(self.model.embed, batch)
+
+    def model_features(
+        self,
+        paths: Sequence[str],
+        function: Callable[[Tensor], Tensor],
+        *,
+        workers: int = 0,
+        progress: bool = False,
+        desc: str = "features",
+    ) -> np.ndarray:
+        """Image files -> ``function(images)`` per image, mean over image and mirror when flipping (raw).
+
+        For the scorers that need more than the embedding: per-row local features (``model.embed_local``),
+        the features a verification pair head scores (``model(images).select(on)``).
+        """
+        chunks = [
+            self.map_images(images, lambda batch: self._run(function, batch), normalise=False)
+            for images in iter_image_chunks(
+                paths, batch_size=self.batch_size, workers=workers, progress=progress, desc=desc
+            )
+        ]
+        if not chunks:
+            raise ConfigError("no image paths given to embed")
+        return np.concatenate(chunks)
+
+    def local_features(self, paths: Sequence[str], *, workers: int = 0, progress: bool = False) -> np.ndarray:
+        """Image files -> ``[N, h, C]`` per-row local features (models with ``embed_local``, e.g. AlignedReID).
+
+        Rows are pooled over the width, so a mirrored image gives the same rows; with flip they are averaged.
+        """
+        embed_local = getattr(self.model, "embed_local", None)
+        if embed_local is None:
+            raise ConfigError(
+                f"model {type(self.model).__name__} has no local features; use the global distance"
+            )
+        return self.model_features(paths, embed_local, workers=workers, progress=progress, desc="local")
+
+    def output_features(
+        self, paths: Sequence[str], *, on: str = "global", workers: int = 0, progress: bool = False
+    ) -> np.ndarray:
+        """Image files -> ``[N, D]`` raw features of the model output field ``on`` (not normalised).
+
+        The features a loss term was trained on (``ReidOutput.select(on)``; for a list, such as
+        ``global_features``, its first entry), for scoring heads that take them, e.g. the verification pair
+        head.
+        """
+
+        def select(images: Tensor) -> Tensor:
+            try:
+                value = self.model(images).select(on)
+            except (KeyError, ValueError) as error:
+                raise ConfigError(f"model {type(self.model).__name__}: {error}") from None
+            value = value[0] if isinstance(value, list) else value
+            if value.dim() != 2:
+                raise ConfigError(f"model output {on!r} is not a [B, D] feature (shape {tuple(value.shape)})")
+            return value
+
+        return self.model_features(paths, select, workers=workers, progress=progress, desc=f"features {on}")
