@@ -10,13 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
+from reidkit import checkpoint as checkpoints
+from reidkit.checkpoint import CHECKPOINT_NAME, Preprocess
 from reidkit.cli import main
 from reidkit.config import load_config
 from reidkit.data.datasets import load_dataset
-from reidkit.engine import CHECKPOINT_NAME, load_checkpoint, load_criterion
+from reidkit.embed import TorchEmbedder
 from reidkit.errors import ConfigError
 from reidkit.evaluation import load_pair_head
-from reidkit.extract import load_embedder_from_checkpoint
 from reidkit.losses.verification import pair_scores
 from reidkit.metrics import evaluate
 
@@ -63,9 +64,10 @@ def test_pairwise_eval_scores_with_the_trained_pair_head(synthetic_root, tmp_pat
     distmat = gallery["distmat"]
 
     # the features are the head's own input: global_features[0] (pre-BNNeck, not normalised), flip-averaged
-    embedder = load_embedder_from_checkpoint(checkpoint, flip=True)
+    embedder = TorchEmbedder.from_checkpoint(checkpoints.load(checkpoint), flip=True)
     split = load_dataset("synthetic", synthetic_root)
-    images = torch.stack([embedder.transform(Image.open(split.query[0].path).convert("RGB"))])
+    preprocess = Preprocess(64, 32)
+    images = torch.from_numpy(preprocess([Image.open(split.query[0].path).convert("RGB")]))
     with torch.no_grad():
         first = embedder.model(images).global_features[0]
         mirrored = embedder.model(torch.flip(images, dims=[3])).global_features[0]
@@ -75,9 +77,9 @@ def test_pairwise_eval_scores_with_the_trained_pair_head(synthetic_root, tmp_pat
     assert abs(float(np.linalg.norm(query["features"][0])) - 1.0) > 1e-2  # not the normalised embedding
 
     # distance = 1 - pair_scores of the checkpoint's head, computed by hand on the saved features
-    criterion = load_criterion(checkpoint, embedder.model)
+    criterion = embedder.checkpoint.build_criterion(embedder.model)
     head = criterion.pair_head()
-    state = load_checkpoint(checkpoint)["criterion"]
+    state = embedder.checkpoint.criterion_state
     head_keys = [key for key in state if key.endswith("head.linear.weight")]
     assert len(head_keys) == 1 and torch.equal(head.linear.weight, state[head_keys[0]])
     expected = 1.0 - pair_scores(
@@ -108,7 +110,7 @@ def test_pairwise_eval_scores_with_the_trained_pair_head(synthetic_root, tmp_pat
     assert during_training["rank1"] == pytest.approx(metrics["rank1"], abs=1e-6)
 
     # the pair head comes back from the checkpoint with the term's 'on'
-    head_again, on = load_pair_head(checkpoint, embedder.model)
+    head_again, on = load_pair_head(embedder)
     assert on == "global" and torch.equal(head_again.linear.weight, head.linear.weight)
 
     # pairwise scoring does not combine with re-ranking
@@ -122,9 +124,9 @@ def test_pairwise_eval_without_a_pair_head_is_a_clear_error(synthetic_root, tmp_
     with pytest.raises(ConfigError, match="does not combine"):
         load_config(CONFIGS / "ide_verif.yaml", ["eval.pairwise=true", "eval.rerank=exact"])
     checkpoint = _train("ide.yaml", synthetic_root, tmp_path / "ide", "train.epochs=0")
-    embedder = load_embedder_from_checkpoint(checkpoint)
+    embedder = TorchEmbedder.from_checkpoint(checkpoints.load(checkpoint))
     with pytest.raises(ConfigError, match="no verification pair head"):
-        load_pair_head(checkpoint, embedder.model)
+        load_pair_head(embedder)
     capsys.readouterr()
     argv = ["eval", "--checkpoint", str(checkpoint), "--workers", "0", "--quiet", "--pairwise"]
     assert main([*argv, "--report", str(tmp_path / "report")]) == 2
