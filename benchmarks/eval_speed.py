@@ -39,6 +39,7 @@ import sys
 import time
 
 import numpy as np
+from _reference import reference_evaluate as baseline_evaluate
 
 SIZES = {
     # queries, gallery, test identities, cameras, fraction of pid-0 distractors in the gallery
@@ -84,30 +85,6 @@ def make_features(size: str, kind: str, scale: float, seed: int):
     qf = features(q_pids, q_camids)
     gf = features(g_pids, g_camids)
     return qf, gf, q_pids, g_pids, q_camids, g_camids
-
-
-def baseline_evaluate(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, sort_kind="stable"):
-    """The common vectorised numpy evaluation: full argsort, then per query the kept list.
-
-    ``sort_kind="stable"`` follows the reference definition (ties by gallery index); the toolkits' default
-    quicksort breaks float32 ties arbitrarily, which moves mAP in the 7th digit.
-    """
-    indices = np.argsort(distmat, axis=1, kind=sort_kind)
-    matches = g_pids[indices] == q_pids[:, None]
-    cmc_rows, average_precisions, inverse_penalties = [], [], []
-    for query in range(len(q_pids)):
-        order = indices[query]
-        keep = ~((g_pids[order] == q_pids[query]) & (g_camids[order] == q_camids[query]))
-        raw = matches[query][keep]
-        if not raw.any():
-            continue
-        cumulative = raw.cumsum()
-        cmc = (cumulative[:max_rank] >= 1).astype(np.float64)
-        cmc_rows.append(np.pad(cmc, (0, max_rank - len(cmc)), constant_values=1.0))
-        positions = np.nonzero(raw)[0]
-        average_precisions.append(float(np.mean(cumulative[positions] / (positions + 1.0))))
-        inverse_penalties.append(len(positions) / (positions[-1] + 1.0))
-    return np.mean(cmc_rows, axis=0), float(np.mean(average_precisions)), float(np.mean(inverse_penalties))
 
 
 def _rss_gb() -> float:

@@ -15,39 +15,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _reference import machine_line, reference_evaluate
+from synth_hardness import hellinger_distances, hsv_histogram
 
+from reidkit import checkpoint as checkpoints
 from reidkit.data.datasets import load_dataset
 from reidkit.data.synth import generate
-from reidkit.extract import extract_features, load_embedder_from_checkpoint
 from reidkit.distance import pairwise_distance
+from reidkit.embed import TorchEmbedder, embed_paths
 from reidkit.metrics import evaluate
-
-sys.path.insert(0, str(Path(__file__).parent))
-from synth_hardness import hellinger_distances, hsv_histogram  # noqa: E402
-
-
-def argsort_evaluate(distmat: np.ndarray, q_pids, g_pids, q_cams, g_cams) -> tuple[float, float]:
-    """The usual implementation: full stable argsort of every row, then per query cumulative sums."""
-    order = np.argsort(distmat, axis=1, kind="stable")
-    aps, first = [], []
-    for i in range(len(q_pids)):
-        row = order[i]
-        keep = ~((g_pids[row] == q_pids[i]) & (g_cams[row] == q_cams[i]))
-        matches = (g_pids[row] == q_pids[i])[keep]
-        if not matches.any():
-            continue
-        hits = np.cumsum(matches)
-        ranks = np.flatnonzero(matches) + 1
-        aps.append(float(np.mean(hits[ranks - 1] / ranks)))
-        first.append(ranks[0])
-    return float(np.mean(np.array(first) == 1)), float(np.mean(aps))
 
 
 def main() -> None:
@@ -64,13 +45,14 @@ def main() -> None:
     g_pids = np.array([s.pid for s in split.gallery])
     q_cams = np.array([s.camid for s in split.query])
     g_cams = np.array([s.camid for s in split.gallery])
-    print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads; data {root}")
+    print(f"machine: {machine_line(torch.get_num_threads())}; data {root}")
     print(f"{len(split.query)} queries, {len(split.gallery)} gallery images\n")
 
-    embedder = load_embedder_from_checkpoint(args.checkpoint, flip=True)
+    checkpoint = checkpoints.load(args.checkpoint)
+    embedder = TorchEmbedder.from_checkpoint(checkpoint, flip=True)
     paths = [s.path for s in split.query] + [s.path for s in split.gallery]
     start = time.perf_counter()
-    features = extract_features(embedder, paths, workers=args.workers)
+    features = embed_paths(embedder, paths, workers=args.workers)
     embed_s = time.perf_counter() - start
     qf, gf = torch.from_numpy(features[: len(split.query)]), torch.from_numpy(features[len(split.query) :])
     start = time.perf_counter()
@@ -80,7 +62,8 @@ def main() -> None:
     metrics = evaluate(distmat, q_pids, g_pids, q_cams, g_cams)
     evaluate_s = time.perf_counter() - start
     start = time.perf_counter()
-    rank1, mean_ap = argsort_evaluate(distmat, q_pids, g_pids, q_cams, g_cams)
+    cmc, mean_ap, _ = reference_evaluate(distmat, q_pids, g_pids, q_cams, g_cams)
+    rank1 = cmc[0]
     argsort_s = time.perf_counter() - start
     assert abs(rank1 - metrics.cmc[0]) < 1e-12 and abs(mean_ap - metrics.mAP) < 1e-9, "evaluations disagree"
 
@@ -95,11 +78,10 @@ def main() -> None:
     hist_q = np.stack([hsv_histogram(s.path, stripes=6, bins=(8, 4, 4), centre=True) for s in split.query])
     hist_g = np.stack([hsv_histogram(s.path, stripes=6, bins=(8, 4, 4), centre=True) for s in split.gallery])
     colour = evaluate(hellinger_distances(hist_q, hist_g), q_pids, g_pids, q_cams, g_cams).as_dict()
-    payload = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     rows = [("HSV colour histogram (centre, 6 stripes)", colour)]
-    if payload.get("before"):
-        rows.append((f"{payload['model_spec']['backbone']} baseline, untrained", payload["before"]))
-    rows.append((f"{payload['model_spec']['backbone']} baseline, trained", metrics.as_dict()))
+    if checkpoint.before:
+        rows.append((f"{checkpoint.spec.backbone} baseline, untrained", dict(checkpoint.before)))
+    rows.append((f"{checkpoint.spec.backbone} baseline, trained", metrics.as_dict()))
     print(f"\n{'matcher':<42}{'Rank-1':>8}{'Rank-5':>8}{'mAP':>8}{'mINP':>8}")
     for name, values in rows:
         print(f"{name:<42}" + "".join(f"{100 * values[k]:>8.1f}" for k in ("rank1", "rank5", "mAP", "mINP")))

@@ -221,7 +221,7 @@ def bench_http(size: int, requests_per_client: int, workdir: Path) -> None:
     embedders = [_StandInEmbedder(256)]
     reid_xml = SHARED / "omz/person-reidentification-retail-0287/person-reidentification-retail-0287.xml"
     if reid_xml.is_file():
-        from reidkit.embedders import OpenVinoEmbedder
+        from reidkit.embed import OpenVinoEmbedder
 
         embedders.append(OpenVinoEmbedder(reid_xml, preprocess="bgr255", threads=1))
     else:
@@ -270,10 +270,9 @@ def bench_http(size: int, requests_per_client: int, workdir: Path) -> None:
 def bench_embedding(batches: int, batch_size: int, workdir: Path) -> None:
     import torch
 
-    from reidkit.embedders import OnnxEmbedder, OpenVinoEmbedder
-    from reidkit.engine import save_checkpoint
+    from reidkit import checkpoint as checkpoints
+    from reidkit.embed import OnnxEmbedder, OpenVinoEmbedder, Preprocess, TorchEmbedder
     from reidkit.export import export
-    from reidkit.extract import load_embedder_from_checkpoint
     from reidkit.models import build_model
 
     rng = np.random.default_rng(3)
@@ -282,22 +281,17 @@ def bench_embedding(batches: int, batch_size: int, workdir: Path) -> None:
     for backbone in ("resnet18", "resnet50"):
         torch.manual_seed(0)
         model = build_model("baseline", num_classes=100, backbone=backbone)
-        spec = {"name": "baseline", "num_classes": 100, "backbone": backbone, "last_stride": 1, "params": {}}
-        preprocess = {
-            "height": 256,
-            "width": 128,
-            "mean": [0.485, 0.456, 0.406],
-            "std": [0.229, 0.224, 0.225],
-        }
+        spec = checkpoints.ModelSpec(name="baseline", num_classes=100, backbone=backbone, last_stride=1)
         checkpoint = workdir / f"{backbone}.pt"
-        save_checkpoint(
-            checkpoint, {"model": model.state_dict(), "model_spec": spec, "preprocess": preprocess}
+        checkpoints.save(
+            checkpoint,
+            checkpoints.Checkpoint(spec=spec, preprocess=Preprocess(256, 128), weights=model.state_dict()),
         )
         onnx_path = export(checkpoint, workdir / f"{backbone}.onnx", flip=False).path
         runtimes = [
             (
                 "PyTorch (TorchEmbedder)",
-                load_embedder_from_checkpoint(checkpoint, flip=False, batch_size=batch_size),
+                TorchEmbedder.from_checkpoint(checkpoints.load(checkpoint), flip=False, batch_size=batch_size),
             ),
             ("ONNX Runtime", OnnxEmbedder(onnx_path, batch_size=batch_size)),
             ("OpenVINO (same ONNX file)", OpenVinoEmbedder(onnx_path, batch_size=batch_size)),
