@@ -4,9 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from reidkit.distance import pairwise_distance
+from reidkit.distance import SquaredRowDistance, pairwise_distance
 from reidkit.metrics import evaluate
-from reidkit.rerank import _exhaustive_search, _Space, k_reciprocal, k_reciprocal_fast, query_expansion
+from reidkit.rerank import (
+    _exhaustive_search,
+    k_reciprocal,
+    k_reciprocal_fast,
+    query_expansion,
+)
 
 
 def transcribed_rerank(q_g, q_q, g_g, k1, k2, lambda_value):
@@ -143,7 +148,7 @@ def test_neighbour_search_equals_a_brute_force_stable_sort_with_ties(chunk_size,
     expected_index, expected_distance, squared = brute_force_neighbours(features, num_candidates)
     out = np.empty((num_query, 45 - num_query), dtype=np.float32)
     index, distance, row_max = _exhaustive_search(
-        _Space(features, "euclidean"), num_candidates, chunk_size, num_query, out
+        SquaredRowDistance(features, "euclidean"), num_candidates, chunk_size, num_query, out
     )
     np.testing.assert_array_equal(index.numpy(), expected_index)
     np.testing.assert_array_equal(distance.numpy(), expected_distance)
@@ -159,7 +164,7 @@ def test_neighbour_search_on_float_features_equals_the_full_matrix():
     features = torch.cat([qf, gf])
     full = pairwise_distance(features.double(), features.double()).numpy() ** 2
     out = np.empty((20, 150), dtype=np.float32)
-    index, distance, row_max = _exhaustive_search(_Space(features, "euclidean"), 21, 32, 20, out)
+    index, distance, row_max = _exhaustive_search(SquaredRowDistance(features, "euclidean"), 21, 32, 20, out)
     expected = np.argsort(full, axis=1, kind="stable")[:, :21]
     # float32 products may swap items whose distances differ by rounding only; the distances must agree
     np.testing.assert_allclose(distance.numpy(), np.take_along_axis(full, expected, axis=1), atol=1e-4)

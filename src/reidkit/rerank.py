@@ -33,6 +33,8 @@ Besides, the step-1 normalisation needs each row's *largest* distance and the ou
 query-gallery distance, so a large part of the products cannot be skipped in any case.
 
 :func:`query_expansion` implements alpha query expansion (Radenovic et al., TPAMI 2018).
+
+Distances between features come from :mod:`reidkit.distance`.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from reidkit.distance import SquaredRowDistance
 
 #: query rows of the final [Q, G] matrix processed at once (bounded memory for the Jaccard sums)
 _OUTPUT_BLOCK_ELEMENTS = 1 << 22
@@ -250,34 +254,6 @@ def k_reciprocal(
 # fast mode
 
 
-class _Space:
-    """Squared distances between rows of one feature matrix, computed on demand (Euclidean or cosine)."""
-
-    def __init__(self, features: Tensor, metric: str):
-        if metric not in ("euclidean", "cosine"):
-            raise KeyError(f"unknown distance metric {metric!r}; choose from ['euclidean', 'cosine']")
-        self.metric = metric
-        self.features = F.normalize(features, dim=1) if metric == "cosine" else features
-        self.norms = self.features.pow(2).sum(dim=1)
-
-    def block(self, rows: slice | Tensor, cols: slice | Tensor) -> Tensor:
-        """``[R, C]`` squared distances between ``features[rows]`` and ``features[cols]``."""
-        left, right = self.features[rows], self.features[cols]
-        product = left @ right.t()
-        if self.metric == "cosine":
-            return product.neg_().add_(1.0).pow_(2)  # (1 - x)^2, in place
-        # (|a|^2 + |b|^2) - 2 a.b in place: the same rounding as the expression, two allocations
-        distance = self.norms[rows][:, None] + self.norms[cols][None, :]
-        return distance.sub_(product.mul_(2.0)).clamp_min_(0.0)
-
-    def pairs(self, rows: Tensor, cols: Tensor) -> Tensor:
-        """``[P]`` squared distances between ``features[rows[p]]`` and ``features[cols[p]]``."""
-        product = (self.features[rows] * self.features[cols]).sum(dim=1)
-        if self.metric == "cosine":
-            return (1.0 - product).pow(2)
-        return (self.norms[rows] + self.norms[cols] - 2.0 * product).clamp_min(0.0)
-
-
 def _stable_order(distance: Tensor, index: Tensor) -> Tensor:
     """Order of each row of ``distance`` ascending, ties by ``index`` ascending (both ``[B, C]``)."""
     by_index = torch.sort(index, dim=1, stable=True).indices
@@ -340,7 +316,7 @@ def k_reciprocal_fast(
         raise ValueError(f"k1, k2: need at most {count - 1} neighbours (Q + G - 1), got k1={k1}, k2={k2}")
     with torch.no_grad():
         features = torch.cat([query.detach().float(), gallery.detach().float().to(query.device)])
-        space = _Space(features, metric)
+        space = SquaredRowDistance(features, metric)
         num_candidates = min(count, max(width, candidates if candidates is not None else 2 * (k1 + 1)))
         out = np.empty((num_query, num_gallery), dtype=np.float32)
         index, exact, row_max = _exhaustive_search(space, num_candidates, chunk_size, num_query, out)
@@ -406,7 +382,7 @@ def _merge_nearest(best_distance: Tensor, best_index: Tensor, distance: Tensor, 
 
 
 def _exhaustive_search(
-    space: _Space, num_candidates: int, chunk_size: int, num_query: int, out: np.ndarray
+    space: SquaredRowDistance, num_candidates: int, chunk_size: int, num_query: int, out: np.ndarray
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Exact ``num_candidates`` nearest items of every item, each pair of items computed once.
 
@@ -452,7 +428,7 @@ def _exhaustive_search(
 
 
 def _pair_distances(
-    space: _Space, index: Tensor, exact: Tensor, rows: np.ndarray, cols: np.ndarray
+    space: SquaredRowDistance, index: Tensor, exact: Tensor, rows: np.ndarray, cols: np.ndarray
 ) -> Tensor:
     """Squared distances of the ``R*`` pairs: looked up in the candidate lists, computed when absent."""
     device = index.device
