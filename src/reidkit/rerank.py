@@ -32,7 +32,8 @@ excluded no item at all (every item's bound stays below the 21st-neighbour dista
 Besides, the step-1 normalisation needs each row's *largest* distance and the output needs every
 query-gallery distance, so a large part of the products cannot be skipped in any case.
 
-:func:`query_expansion` implements alpha query expansion (Radenovic et al., TPAMI 2018).
+:func:`rerank_candidates` applies the exact mode to one query and a small candidate set (the hits of an
+index search). :func:`query_expansion` implements alpha query expansion (Radenovic et al., TPAMI 2018).
 
 Distances between features come from :mod:`reidkit.distance`.
 """
@@ -44,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from reidkit.distance import SquaredRowDistance
+from reidkit.distance import SquaredRowDistance, pairwise_distance_numpy
 
 #: query rows of the final [Q, G] matrix processed at once (bounded memory for the Jaccard sums)
 _OUTPUT_BLOCK_ELEMENTS = 1 << 22
@@ -248,6 +249,54 @@ def k_reciprocal(
         float(lambda_value),
         out,
     )
+
+
+def rerank_candidates(
+    query: np.ndarray,
+    candidates: np.ndarray,
+    *,
+    k1: int = 20,
+    k2: int = 6,
+    lambda_value: float = 0.3,
+    metric: str = "euclidean",
+) -> np.ndarray:
+    """Exact k-reciprocal re-ranking of one query's small candidate set (for example the hits of an index).
+
+    The candidates are the whole gallery: the three distance matrices come from
+    :func:`reidkit.distance.pairwise_distance_numpy` and go through :func:`k_reciprocal`, with the
+    neighbourhoods capped by the set size, ``k1 <- min(k1, C - 1)`` and ``k2 <- min(k2, k1)``. With fewer than
+    3 candidates there is nothing to re-rank and the plain distances are returned.
+
+    Reference: Zhong et al., "Re-ranking Person Re-identification with k-reciprocal Encoding", CVPR 2017.
+
+    Args:
+        query: ``[1, D]`` (or ``[D]``) query feature.
+        candidates: ``[C, D]`` candidate features.
+        k1, k2, lambda_value: as in :func:`k_reciprocal`, before capping.
+        metric: ``"euclidean"``, ``"sqeuclidean"`` or ``"cosine"``: the original distance.
+
+    Returns:
+        ``[C]`` re-ranked distances, in candidate order (sort them to re-rank; float32 for float32 inputs).
+    """
+    _check_parameters(k1, k2, lambda_value)
+    query = np.asarray(query)
+    if query.ndim == 1:
+        query = query[None, :]
+    if query.ndim != 2 or query.shape[0] != 1:
+        raise ValueError(f"query: expected one [1, D] feature, got shape {query.shape}")
+    candidates = np.asarray(candidates)
+    if candidates.ndim != 2 or candidates.shape[1] != query.shape[1]:
+        raise ValueError(
+            f"candidates: expected [C, {query.shape[1]}] features like the query, got shape {candidates.shape}"
+        )
+    q_g = pairwise_distance_numpy(query, candidates, metric)
+    count = candidates.shape[0]
+    if count < 3:
+        return q_g[0]
+    k1 = min(int(k1), count - 1)
+    q_q = pairwise_distance_numpy(query, query, metric)
+    g_g = pairwise_distance_numpy(candidates, candidates, metric)
+    return k_reciprocal(q_g, q_q, g_g, k1=k1, k2=min(int(k2), k1), lambda_value=lambda_value)[0]
 
 
 # ----------------------------------------------------------------------------------------------------------
