@@ -3,7 +3,7 @@
 * :func:`pairwise_distance` — ``[..., M, D] x [..., N, D] -> [..., M, N]``, autograd-friendly (losses);
 * :func:`paired_distance` — ``[N, D] x [N, D] -> [N]``, row ``i`` against row ``i`` (center loss);
 * :class:`GalleryDistance` — query blocks against one fixed gallery, no autograd, in place, bit-identical to
-  the rows of :func:`pairwise_distance` (memory-bounded evaluation);
+  :func:`pairwise_distance` of the same block (memory-bounded evaluation);
 * :class:`SquaredRowDistance` — squared distances between rows of one feature matrix, as blocks or as lists
   of pairs, no autograd (k-reciprocal re-ranking);
 * :func:`pairwise_distance_numpy` — :func:`pairwise_distance` for callers holding numpy arrays.
