@@ -4,9 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from reidkit.distance import pairwise_distance
+from reidkit.distance import SquaredRowDistance, pairwise_distance
 from reidkit.metrics import evaluate
-from reidkit.rerank import _exhaustive_search, _Space, k_reciprocal, k_reciprocal_fast, query_expansion
+from reidkit.rerank import (
+    _exhaustive_search,
+    k_reciprocal,
+    k_reciprocal_fast,
+    query_expansion,
+    rerank_candidates,
+)
 
 
 def transcribed_rerank(q_g, q_q, g_g, k1, k2, lambda_value):
@@ -143,7 +149,7 @@ def test_neighbour_search_equals_a_brute_force_stable_sort_with_ties(chunk_size,
     expected_index, expected_distance, squared = brute_force_neighbours(features, num_candidates)
     out = np.empty((num_query, 45 - num_query), dtype=np.float32)
     index, distance, row_max = _exhaustive_search(
-        _Space(features, "euclidean"), num_candidates, chunk_size, num_query, out
+        SquaredRowDistance(features, "euclidean"), num_candidates, chunk_size, num_query, out
     )
     np.testing.assert_array_equal(index.numpy(), expected_index)
     np.testing.assert_array_equal(distance.numpy(), expected_distance)
@@ -159,7 +165,7 @@ def test_neighbour_search_on_float_features_equals_the_full_matrix():
     features = torch.cat([qf, gf])
     full = pairwise_distance(features.double(), features.double()).numpy() ** 2
     out = np.empty((20, 150), dtype=np.float32)
-    index, distance, row_max = _exhaustive_search(_Space(features, "euclidean"), 21, 32, 20, out)
+    index, distance, row_max = _exhaustive_search(SquaredRowDistance(features, "euclidean"), 21, 32, 20, out)
     expected = np.argsort(full, axis=1, kind="stable")[:, :21]
     # float32 products may swap items whose distances differ by rounding only; the distances must agree
     np.testing.assert_allclose(distance.numpy(), np.take_along_axis(full, expected, axis=1), atol=1e-4)
@@ -234,3 +240,64 @@ def test_query_expansion_helps_noisy_queries():
     new_q, new_g = query_expansion(qf, gf, top_k=5, alpha=3.0)
     after = evaluate(pairwise_distance(new_q, new_g, "cosine"), q_pids, g_pids, q_camids, g_camids).mAP
     assert after > before
+
+
+def numpy_euclidean(a, b):
+    """The plain numpy formula a caller would write: sqrt(max(|a|^2 + |b|^2 - 2 a.b, 0))."""
+    return np.sqrt(np.clip((a * a).sum(1)[:, None] + (b * b).sum(1)[None] - 2 * a @ b.T, 0, None))
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("count", [3, 4, 12, 40])
+def test_rerank_candidates_equals_k_reciprocal_on_the_three_matrices(metric, count):
+    qf, gf, _, _ = feature_case(9 + count, 1, count, dtype=torch.float32)
+    query, candidates = qf.numpy(), gf.numpy()
+    result = rerank_candidates(query, candidates, metric=metric)
+    k1 = min(20, count - 1)
+    expected = k_reciprocal(*matrices(qf, gf, metric), k1=k1, k2=min(6, k1), lambda_value=0.3)[0]
+    assert result.shape == (count,) and result.dtype == np.float32
+    np.testing.assert_array_equal(result, expected)
+    # other parameters pass through, capped by the candidate set the same way
+    result = rerank_candidates(query[0], candidates, k1=5, k2=8, lambda_value=0.5, metric=metric)
+    k1 = min(5, count - 1)
+    expected = k_reciprocal(*matrices(qf, gf, metric), k1=k1, k2=k1, lambda_value=0.5)[0]
+    np.testing.assert_array_equal(result, expected)
+
+
+def test_rerank_candidates_matches_the_plain_numpy_euclidean_path():
+    qf, gf, _, _ = feature_case(21, 1, 30, dim=32, dtype=torch.float32)
+    query, candidates = qf.numpy(), gf.numpy()
+    by_hand = k_reciprocal(
+        numpy_euclidean(query, candidates),
+        numpy_euclidean(query, query),
+        numpy_euclidean(candidates, candidates),
+        k1=20,
+        k2=6,
+    )[0]
+    result = rerank_candidates(query, candidates)
+    np.testing.assert_allclose(result, by_hand, atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(
+        np.argsort(result, kind="stable")[:10], np.argsort(by_hand, kind="stable")[:10]
+    )
+
+
+def test_rerank_candidates_with_fewer_than_three_returns_the_plain_distances():
+    query = np.array([[0.0, 0.0]], dtype=np.float32)
+    candidates = np.array([[3.0, 4.0], [1.0, 0.0]], dtype=np.float32)
+    np.testing.assert_allclose(rerank_candidates(query, candidates), [5.0, 1.0])
+    np.testing.assert_allclose(rerank_candidates(query, candidates[:1], metric="sqeuclidean"), [25.0])
+    assert rerank_candidates(query, candidates[:0]).shape == (0,)
+
+
+def test_rerank_candidates_bad_inputs():
+    candidates = np.zeros((5, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"query: expected one \[1, D\] feature, got shape \(2, 3\)"):
+        rerank_candidates(np.zeros((2, 3)), candidates)
+    with pytest.raises(ValueError, match=r"candidates: expected \[C, 4\] features like the query"):
+        rerank_candidates(np.zeros((1, 4)), candidates)
+    with pytest.raises(ValueError, match="k1"):
+        rerank_candidates(np.zeros((1, 3)), candidates, k1=0)
+    with pytest.raises(ValueError, match="lambda_value"):
+        rerank_candidates(np.zeros((1, 3)), candidates, lambda_value=2.0)
+    with pytest.raises(KeyError, match="unknown distance metric"):
+        rerank_candidates(np.zeros((1, 3)), candidates, metric="l1")

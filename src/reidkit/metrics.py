@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from reidkit.distance import EPS, METRICS
+from reidkit.distance import GalleryDistance
 
 ArrayLike = np.ndarray | Tensor | Sequence
 
@@ -474,34 +474,6 @@ def _as_feature_tensor(features, name: str) -> Tensor:
     return tensor.detach()
 
 
-class _BlockDistance:
-    """Query-block x gallery distances, bit-identical to the rows of ``reidkit.distance.pairwise_distance``.
-
-    The gallery-side work (norms, normalisation) is done once instead of once per block.
-    """
-
-    def __init__(self, gallery: Tensor, metric: str):
-        if metric not in ("euclidean", "sqeuclidean", "cosine"):
-            raise KeyError(f"unknown distance metric {metric!r}; choose from {list(METRICS)}")
-        self.metric = metric
-        if metric == "cosine":
-            self.gallery = F.normalize(gallery, dim=1)
-        else:
-            self.gallery = gallery
-            self.gallery_norm = gallery.pow(2).sum(dim=1, keepdim=True).t()
-
-    def __call__(self, query: Tensor) -> Tensor:
-        if self.metric == "cosine":
-            return (F.normalize(query, dim=1) @ self.gallery.t()).neg_().add_(1.0)  # == 1 - x, in place
-        query_norm = query.pow(2).sum(dim=1, keepdim=True)
-        # (|q|^2 + |g|^2) - 2 q.g, evaluated in the same order as pairwise_distance but in place (2 allocations)
-        dist = query_norm + self.gallery_norm
-        dist.sub_((query @ self.gallery.t()).mul_(2.0))
-        if self.metric == "euclidean":
-            return dist.clamp_min_(EPS).sqrt_()  # max(max(x, 0), EPS) == max(x, EPS)
-        return dist.clamp_min_(0.0)
-
-
 def evaluate_features(
     qf: np.ndarray | Tensor,
     gf: np.ndarray | Tensor,
@@ -517,9 +489,10 @@ def evaluate_features(
 ) -> Metrics:
     """CMC / mAP / mINP straight from features; the ``Q x G`` distance matrix never exists.
 
-    Distances are computed one block of queries at a time with the same formulas as
-    :func:`reidkit.distance.pairwise_distance`, so the result equals
-    ``evaluate(pairwise_distance(qf, gf, metric), ...)``. CUDA tensors are evaluated on their GPU.
+    Distances are computed one block of queries at a time by :class:`reidkit.distance.GalleryDistance`,
+    bit-identical to :func:`reidkit.distance.pairwise_distance` on each block, so the result equals
+    ``evaluate(pairwise_distance(qf, gf, metric), ...)`` (up to the last-bit rounding that BLAS may give one
+    row of a large product and of a small one). CUDA tensors are evaluated on their GPU.
 
     Args:
         qf: ``[Q, D]`` query features.
@@ -546,7 +519,7 @@ def evaluate_features(
     ignore_checked = _check_ignore(ignore, num_query, num_gallery)
     max_rank = _check_max_rank(max_rank)
     block = _block_size(chunk_size, num_gallery)
-    distance = _BlockDistance(gallery, metric)
+    distance = GalleryDistance(gallery, metric)
     table = _MatchTable(g_pids_np)
     g_pids_t = torch.from_numpy(g_pids_np).to(query.device)
     accumulator = _Accumulator(max_rank)

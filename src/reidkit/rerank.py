@@ -32,7 +32,10 @@ excluded no item at all (every item's bound stays below the 21st-neighbour dista
 Besides, the step-1 normalisation needs each row's *largest* distance and the output needs every
 query-gallery distance, so a large part of the products cannot be skipped in any case.
 
-:func:`query_expansion` implements alpha query expansion (Radenovic et al., TPAMI 2018).
+:func:`rerank_candidates` applies the exact mode to one query and a small candidate set (the hits of an
+index search). :func:`query_expansion` implements alpha query expansion (Radenovic et al., TPAMI 2018).
+
+Distances between features come from :mod:`reidkit.distance`.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from reidkit.distance import SquaredRowDistance, pairwise_distance_numpy
 
 #: query rows of the final [Q, G] matrix processed at once (bounded memory for the Jaccard sums)
 _OUTPUT_BLOCK_ELEMENTS = 1 << 22
@@ -246,36 +251,56 @@ def k_reciprocal(
     )
 
 
+def rerank_candidates(
+    query: np.ndarray,
+    candidates: np.ndarray,
+    *,
+    k1: int = 20,
+    k2: int = 6,
+    lambda_value: float = 0.3,
+    metric: str = "euclidean",
+) -> np.ndarray:
+    """Exact k-reciprocal re-ranking of one query's small candidate set (for example the hits of an index).
+
+    The candidates are the whole gallery: the three distance matrices come from
+    :func:`reidkit.distance.pairwise_distance_numpy` and go through :func:`k_reciprocal`, with the
+    neighbourhoods capped by the set size, ``k1 <- min(k1, C - 1)`` and ``k2 <- min(k2, k1)``. With fewer than
+    3 candidates there is nothing to re-rank and the plain distances are returned.
+
+    Reference: Zhong et al., "Re-ranking Person Re-identification with k-reciprocal Encoding", CVPR 2017.
+
+    Args:
+        query: ``[1, D]`` (or ``[D]``) query feature.
+        candidates: ``[C, D]`` candidate features.
+        k1, k2, lambda_value: as in :func:`k_reciprocal`, before capping.
+        metric: ``"euclidean"``, ``"sqeuclidean"`` or ``"cosine"``: the original distance.
+
+    Returns:
+        ``[C]`` re-ranked distances, in candidate order (sort them to re-rank; float32 for float32 inputs).
+    """
+    _check_parameters(k1, k2, lambda_value)
+    query = np.asarray(query)
+    if query.ndim == 1:
+        query = query[None, :]
+    if query.ndim != 2 or query.shape[0] != 1:
+        raise ValueError(f"query: expected one [1, D] feature, got shape {query.shape}")
+    candidates = np.asarray(candidates)
+    if candidates.ndim != 2 or candidates.shape[1] != query.shape[1]:
+        raise ValueError(
+            f"candidates: expected [C, {query.shape[1]}] features like the query, got shape {candidates.shape}"
+        )
+    q_g = pairwise_distance_numpy(query, candidates, metric)
+    count = candidates.shape[0]
+    if count < 3:
+        return q_g[0]
+    k1 = min(int(k1), count - 1)
+    q_q = pairwise_distance_numpy(query, query, metric)
+    g_g = pairwise_distance_numpy(candidates, candidates, metric)
+    return k_reciprocal(q_g, q_q, g_g, k1=k1, k2=min(int(k2), k1), lambda_value=lambda_value)[0]
+
+
 # ----------------------------------------------------------------------------------------------------------
 # fast mode
-
-
-class _Space:
-    """Squared distances between rows of one feature matrix, computed on demand (Euclidean or cosine)."""
-
-    def __init__(self, features: Tensor, metric: str):
-        if metric not in ("euclidean", "cosine"):
-            raise KeyError(f"unknown distance metric {metric!r}; choose from ['euclidean', 'cosine']")
-        self.metric = metric
-        self.features = F.normalize(features, dim=1) if metric == "cosine" else features
-        self.norms = self.features.pow(2).sum(dim=1)
-
-    def block(self, rows: slice | Tensor, cols: slice | Tensor) -> Tensor:
-        """``[R, C]`` squared distances between ``features[rows]`` and ``features[cols]``."""
-        left, right = self.features[rows], self.features[cols]
-        product = left @ right.t()
-        if self.metric == "cosine":
-            return product.neg_().add_(1.0).pow_(2)  # (1 - x)^2, in place
-        # (|a|^2 + |b|^2) - 2 a.b in place: the same rounding as the expression, two allocations
-        distance = self.norms[rows][:, None] + self.norms[cols][None, :]
-        return distance.sub_(product.mul_(2.0)).clamp_min_(0.0)
-
-    def pairs(self, rows: Tensor, cols: Tensor) -> Tensor:
-        """``[P]`` squared distances between ``features[rows[p]]`` and ``features[cols[p]]``."""
-        product = (self.features[rows] * self.features[cols]).sum(dim=1)
-        if self.metric == "cosine":
-            return (1.0 - product).pow(2)
-        return (self.norms[rows] + self.norms[cols] - 2.0 * product).clamp_min(0.0)
 
 
 def _stable_order(distance: Tensor, index: Tensor) -> Tensor:
@@ -340,7 +365,7 @@ def k_reciprocal_fast(
         raise ValueError(f"k1, k2: need at most {count - 1} neighbours (Q + G - 1), got k1={k1}, k2={k2}")
     with torch.no_grad():
         features = torch.cat([query.detach().float(), gallery.detach().float().to(query.device)])
-        space = _Space(features, metric)
+        space = SquaredRowDistance(features, metric)
         num_candidates = min(count, max(width, candidates if candidates is not None else 2 * (k1 + 1)))
         out = np.empty((num_query, num_gallery), dtype=np.float32)
         index, exact, row_max = _exhaustive_search(space, num_candidates, chunk_size, num_query, out)
@@ -406,7 +431,7 @@ def _merge_nearest(best_distance: Tensor, best_index: Tensor, distance: Tensor, 
 
 
 def _exhaustive_search(
-    space: _Space, num_candidates: int, chunk_size: int, num_query: int, out: np.ndarray
+    space: SquaredRowDistance, num_candidates: int, chunk_size: int, num_query: int, out: np.ndarray
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Exact ``num_candidates`` nearest items of every item, each pair of items computed once.
 
@@ -452,7 +477,7 @@ def _exhaustive_search(
 
 
 def _pair_distances(
-    space: _Space, index: Tensor, exact: Tensor, rows: np.ndarray, cols: np.ndarray
+    space: SquaredRowDistance, index: Tensor, exact: Tensor, rows: np.ndarray, cols: np.ndarray
 ) -> Tensor:
     """Squared distances of the ``R*`` pairs: looked up in the candidate lists, computed when absent."""
     device = index.device

@@ -161,8 +161,8 @@ def test_aligned_triplet_mutual_members_average():
 
 
 def test_aligned_distance_modes():
-    from reidkit.losses.aligned import aligned_distance
     from reidkit.distance import euclidean
+    from reidkit.losses.aligned import aligned_distance
 
     generator = torch.Generator().manual_seed(9)
     q_global, g_global = torch.randn(3, 6, generator=generator), torch.randn(5, 6, generator=generator)

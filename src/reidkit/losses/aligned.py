@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from reidkit.distance import EPS, euclidean
+from reidkit.distance import pairwise_distance
 from reidkit.losses.triplet import hardest_pairs, identity_masks, zero_loss
 from reidkit.models.output import ReidOutput
 
@@ -37,22 +37,17 @@ def normalized_part_distance(x_local: Tensor, y_local: Tensor) -> Tensor:
         raise ValueError(
             f"local features: channel counts differ, {tuple(x_local.shape)} vs {tuple(y_local.shape)}"
         )
-    x_norm = x_local.pow(2).sum(dim=2)[:, None, :, None]
-    y_norm = y_local.pow(2).sum(dim=2)[None, :, None, :]
-    squared = x_norm + y_norm - 2.0 * torch.einsum("mhc,nwc->mnhw", x_local, y_local)
-    distance = squared.clamp_min(EPS).sqrt()
+    (num_x, height, channels), (num_y, width) = x_local.shape, y_local.shape[:2]
+    # every part of x against every part of y: one [M * H, N * W] matrix, viewed as [M, N, H, W]
+    distance = pairwise_distance(x_local.reshape(-1, channels), y_local.reshape(-1, channels), "euclidean")
+    distance = distance.view(num_x, height, num_y, width).transpose(1, 2)
     # tanh(x / 2) == (e^x - 1) / (e^x + 1), without overflowing e^x for large distances
     return torch.tanh(distance / 2.0)
 
 
 def _normalized_pair_distance(x_local: Tensor, y_local: Tensor) -> Tensor:
     """``[B, H, C] x [B, W, C] -> [B, H, W]``: the part-distance matrix of each pair ``(x_b, y_b)``."""
-    squared = (
-        x_local.pow(2).sum(dim=2)[:, :, None]
-        + y_local.pow(2).sum(dim=2)[:, None, :]
-        - 2.0 * torch.bmm(x_local, y_local.transpose(1, 2))
-    )
-    return torch.tanh(squared.clamp_min(EPS).sqrt() / 2.0)
+    return torch.tanh(pairwise_distance(x_local, y_local, "euclidean") / 2.0)  # batched over B
 
 
 def shortest_path(dist: Tensor) -> Tensor:
@@ -182,7 +177,7 @@ def aligned_triplet(
                 f"aligned_triplet: batch sizes differ: global {tuple(global_features.shape)}, "
                 f"local {tuple(local_features.shape)}, pids {tuple(pids.shape)}"
             )
-        global_distance = euclidean(global_features, global_features)
+        global_distance = pairwise_distance(global_features, global_features, "euclidean")
         positive, negative = identity_masks(pids)
         d_ap, d_an, valid = hardest_pairs(global_distance, positive, negative)
         if not bool(valid.any()):
@@ -232,8 +227,6 @@ def aligned_distance(
     Returns:
         ``[M, N]`` distances.
     """
-    from reidkit.distance import pairwise_distance
-
     if mode not in DISTANCE_MODES:
         raise ValueError(f"mode: expected one of {list(DISTANCE_MODES)}, got {mode!r}")
     if mode == "global":

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from reidkit.distance import EPS, METRICS
+from reidkit.distance import METRICS, paired_distance
 
 
 def init_centers(num_classes: int, feat_dim: int) -> nn.Parameter:
@@ -56,10 +56,4 @@ def center_loss(features: Tensor, pids: Tensor, centers: Tensor, *, metric: str 
         return features.sum() * 0.0 + centers.sum() * 0.0
     dtype = torch.promote_types(features.dtype, centers.dtype)
     features, own = features.to(dtype), centers[pids].to(dtype)
-    if metric == "cosine":
-        distance = 1.0 - torch.nn.functional.cosine_similarity(features, own, dim=1)
-    else:
-        distance = (features - own).pow(2).sum(dim=1)
-        if metric == "euclidean":
-            distance = distance.clamp_min(EPS).sqrt()
-    return distance.mean()
+    return paired_distance(features, own, metric).mean()
