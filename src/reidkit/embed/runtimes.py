@@ -108,6 +108,16 @@ class _RuntimeEmbedder(BatchEmbedder):
         self.batch_size = static_batch or batch_size
         self._static_batch = static_batch
 
+    def _identify(self, name: str | None, metadata: Mapping[str, str], from_metadata: bool, files) -> None:
+        """Name, fingerprint (the export's own when its preprocessing is used as written) and dimension."""
+        self.name = name or metadata.get(MODEL_NAME_KEY) or self.path.stem
+        self.fingerprint = (
+            metadata[FINGERPRINT_KEY]
+            if from_metadata and FINGERPRINT_KEY in metadata
+            else _file_digest(files, self.preprocess)
+        )
+        self.dim = self._probe_dim()
+
     def _run(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
@@ -181,13 +191,7 @@ class OnnxEmbedder(_RuntimeEmbedder):
         )
         batch_axis = model_input.shape[0]
         self._set_batching(batch_size, batch_axis if isinstance(batch_axis, int) else None)
-        self.name = name or metadata.get(MODEL_NAME_KEY) or self.path.stem
-        self.fingerprint = (
-            metadata[FINGERPRINT_KEY]
-            if from_metadata and FINGERPRINT_KEY in metadata
-            else _file_digest([self.path], self.preprocess)
-        )
-        self.dim = self._probe_dim()
+        self._identify(name, metadata, from_metadata, [self.path])
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([self._output_name], {self._input_name: batch})[0]
@@ -255,13 +259,7 @@ class OpenVinoEmbedder(_RuntimeEmbedder):
         self._request = self._compiled.create_infer_request()
         self._lock = threading.Lock()  # one infer request: serialise callers
         self._set_batching(batch_size, static_batch)
-        self.name = name or metadata.get(MODEL_NAME_KEY) or self.path.stem
-        self.fingerprint = (
-            metadata[FINGERPRINT_KEY]
-            if from_metadata and FINGERPRINT_KEY in metadata
-            else _file_digest(files, self.preprocess)
-        )
-        self.dim = self._probe_dim()
+        self._identify(name, metadata, from_metadata, files)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         with self._lock:
