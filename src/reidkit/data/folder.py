@@ -428,12 +428,8 @@ def load_custom(
             raise DatasetError(f"dataset root {root_path} is a file; only mode='csv' reads a file")
         csv_file, root_path, mode = root_path, root_path.parent, "csv"
     if mode is None:
-        if csv_file is not None or (root_path / DEFAULT_CSV_NAME).is_file():
-            mode = "csv"
-        elif pattern is not None:
-            mode = "pattern"
-        else:
-            mode = "folders"
+        has_csv = csv_file is not None or (root_path / DEFAULT_CSV_NAME).is_file()
+        mode = "csv" if has_csv else "pattern" if pattern is not None else "folders"
     if mode not in MODES:
         raise DatasetError(f"unknown custom dataset mode {mode!r}; choose from {', '.join(MODES)}")
     csv_name = Path(csv_file if csv_file is not None else DEFAULT_CSV_NAME)
