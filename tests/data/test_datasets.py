@@ -102,7 +102,7 @@ def test_market1501_root_or_parent_give_the_same_split(tmp_path: Path) -> None:
     # several matching sub-folders: the usual name wins, otherwise the user must choose
     make_market(tmp_path / "copy")
     assert load_market1501(tmp_path) == load_market1501(folder)
-    (folder / "bounding_box_train").rename(tmp_path / "moved")
+    (folder / "query").rename(tmp_path / "moved")  # no longer a Market-1501 folder
     make_market(tmp_path / "copy2")
     with pytest.raises(DatasetError, match="several Market-1501 folders.*copy, copy2"):
         load_market1501(tmp_path)
@@ -137,7 +137,7 @@ def test_wrong_layout_names_expected_and_found(tmp_path: Path) -> None:
         load_market1501(tmp_path)
     message = str(error.value)
     assert "not a Market-1501 folder" in message
-    assert "expected bounding_box_train/, query/, bounding_box_test/" in message
+    assert "expected query/, bounding_box_test/ (bounding_box_train/ only to train)" in message
     assert "missing query/, bounding_box_test/" in message
     assert "found bounding_box_train/, notes.txt" in message
 
@@ -153,7 +153,7 @@ def test_unparseable_names_are_counted_with_five_examples(tmp_path: Path) -> Non
     assert "'0001_c0s1_000001_01.jpg', 'a.jpg', 'b.jpg', 'c.jpg', 'd.jpg' (and 2 more)" in message
 
 
-@pytest.mark.parametrize("folder", ["bounding_box_train", "query", "bounding_box_test"])
+@pytest.mark.parametrize("folder", ["query", "bounding_box_test"])
 def test_empty_split(tmp_path: Path, folder: str) -> None:
     make_market(tmp_path)
     for path in (tmp_path / folder).iterdir():
@@ -161,7 +161,7 @@ def test_empty_split(tmp_path: Path, folder: str) -> None:
             path.unlink()  # only junk left in the gallery: still empty
         elif folder != "bounding_box_test":
             path.unlink()
-    split_name = {"bounding_box_train": "train", "query": "query", "bounding_box_test": "gallery"}[folder]
+    split_name = {"query": "query", "bounding_box_test": "gallery"}[folder]
     with pytest.raises(DatasetError, match=f"the {split_name} split of the Market-1501 dataset is empty"):
         load_market1501(tmp_path)
 
@@ -418,10 +418,10 @@ def test_cuhk03_bad_split_files(tmp_path: Path) -> None:
     ):
         load_cuhk03(tmp_path)
 
-    without = {key: value for key, value in protocol.items() if key not in ("train_idx", "labels")}
+    without = {key: value for key, value in protocol.items() if key not in ("query_idx", "labels")}
     write_mat_v5(mat, without)
     with pytest.raises(
-        DatasetError, match="lacks the variable.s. labels, train_idx; .*found camId, filelist"
+        DatasetError, match="lacks the variable.s. labels, query_idx; .*found camId, filelist, gallery_idx, train"
     ):
         load_cuhk03(tmp_path)
 

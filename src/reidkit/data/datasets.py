@@ -1,9 +1,12 @@
-"""Parsers for the standard image ReID dataset layouts, the dataset registry and split summaries.
+"""Parsers for the standard image ReID dataset layouts and the dataset registry.
 
 Every parser takes the dataset root and returns a :class:`~reidkit.data.records.Split` built by
 :func:`~reidkit.data.records.make_split` (the one place train ids are relabelled 0..N-1); query and gallery keep
 the original ids. Camera ids are 0-based (Market-1501 ``c1`` is camid 0). ``root`` may be the dataset folder
 itself or its parent (e.g. ``root/Market-1501-v15.09.15/``). Parsers never open images.
+
+Query and gallery are required, train is not: a test-only benchmark (train folder or list absent, or holding no
+images) gives an empty train split, which evaluation accepts and training refuses.
 
 Layouts:
 
@@ -13,11 +16,13 @@ Layouts:
 * DukeMTMC-reID: the same three folders; names ``0001_c2_f0046182.jpg``.
 * MSMT17: ``train/``, ``test/`` (v1) or ``mask_train_v2/``, ``mask_test_v2/`` (v2) with ``list_train.txt``,
   ``list_val.txt``, ``list_query.txt``, ``list_gallery.txt``; lines ``0000/0000_000_01_0303morning_0015_0.jpg 0``
-  (the camera is the third ``_`` field of the file name, 1-based). Train = list_train + list_val by default.
+  (the camera is the third ``_`` field of the file name, 1-based). Train = list_train + list_val by default;
+  it is empty when the train folder holds no images or list_train.txt is absent.
 * CUHK03, new protocol (Zhong et al., "Re-ranking Person Re-identification with k-reciprocal Encoding", CVPR
   2017; 767 train / 700 test identities): ``images_detected/`` or ``images_labeled/`` with the split file
   ``cuhk03_new_protocol_config_{detected,labeled}.mat`` (``filelist``, ``labels``, ``camId``, ``train_idx``,
   ``query_idx``, ``gallery_idx``; 1-based indices). MATLAB v5 files are read with scipy, v7.3 files with h5py.
+  Train is empty without ``train_idx`` or when none of its images is there; some of them missing is an error.
 * custom: see :mod:`reidkit.data.folder`.
 """
 
@@ -37,11 +42,15 @@ from reidkit.data.folder import (
     describe_contents,
     existing_directory,
     format_examples,
+    has_images,
     list_images,
     load_custom,
+    optional_folder,
     require_nonempty,
 )
-from reidkit.data.records import Sample, Split, make_split, summarize
+from reidkit.data.records import Sample, Split, make_split
+from reidkit.data.records import format_summary as format_summary  # re-exported
+from reidkit.data.records import summarize_split as summarize_split  # re-exported
 from reidkit.errors import DatasetError
 
 _MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)")
@@ -55,6 +64,7 @@ def find_dataset_folder(
     dataset: str,
     layouts: Sequence[Sequence[str]],
     known_names: Sequence[str] = (),
+    optional: Sequence[str] = (),
 ) -> Path:
     """Find the folder that holds a dataset: ``root`` itself or one of its sub-folders.
 
@@ -63,6 +73,7 @@ def find_dataset_folder(
         dataset: the dataset's display name, for messages.
         layouts: alternative sets of required entries; names ending in ``/`` are folders, others files.
         known_names: the dataset's usual folder names, preferred when several sub-folders match.
+        optional: entries only training needs (named in the message when no folder matches).
 
     Returns:
         The absolute dataset folder.
@@ -96,6 +107,7 @@ def find_dataset_folder(
     best = max(layouts, key=lambda layout: sum(present(root_path, entry) for entry in layout))
     missing = [entry for entry in best if not present(root_path, entry)]
     usual = f" (usually named {', '.join(n + '/' for n in known_names)})" if known_names else ""
+    expected += f" ({', '.join(optional)} only to train)" if optional else ""
     raise DatasetError(
         f"{root_path} is not a {dataset} folder: expected {expected} in it or in one of its sub-folders{usual}; "
         f"missing {', '.join(missing)}; found {describe_contents(root_path)}"
@@ -129,18 +141,19 @@ def _load_market_layout(
     root: str | Path, *, name: str, dataset: str, example: str, known: Sequence[str]
 ) -> Split:
     folders = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
-    base = find_dataset_folder(
-        root, dataset=dataset, layouts=[[f + "/" for f in folders.values()]], known_names=known
-    )
+    layout, optional = ["query/", "bounding_box_test/"], ["bounding_box_train/"]
+    base = find_dataset_folder(root, dataset=dataset, layouts=[layout], known_names=known, optional=optional)
     parsed = {
         split: _parse_market_folder(base / folder, dataset=dataset, example=example)
+        if split != "train" or optional_folder(base / folder)
+        else []  # test-only copy: no train folder
         for split, folder in folders.items()
     }
     # pid -1: junk boxes (dropped everywhere). pid 0: distractors (not people of the set): gallery only.
     train = [s for s in parsed["train"] if s.pid > 0]
     query = [s for s in parsed["query"] if s.pid > 0]
     gallery = [s for s in parsed["gallery"] if s.pid >= 0]
-    for split, samples in (("train", train), ("query", query), ("gallery", gallery)):
+    for split, samples in (("query", query), ("gallery", gallery)):
         require_nonempty(samples, split_name=split, dataset=dataset, where=base / folders[split])
     everything = [s for samples in parsed.values() for s in samples]
     extra = {
@@ -218,26 +231,33 @@ def load_msmt17(root: str | Path, *, include_val: bool = True) -> Split:
         root: the ``MSMT17_V1`` / ``MSMT17_V2`` folder or its parent.
         include_val: train on list_train + list_val (the usual protocol); False trains on list_train only.
     """
-    lists = ["list_train.txt", "list_query.txt", "list_gallery.txt"] + (
-        ["list_val.txt"] if include_val else []
-    )
-    layouts = {"v2": ["mask_train_v2/", "mask_test_v2/", *lists], "v1": ["train/", "test/", *lists]}
+    train_lists = ["list_train.txt"] + (["list_val.txt"] if include_val else [])
+    test_lists = ["list_query.txt", "list_gallery.txt"]
+    folders = {"v2": ("mask_train_v2", "mask_test_v2"), "v1": ("train", "test")}
     base = find_dataset_folder(
         root,
         dataset="MSMT17",
-        layouts=list(layouts.values()),
+        layouts=[[test + "/", *test_lists] for _, test in folders.values()],
         known_names=("MSMT17_V1", "MSMT17_V2", "MSMT17"),
+        optional=["mask_train_v2/ or train/", *train_lists],
     )
-    version = "v2" if (base / "mask_train_v2").is_dir() and (base / "mask_test_v2").is_dir() else "v1"
-    train_dir, test_dir = (base / folder.rstrip("/") for folder in layouts[version][:2])
-    train = _read_msmt_list(base / "list_train.txt", train_dir)
-    if include_val:
-        train += _read_msmt_list(base / "list_val.txt", train_dir)
+    version = "v2" if (base / "mask_test_v2").is_dir() else "v1"
+    train_dir, test_dir = (base / folder for folder in folders[version])
+    train: list[Sample] = []
+    # A test-only copy (no train images, or no list_train.txt) has an empty train split.
+    if optional_folder(train_dir) and has_images(train_dir) and (base / "list_train.txt").is_file():
+        missing = [name for name in train_lists if not (base / name).is_file()]
+        if missing:
+            raise DatasetError(
+                f"{base} has {train_dir.name}/ and list_train.txt but is missing {', '.join(missing)}, which "
+                "the MSMT17 train split reads (include_val=false trains on list_train.txt alone)"
+            )
+        for name in train_lists:
+            train += _read_msmt_list(base / name, train_dir)
     query = _read_msmt_list(base / "list_query.txt", test_dir)
     gallery = _read_msmt_list(base / "list_gallery.txt", test_dir)
-    sources = {"train": "list_train.txt", "query": "list_query.txt", "gallery": "list_gallery.txt"}
-    for split, samples in (("train", train), ("query", query), ("gallery", gallery)):
-        require_nonempty(samples, split_name=split, dataset="MSMT17", where=base / sources[split])
+    for split, samples, source in (("query", query, test_lists[0]), ("gallery", gallery, test_lists[1])):
+        require_nonempty(samples, split_name=split, dataset="MSMT17", where=base / source)
     extra = {"root": str(base), "version": version, "include_val": include_val}
     return make_split(train, query, gallery, name="msmt17", extra=extra)
 
@@ -252,6 +272,8 @@ def _hdf5_value(handle: Any, dataset: Any) -> Any:
 
     matlab_class = dataset.attrs.get("MATLAB_class", b"")
     matlab_class = matlab_class.decode() if isinstance(matlab_class, bytes) else str(matlab_class)
+    if dataset.attrs.get("MATLAB_empty", 0):  # MATLAB stores an empty array as its (zero) dimensions
+        return "" if matlab_class == "char" else np.zeros(0, dtype=np.int64)
     data = dataset[()]
     if h5py.check_dtype(ref=dataset.dtype) is not None:
         return [_hdf5_value(handle, handle[reference]) for reference in np.asarray(data).ravel()]
@@ -360,13 +382,13 @@ def load_cuhk03(
     if not mat_path.is_file():
         raise DatasetError(f"CUHK03 split file {mat_path} does not exist")
     variables = load_mat(mat_path)
-    keys = ["filelist", "labels", "train_idx", "query_idx", "gallery_idx"]
+    keys = ["filelist", "labels", "query_idx", "gallery_idx"]
     missing = [key for key in keys if key not in variables]
     if missing:
         found = sorted(key for key in variables if not key.startswith("__"))
         raise DatasetError(
-            f"{mat_path} lacks the variable(s) {', '.join(missing)}; expected {', '.join(keys)} and camId "
-            f"(the CUHK03 new protocol split file), found {', '.join(found) or 'none'}"
+            f"{mat_path} lacks the variable(s) {', '.join(missing)}; expected {', '.join(keys)}, camId and "
+            f"train_idx (the CUHK03 new protocol split file), found {', '.join(found) or 'none'}"
         )
     files = _mat_strings(variables["filelist"], where=f"{mat_path}: filelist")
     labels = _mat_integers(variables["labels"], where=f"{mat_path}: labels")
@@ -390,8 +412,8 @@ def load_cuhk03(
         raise DatasetError(f"{mat_path}: camId must hold 1-based camera numbers; found {cameras.min()}")
     image_dir = base / image_folder.rstrip("/")
     splits: dict[str, list[Sample]] = {}
-    for split in ("train", "query", "gallery"):
-        indices = _mat_integers(variables[f"{split}_idx"], where=f"{mat_path}: {split}_idx")
+    for split in ("train", "query", "gallery"):  # no train_idx: a test-only split file
+        indices = _mat_integers(variables.get(f"{split}_idx", []), where=f"{mat_path}: {split}_idx")
         outside = indices[(indices < 1) | (indices > len(files))]
         if len(outside):
             raise DatasetError(
@@ -402,7 +424,12 @@ def load_cuhk03(
             Sample(str(image_dir / files[i - 1]), int(labels[i - 1]), int(cameras[i - 1]) - 1)
             for i in indices
         ]
-        require_nonempty(splits[split], split_name=split, dataset="CUHK03", where=f"{mat_path} ({split}_idx)")
+        if split != "train":
+            require_nonempty(
+                splits[split], split_name=split, dataset="CUHK03", where=f"{mat_path} ({split}_idx)"
+            )
+    if not any(os.path.isfile(s.path) for s in splits["train"]):
+        splits["train"] = []  # a test-only copy of the images: none of the train images is there
     check_files_exist(sorted({s.path for samples in splits.values() for s in samples}), source=mat_path)
     extra = {"root": str(base), "variant": variant, "split_file": str(mat_path)}
     return make_split(splits["train"], splits["query"], splits["gallery"], name="cuhk03", extra=extra)
@@ -467,43 +494,3 @@ def _check_option_type(option: str, value: Any, default: Any, *, dataset: str) -
         valid, expected = value is None or isinstance(value, (str, os.PathLike)), "a string"
     if not valid:
         raise DatasetError(f"dataset {dataset!r}: option {option} must be {expected}, got {value!r}")
-
-
-def summarize_split(split: Split) -> dict:
-    """Counts per split: ``{"name", "has_camids", "train": {"ids", "images", "cameras"}, "query": ..., "gallery": ...}``.
-
-    Without camera ids (``has_camids`` False) the camera counts are 0.
-    """
-    summary: dict = {"name": split.name, "has_camids": split.has_camids}
-    for part in ("train", "query", "gallery"):
-        counts = summarize(getattr(split, part))
-        if not split.has_camids:
-            counts["cameras"] = 0
-        summary[part] = counts
-    return summary
-
-
-def format_summary(summary: dict) -> str:
-    """The table printed by ``reidkit datasets summary``: one row per split with ids, images and cameras."""
-    header = ("split", "ids", "images", "cameras")
-    rows = [
-        (
-            part,
-            str(summary[part]["ids"]),
-            str(summary[part]["images"]),
-            str(summary[part]["cameras"]) if summary.get("has_camids", True) else "-",
-        )
-        for part in ("train", "query", "gallery")
-    ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            cell.ljust(width) if i == 0 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    title = f"dataset: {summary.get('name') or '(unnamed)'}"
-    if not summary.get("has_camids", True):
-        title += " (no camera ids)"
-    return "\n".join([title, line(header), line(["-" * w for w in widths]), *map(line, rows)])

@@ -9,10 +9,11 @@ A custom dataset is read in one of three modes:
 * ``"csv"``: a CSV file with the header ``path,pid,camid`` (paths relative to the CSV's folder) and an optional
   ``split`` column whose values are ``train``, ``query`` or ``gallery``.
 
-If the root holds ``train/``, ``query/`` and ``gallery/`` sub-folders, each is read in the chosen mode (in CSV mode
-each holds its own CSV file). Otherwise (and without a ``split`` column) the identities are split
-deterministically into train and test, and in the test identities one image per identity per camera becomes a
-query; the rest form the gallery.
+If the root holds ``query/`` and ``gallery/`` sub-folders (and ``train/``), each is read in the chosen mode (in CSV
+mode each holds its own CSV file). Without ``train/``, or with an empty one, the train split is empty: a test-only
+set, which can be evaluated but not trained on (likewise a ``split`` column without ``train`` rows). Otherwise
+(and without a ``split`` column) the identities are split deterministically into train and test, and in the
+test identities one image per identity per camera becomes a query; the rest form the gallery.
 
 Identities must be integers in CSV files; folder names and regex groups that are not all integers are numbered
 in sorted order. Negative identities mark junk images (as in Market-1501) and are dropped.
@@ -27,14 +28,11 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from reidkit.data.records import NO_CAMERA, Sample, Split, make_split
+from reidkit.data.records import NO_CAMERA, Sample, Split, make_split, split_by_identity
 from reidkit.errors import DatasetError
 
 #: File extensions read as images (compared case-insensitively). Other files (e.g. ``Thumbs.db``) are skipped.
@@ -74,6 +72,26 @@ def list_images(directory: str | Path, *, recursive: bool = False) -> list[Path]
         subfolders[:] = [s for s in subfolders if not s.startswith(".")]
         found.extend(Path(folder) / f for f in files if is_image_file(f))
     return sorted(found)
+
+
+def has_images(directory: str | Path) -> bool:
+    """True when ``directory`` (or a sub-folder) holds at least one image file; stops at the first one."""
+    for _, subfolders, files in os.walk(directory):
+        subfolders[:] = [s for s in subfolders if not s.startswith(".")]
+        if any(is_image_file(f) for f in files):
+            return True
+    return False
+
+
+def optional_folder(path: Path) -> bool:
+    """Whether an optional folder (e.g. a train folder) is there: False when absent.
+
+    Raises:
+        DatasetError: ``path`` exists but is not a folder.
+    """
+    if path.exists() and not path.is_dir():
+        raise DatasetError(f"{path} is not a folder (expected a folder of images, or nothing)")
+    return path.is_dir()
 
 
 def format_examples(items: Sequence[str], limit: int = MAX_EXAMPLES) -> str:
@@ -302,50 +320,64 @@ def _to_samples(parts: dict[str, list[_Entry]], *, cameras: bool) -> tuple[dict[
     return samples, extra
 
 
-def split_by_identity(
-    samples: Sequence[Sample], *, train_fraction: float, seed: int, cameras: bool
-) -> tuple[list[Sample], list[Sample], list[Sample]]:
-    """Split samples into train / query / gallery by identity, deterministically for a given seed.
-
-    A shuffled ``train_fraction`` of the identities (at least one, and at least one left for test) forms the
-    train set. For each test identity seen in two or more cameras, one image per camera (chosen at random) is a
-    query; identities seen in a single camera could never have a cross-camera match, so all their images stay in
-    the gallery. Without cameras, every test identity with two or more images gets one query.
-
-    Returns:
-        (train, query, gallery) samples.
-    """
-    if not 0.0 < train_fraction < 1.0:
-        raise DatasetError(f"train_fraction must lie strictly between 0 and 1, got {train_fraction}")
-    rng = np.random.default_rng(seed)
-    identities = sorted({s.pid for s in samples})
-    if len(identities) < 2:
+def _parse_folder(
+    folder: Path, *, mode: str, pattern: str | None, camera_pattern: str | None, cameras: bool
+) -> list[_Entry]:
+    """Entries of one folder in pattern or folders mode (see :func:`load_custom` for the arguments)."""
+    if mode == "pattern":
+        if pattern is None:
+            raise DatasetError(
+                "pattern mode needs pattern=, a regular expression with named groups pid and camid, "
+                r"e.g. '(?P<pid>\d+)_c(?P<camid>\d+)'"
+            )
+        regex = _compile(pattern, option="pattern", required=["pid"], cameras=cameras)
+        return _parse_pattern_folder(folder, regex, cameras=cameras)
+    source = camera_pattern
+    if (
+        source is None
+        and pattern is not None
+        and "camid" in _compile(pattern, option="pattern", required=[], cameras=False).groupindex
+    ):
+        source = pattern
+    if cameras and source is None:
         raise DatasetError(
-            f"found {len(identities)} identity(ies); at least 2 are needed to split into train and test"
+            f"{folder}: in folders mode the camera comes from camera_pattern=, a regular expression with a "
+            r"named group camid searched in each file name (e.g. '_c(?P<camid>\d+)'); none was given. "
+            + _NO_CAMERA_HELP
         )
-    num_train = min(max(1, round(len(identities) * train_fraction)), len(identities) - 1)
-    order = rng.permutation(len(identities))
-    train_ids = {identities[i] for i in order[:num_train]}
-    train = [s for s in samples if s.pid in train_ids]
-    groups: dict[int, dict[int, list[Sample]]] = defaultdict(lambda: defaultdict(list))
-    for sample in sorted((s for s in samples if s.pid not in train_ids), key=lambda s: s.path):
-        groups[sample.pid][sample.camid].append(sample)
-    query: list[Sample] = []
-    chosen: set[Sample] = set()
-    for pid in sorted(groups):
-        by_camera = groups[pid]
-        if cameras and len(by_camera) >= 2:
-            picks = [images[rng.integers(len(images))] for _, images in sorted(by_camera.items())]
-        elif not cameras and sum(len(images) for images in by_camera.values()) >= 2:
-            images = [s for _, group in sorted(by_camera.items()) for s in group]
-            picks = [images[rng.integers(len(images))]]
+    regex = _compile(source, option="camera_pattern", required=[], cameras=cameras) if cameras else None
+    return _parse_identity_folders(folder, regex, cameras=cameras)
+
+
+def _has_split_folders(root_path: Path) -> bool:
+    """Whether ``root_path`` is read as ``query/`` and ``gallery/`` (and optionally ``train/``) sub-folders.
+
+    Raises:
+        DatasetError: some split folders are there, but not both query/ and gallery/.
+    """
+    present = [s for s in SPLIT_NAMES if (root_path / s).is_dir()]
+    missing = [s + "/" for s in ("query", "gallery") if s not in present]
+    if present and missing:
+        raise DatasetError(
+            f"{root_path} has {', '.join(s + '/' for s in present)} but not {', '.join(missing)}: give query/ "
+            "and gallery/ (and train/ to train on), or none of train/, query/, gallery/ (then identities are "
+            "split into train and test)"
+        )
+    return bool(present)
+
+
+def _read_split_folders(root_path: Path, read: Callable[[Path], list[_Entry]]) -> dict[str, list[_Entry]]:
+    """Entries of ``root_path/{train,query,gallery}``; no train folder, or an empty one, gives no train entries."""
+    parts: dict[str, list[_Entry]] = {}
+    for split in SPLIT_NAMES:
+        folder = root_path / split
+        if split == "train" and (
+            not optional_folder(folder) or all(e.name.startswith(".") for e in folder.iterdir())
+        ):
+            parts[split] = []  # a test-only dataset
         else:
-            picks = []
-        query.extend(picks)
-        chosen.update(picks)
-    gallery = [s for pid in sorted(groups) for _, group in sorted(groups[pid].items()) for s in group]
-    gallery = [s for s in gallery if s not in chosen]
-    return train, query, gallery
+            parts[split] = read(folder)
+    return parts
 
 
 def load_custom(
@@ -380,11 +412,12 @@ def load_custom(
 
     Returns:
         A :class:`Split`; train ids relabelled 0..N-1, query/gallery ids as given (folder names that are not
-        integers are numbered in sorted order; the names are kept in ``split.extra["identity_names"]``).
+        integers are numbered in sorted order; the names are kept in ``split.extra["identity_names"]``). The
+        train split is empty for a test-only dataset (query/ and gallery/ without train/ or with an empty one).
 
     Raises:
         DatasetError: a missing root or CSV, a bad pattern, names that do not parse, missing camera ids, bad CSV
-            rows, missing images, or an empty split.
+            rows, missing images, or an empty query or gallery split.
     """
     label = f"custom ({name})" if name != "custom" else "custom"
     root_path = Path(root).expanduser().absolute()
@@ -395,72 +428,33 @@ def load_custom(
             raise DatasetError(f"dataset root {root_path} is a file; only mode='csv' reads a file")
         csv_file, root_path, mode = root_path, root_path.parent, "csv"
     if mode is None:
-        if csv_file is not None or (root_path / DEFAULT_CSV_NAME).is_file():
-            mode = "csv"
-        elif pattern is not None:
-            mode = "pattern"
-        else:
-            mode = "folders"
+        has_csv = csv_file is not None or (root_path / DEFAULT_CSV_NAME).is_file()
+        mode = "csv" if has_csv else "pattern" if pattern is not None else "folders"
     if mode not in MODES:
         raise DatasetError(f"unknown custom dataset mode {mode!r}; choose from {', '.join(MODES)}")
     csv_name = Path(csv_file if csv_file is not None else DEFAULT_CSV_NAME)
-
-    split_dirs = [s for s in SPLIT_NAMES if (root_path / s).is_dir()]
     single_csv = mode == "csv" and (csv_name.is_absolute() or (root_path / csv_name).is_file())
-    if split_dirs and len(split_dirs) < len(SPLIT_NAMES) and not single_csv:
-        missing = [s + "/" for s in SPLIT_NAMES if s not in split_dirs]
-        raise DatasetError(
-            f"{root_path} has {', '.join(s + '/' for s in split_dirs)} but not {', '.join(missing)}: give all of "
-            "train/, query/ and gallery/, or none (then identities are split into train and test)"
-        )
-    use_split_dirs = len(split_dirs) == len(SPLIT_NAMES) and not single_csv
+    use_split_dirs = not single_csv and _has_split_folders(root_path)
 
-    def parse(folder: Path) -> list[_Entry]:
-        if mode == "pattern":
-            if pattern is None:
-                raise DatasetError(
-                    "pattern mode needs pattern=, a regular expression with named groups pid and camid, "
-                    r"e.g. '(?P<pid>\d+)_c(?P<camid>\d+)'"
-                )
-            regex = _compile(pattern, option="pattern", required=["pid"], cameras=cameras)
-            return _parse_pattern_folder(folder, regex, cameras=cameras)
-        source = camera_pattern
-        if (
-            source is None
-            and pattern is not None
-            and "camid" in _compile(pattern, option="pattern", required=[], cameras=False).groupindex
-        ):
-            source = pattern
-        if cameras and source is None:
-            raise DatasetError(
-                f"{folder}: in folders mode the camera comes from camera_pattern=, a regular expression with a "
-                r"named group camid searched in each file name (e.g. '_c(?P<camid>\d+)'); none was given. "
-                + _NO_CAMERA_HELP
-            )
-        regex = _compile(source, option="camera_pattern", required=[], cameras=cameras) if cameras else None
-        return _parse_identity_folders(folder, regex, cameras=cameras)
+    def read(folder: Path) -> list[_Entry]:
+        if mode == "csv":
+            return [e for e, _ in _read_csv(folder / csv_name, cameras=cameras, allow_split=False)]
+        return _parse_folder(
+            folder, mode=mode, pattern=pattern, camera_pattern=camera_pattern, cameras=cameras
+        )
 
     parts: dict[str, list[_Entry]]
-    split_column = False
-    if mode == "csv":
-        if use_split_dirs:
-            parts = {
-                s: [e for e, _ in _read_csv(root_path / s / csv_name, cameras=cameras, allow_split=False)]
-                for s in SPLIT_NAMES
-            }
+    where = root_path / csv_name if mode == "csv" else root_path
+    if use_split_dirs:
+        parts = _read_split_folders(root_path, read)
+    elif mode == "csv":
+        rows = _read_csv(where, cameras=cameras, allow_split=True)
+        if rows and rows[0][1] is not None:  # a split column
+            parts = {s: [e for e, split in rows if split == s] for s in SPLIT_NAMES}
         else:
-            rows = _read_csv(root_path / csv_name, cameras=cameras, allow_split=True)
-            split_column = bool(rows) and rows[0][1] is not None
-            if split_column:
-                parts = {s: [e for e, split in rows if split == s] for s in SPLIT_NAMES}
-            else:
-                parts = {"all": [e for e, _ in rows]}
-        where = root_path / csv_name
+            parts = {"all": [e for e, _ in rows]}
     else:
-        parts = (
-            {s: parse(root_path / s) for s in SPLIT_NAMES} if use_split_dirs else {"all": parse(root_path)}
-        )
-        where = root_path
+        parts = {"all": read(root_path)}
 
     samples, extra = _to_samples(parts, cameras=cameras)
     extra.update(root=str(root_path), mode=mode)
@@ -478,7 +472,7 @@ def load_custom(
             )
     else:
         train, query, gallery = samples["train"], samples["query"], samples["gallery"]
-    for split_name, split_samples in zip(SPLIT_NAMES, (train, query, gallery), strict=True):
+    for split_name, split_samples in (("query", query), ("gallery", gallery)):
         origin = root_path / split_name if use_split_dirs else where
         require_nonempty(split_samples, split_name=split_name, dataset=label, where=origin)
     return make_split(train, query, gallery, name=name, has_camids=cameras, extra=extra)
