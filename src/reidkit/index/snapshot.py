@@ -1,0 +1,180 @@
+"""The committed version of an index one process sees, and the protocol that moves it to a newer one.
+
+A :class:`Snapshot` keeps a SQLite read transaction open on one committed version, together with that
+version's settings, item count and FAISS structure, so that the metadata read and the vectors searched
+always agree. A write (:meth:`Snapshot.write`) runs in an IMMEDIATE transaction on the newest version and
+bumps the version number in the same commit; only after the commit does it change the in-memory structure,
+train an IVF structure that now has enough data (as a version of its own) and write the FAISS file. A writer
+killed at any point leaves a committed version whose FAISS file is either written whole or rebuilt from the
+database on the next open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from reidkit.index import faiss_side
+from reidkit.index.items import FingerprintMismatchError, GalleryIndexError
+from reidkit.index.settings import IndexSettings
+from reidkit.index.store import GalleryStore
+
+#: the part of a write that runs inside its transaction: returns the write's result and the change to make
+#: to the in-memory structure once the transaction has committed.
+Apply = Callable[[], tuple[Any, Callable[[], Any]]]
+
+
+class Snapshot:
+    """One committed version of an index: its settings, item count and FAISS structure.
+
+    Not thread-safe by itself: :class:`reidkit.index.Index` serialises its calls with a lock.
+
+    Attributes:
+        store: the index database, with a read transaction open on this version between writes.
+        settings: the settings of this version.
+        structure: the FAISS structure of this version.
+        version: the version number (-1 before the first read).
+        count: the number of items in this version.
+    """
+
+    def __init__(
+        self, store: GalleryStore, *, readonly: bool, write_bytes: Callable[[Path, bytes], None]
+    ) -> None:
+        """Open the newest committed version.
+
+        Args:
+            store: the index database.
+            readonly: refuse writes.
+            write_bytes: writes one FAISS file atomically (``(path, data)``).
+        """
+        self.store = store
+        self.readonly = readonly
+        self._write_bytes = write_bytes
+        self.settings: IndexSettings | None = None
+        self.structure: Any = None
+        self.version = -1
+        self.count = 0
+        self.begin()
+
+    @property
+    def directory(self) -> Path:
+        return self.store.directory
+
+    def begin(self) -> None:
+        """Start a read transaction and make the in-memory structure match its version."""
+        self.store.begin_read()
+        settings = self.store.read_settings()
+        if settings.version != self.version or self.structure is None:
+            self._load(settings)
+
+    def _load(self, settings: IndexSettings) -> None:
+        """Adopt ``settings`` (read in the open transaction) and the structure of their version."""
+        self.settings = settings
+        count = self.store.count()
+        self.structure = faiss_side.load(self.directory, settings, self.store, count)
+        self.version, self.count = settings.version, count
+
+    def check_fingerprint(self, fingerprint: str, what: str) -> None:
+        """Refuse embeddings from another model than the one the index was built with."""
+        expected = self.settings.fingerprint
+        if fingerprint != expected:
+            raise FingerprintMismatchError(
+                f"{what} were embedded by model {fingerprint!r}, but index {self.directory} was built with model "
+                f"{expected!r} ({self.settings.model_name or 'unnamed'}): embed with the same model "
+                f"(checkpoint/export and preprocessing) or build a new index"
+            )
+
+    # ------------------------------------------------------------------ writing
+    def write(self, apply: Apply, *, save: bool = True) -> Any:
+        """Run ``apply()`` inside an IMMEDIATE transaction on the newest version, bump the version, commit,
+        then bring the in-memory structure and (``save``) the FAISS file to the new version.
+
+        Returns:
+            What ``apply`` returned first.
+        """
+        if self.readonly:
+            raise GalleryIndexError(f"index {self.directory} was opened read-only")
+        store = self.store
+        store.begin_write()
+        try:
+            settings = store.read_settings()
+            if settings.version != self.version:  # another process wrote since our snapshot
+                self._load(settings)
+            result, update_memory = apply()
+            self.settings = store.update_settings(self.settings, version=self.version + 1)
+            store.commit()
+        except BaseException:
+            store.rollback()
+            self.settings, self.version = None, -1
+            self.begin()
+            raise
+        try:
+            update_memory()
+            self.count = store.count()
+            nlist = faiss_side.should_train(self.settings, self.count)
+            if nlist is not None:
+                self._train_and_commit(nlist)
+            self.version = self.settings.version
+            if save:
+                self._save()
+        finally:
+            self.begin()
+        return result
+
+    def _train_and_commit(self, nlist: int) -> None:
+        """Train the IVF structure on the stored embeddings, committed as a version of its own."""
+        store = self.store
+        store.begin_write()
+        try:
+            if store.read_settings().version != self.settings.version:
+                store.rollback()
+                return  # another writer moved on; it trains when it sees enough data
+            trained = store.update_settings(
+                self.settings, trained_nlist=nlist, version=self.settings.version + 1
+            )
+            structure = faiss_side.build(trained, store)
+            store.commit()
+        except BaseException:
+            store.rollback()
+            raise
+        self.settings, self.structure = trained, structure
+
+    def rebuild(self) -> None:
+        """Rebuild the structure from the stored embeddings as a new version; IVF kinds are (re)trained on all.
+
+        Raises:
+            GalleryIndexError: an IVF kind with fewer stored embeddings than lists.
+        """
+
+        def apply() -> tuple[None, Callable[[], None]]:
+            settings, count = self.settings, self.store.count()
+            nlist = None
+            if settings.kind != "flat" and count:
+                nlist = settings.nlist or faiss_side.default_nlist(count)
+                if count < nlist:
+                    raise GalleryIndexError(f"cannot train {nlist} IVF lists on {count} embeddings")
+            self.settings = self.store.update_settings(settings, trained_nlist=nlist)
+            structure = faiss_side.build(self.settings, self.store)
+
+            def swap() -> None:
+                self.structure = structure
+
+            return None, swap
+
+        self.write(apply)
+
+    def save(self) -> None:
+        """Write the FAISS file of this version if it is not on disk yet (never for a read-only snapshot)."""
+        if not self.readonly and not faiss_side.vector_path(self.directory, self.version).is_file():
+            self._save()
+
+    def _save(self) -> None:
+        faiss_side.save(self.directory, self.version, self.structure, self._write_bytes)
+
+    def close(self) -> None:
+        """Write any unsaved FAISS file, end the read transaction and close the database."""
+        if self.structure is not None:
+            self.save()
+        self.store.close()
+        self.structure = None
