@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from reidkit.checkpoint import CHECKPOINT_NAME
 from reidkit.cli import main
-from reidkit.engine import CHECKPOINT_NAME
 
 pytest.importorskip("faiss", reason="install reidkit[faiss] for the gallery index")
 

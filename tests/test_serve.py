@@ -332,7 +332,7 @@ def test_concurrent_searches_while_adding(gallery):
 
 
 def test_model_failure_is_reported_not_indexed(gallery):
-    from reidkit.embedders import EmbeddingError
+    from reidkit.embed import EmbeddingError
 
     class BrokenModel(ColourEmbedder):
         def embed_images(self, images):

@@ -187,7 +187,7 @@ def test_page_with_real_pedestrians(browser, tmp_path):
         )
     pytest.importorskip("cv2", reason="needs opencv: pip install 'reidkit[video]'")
     pytest.importorskip("openvino", reason="needs openvino: pip install 'reidkit[openvino]'")
-    from reidkit.embedders import OpenVinoEmbedder
+    from reidkit.embed import OpenVinoEmbedder
 
     embedder = OpenVinoEmbedder(
         SHARED / "omz/person-reidentification-retail-0287/person-reidentification-retail-0287.xml",

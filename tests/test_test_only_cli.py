@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from reidkit.checkpoint import CHECKPOINT_NAME
 from reidkit.cli import main
-from reidkit.engine import CHECKPOINT_NAME
 
 TINY = [
     "model.backbone=resnet18",

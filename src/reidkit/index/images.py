@@ -10,34 +10,35 @@ import numpy as np
 from reidkit.index.items import GalleryIndexError, GalleryItem
 
 if TYPE_CHECKING:
+    from reidkit.embed import Embedder
     from reidkit.index import Index
 
 
 def index_images(
     index: Index,
-    embedder: Any,
+    embedder: Embedder,
     paths: Sequence[str],
     items: Sequence[GalleryItem | Mapping[str, Any]] | None = None,
     *,
     batch_size: int = 64,
+    workers: int = 0,
     progress: bool = False,
 ) -> np.ndarray:
     """Embed image files and add them to ``index`` chunk by chunk (each chunk one atomic write).
 
     Args:
         index: an open, writable index built for ``embedder``.
-        embedder: an :class:`reidkit.embedders.Embedder`.
+        embedder: an :class:`reidkit.embed.Embedder`.
         paths: image files.
         items: metadata per image (default: only the path); each item's ``path`` must equal its file.
         batch_size: images embedded and committed per chunk.
+        workers: loader processes that decode the images.
         progress: show a progress bar.
 
     Returns:
         ``[N]`` ids in the order of ``paths``.
     """
-    from tqdm import tqdm
-
-    from reidkit.data.transforms import read_image
+    from reidkit.embed import iter_image_chunks
 
     if items is None:
         items = [GalleryItem(path=str(path)) for path in paths]
@@ -46,18 +47,14 @@ def index_images(
     if embedder.fingerprint != index.fingerprint:
         index._check_fingerprint(embedder.fingerprint, f"images embedded by {embedder.name}")
     ids = []
-    with tqdm(total=len(paths), desc="index", unit="img", disable=not progress) as bar:
-        for start in range(0, len(paths), batch_size):
-            chunk = [str(path) for path in paths[start : start + batch_size]]
-            embeddings = embedder.embed_images([read_image(path) for path in chunk])
-            ids.append(
-                index.add(
-                    embeddings,
-                    items[start : start + batch_size],
-                    fingerprint=embedder.fingerprint,
-                    save=False,
-                )
-            )
-            bar.update(len(chunk))
+    chunks = iter_image_chunks(
+        [str(path) for path in paths], batch_size=batch_size, workers=workers, progress=progress, desc="index"
+    )
+    for number, images in enumerate(chunks):
+        start = number * batch_size
+        embeddings = embedder.embed_images(images)
+        ids.append(
+            index.add(embeddings, items[start : start + len(images)], fingerprint=embedder.fingerprint, save=False)
+        )
     index.save()
     return np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reidkit.embedders import EmbeddingError
+from reidkit.embed import EmbeddingError
 from reidkit.index import GalleryIndexError
 from reidkit.serve.service import Service
 from reidkit.serve.uploads import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES, UploadError
@@ -30,7 +30,7 @@ def create_app(
 
     Args:
         index_dir: an index made by :class:`reidkit.index.Index` with this embedder's fingerprint.
-        embedder: an :class:`reidkit.embedders.Embedder`.
+        embedder: an :class:`reidkit.embed.Embedder`.
         token: bearer token for the write endpoints (None: writes disabled).
         max_upload_bytes: size limit of one uploaded image (and, times the image count, of a request).
         max_pixels: width x height limit of one uploaded image.

@@ -91,7 +91,7 @@ def serve_main(
     The write token is read from the environment variable ``token_env`` (never from the command line, where
     other users could see it); without it the write endpoints are disabled.
     """
-    from reidkit.embedders import load_embedder
+    from reidkit.embed import load_embedder
 
     embedder = load_embedder(
         checkpoint=checkpoint, onnx=onnx, openvino=openvino, preprocess=preprocess, device=device
