@@ -58,72 +58,55 @@ class Scorer(Protocol):
     ) -> Scores: ...
 
 
-def global_distances(
-    query_features: np.ndarray,
-    gallery_features: np.ndarray,
-    *,
-    metric: str = "euclidean",
-    rerank: str | None = None,
-    k1: int = 20,
-    k2: int = 6,
-    lambda_value: float = 0.3,
-    query_expansion: int = 0,
-) -> np.ndarray:
-    """Query x gallery distances, after optional alpha-query-expansion and k-reciprocal re-ranking.
+@dataclass(frozen=True)
+class GlobalDistance:
+    """Query x gallery embedding distances, after optional alpha query expansion and k-reciprocal re-ranking.
 
-    Args:
-        rerank: None, ``"exact"`` or ``"fast"`` (see :mod:`reidkit.rerank`).
+    Attributes:
+        metric: ``"euclidean"`` or ``"cosine"``.
+        rerank: None, ``"exact"`` or ``"fast"`` (see :mod:`reidkit.rerank`), with ``k1``, ``k2``,
+            ``lambda_value``.
         query_expansion: alpha-QE over this many neighbours (0: off).
     """
-    qf = torch.from_numpy(np.asarray(query_features, dtype=np.float32))
-    gf = torch.from_numpy(np.asarray(gallery_features, dtype=np.float32))
-    if query_expansion > 0:
-        from reidkit.rerank import query_expansion as expand
 
-        qf, gf = (torch.as_tensor(x) for x in expand(qf, gf, top_k=query_expansion))
-    if rerank is None:
-        return pairwise_distance(qf, gf, metric).numpy()
-    from reidkit import rerank as rr
+    metric: str = "euclidean"
+    rerank: str | None = None
+    k1: int = 20
+    k2: int = 6
+    lambda_value: float = 0.3
+    query_expansion: int = 0
 
-    if rerank == "exact":
-        q_g = pairwise_distance(qf, gf, metric).numpy()
-        q_q = pairwise_distance(qf, qf, metric).numpy()
-        g_g = pairwise_distance(gf, gf, metric).numpy()
-        return np.asarray(rr.k_reciprocal(q_g, q_q, g_g, k1=k1, k2=k2, lambda_value=lambda_value))
-    if rerank == "fast":
-        return np.asarray(
-            rr.k_reciprocal_fast(qf, gf, k1=k1, k2=k2, lambda_value=lambda_value, metric=metric)
-        )
-    raise ConfigError(f"unknown re-ranking mode {rerank!r}; choose from exact, fast")
+    def __post_init__(self) -> None:
+        if self.rerank not in (None, "exact", "fast"):
+            raise ConfigError(f"unknown re-ranking mode {self.rerank!r}; choose from exact, fast")
+
+    def __call__(self, query_features: np.ndarray, gallery_features: np.ndarray) -> np.ndarray:
+        """``[Q, D]``, ``[G, D]`` -> ``[Q, G]`` distances."""
+        qf = torch.from_numpy(np.asarray(query_features, dtype=np.float32))
+        gf = torch.from_numpy(np.asarray(gallery_features, dtype=np.float32))
+        if self.query_expansion > 0:
+            from reidkit.rerank import query_expansion as expand
+
+            qf, gf = (torch.as_tensor(x) for x in expand(qf, gf, top_k=self.query_expansion))
+        if self.rerank is None:
+            return pairwise_distance(qf, gf, self.metric).numpy()
+        from reidkit import rerank as rr
+
+        parameters = {"k1": self.k1, "k2": self.k2, "lambda_value": self.lambda_value}
+        if self.rerank == "exact":
+            q_g, q_q, g_g = (pairwise_distance(a, b, self.metric).numpy() for a, b in ((qf, gf), (qf, qf), (gf, gf)))
+            return np.asarray(rr.k_reciprocal(q_g, q_q, g_g, **parameters))
+        return np.asarray(rr.k_reciprocal_fast(qf, gf, metric=self.metric, **parameters))
 
 
-def global_scorer(
-    *,
-    metric: str = "euclidean",
-    rerank: str | None = None,
-    k1: int = 20,
-    k2: int = 6,
-    lambda_value: float = 0.3,
-    query_expansion: int = 0,
-) -> Scorer:
-    """Embedding distance (any embedder), optionally re-ranked; see :func:`global_distances`."""
-    if rerank not in (None, "exact", "fast"):
-        raise ConfigError(f"unknown re-ranking mode {rerank!r}; choose from exact, fast")
+def global_scorer(distance: GlobalDistance | None = None) -> Scorer:
+    """Embedding distance (any embedder), optionally expanded and re-ranked (see :class:`GlobalDistance`)."""
+    distance = distance or GlobalDistance()
 
     def score(embedder, query_paths, gallery_paths, *, workers=0, progress=False) -> Scores:
         qf = embed_paths(embedder, query_paths, workers=workers, progress=progress)
         gf = embed_paths(embedder, gallery_paths, workers=workers, progress=progress)
-        distmat = global_distances(
-            qf,
-            gf,
-            metric=metric,
-            rerank=rerank,
-            k1=k1,
-            k2=k2,
-            lambda_value=lambda_value,
-            query_expansion=query_expansion,
-        )
-        return Scores(qf, gf, distmat)
+        return Scores(qf, gf, distance(qf, gf))
 
     return score
 

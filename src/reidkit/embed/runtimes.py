@@ -100,23 +100,54 @@ def _file_digest(paths: Sequence[Path], preprocess: Preprocess) -> str:
 
 
 class _RuntimeEmbedder(BatchEmbedder):
-    """A file-based network: ``_run`` takes the whole batch, or exactly ``_static_batch`` images."""
+    """A network in a file, run by an inference runtime; subclasses open it and run batches.
 
+    Args:
+        path: the model file.
+        preprocess: None (read the file's reidkit metadata), a preset name (:data:`PRESETS`), a mapping of
+            :class:`Preprocess` fields or a :class:`Preprocess`.
+        flip: override the flip setting.
+        batch_size: images per run (a network with a fixed batch axis is run in chunks of that size).
+        threads: the runtime's intra-op threads (None: its default).
+        name: model name (default: the file's metadata or stem).
+    """
+
+    kind = "model"
     _static_batch: int | None = None
 
-    def _set_batching(self, batch_size: int, static_batch: int | None) -> None:
-        self.batch_size = static_batch or batch_size
-        self._static_batch = static_batch
-
-    def _identify(self, name: str | None, metadata: Mapping[str, str], from_metadata: bool, files) -> None:
-        """Name, fingerprint (the export's own when its preprocessing is used as written) and dimension."""
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        preprocess: Preprocess | str | Mapping[str, Any] | None = None,
+        flip: bool | None = None,
+        batch_size: int = 32,
+        threads: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise EmbeddingError(f"{self.kind} {self.path} does not exist")
+        files, metadata, input_shape = self._open(threads)
+        self.preprocess, from_metadata = _resolve_preprocess(self.path, metadata, preprocess, input_shape, flip)
+        self._static_batch = self._prepare(threads)
+        self.batch_size = self._static_batch or batch_size
         self.name = name or metadata.get(MODEL_NAME_KEY) or self.path.stem
+        # the export's own fingerprint when its preprocessing is used as written, else one of the file's bytes
         self.fingerprint = (
             metadata[FINGERPRINT_KEY]
             if from_metadata and FINGERPRINT_KEY in metadata
             else _file_digest(files, self.preprocess)
         )
         self.dim = self._probe_dim()
+
+    def _open(self, threads: int | None) -> tuple[list[Path], Mapping[str, str], Sequence[Any]]:
+        """Load the file: ``(files it consists of, reidkit metadata, input shape [N, 3, H, W])``."""
+        raise NotImplementedError
+
+    def _prepare(self, threads: int | None) -> int | None:
+        """Ready the network for ``self.preprocess``; returns its fixed batch size, or None when dynamic."""
+        raise NotImplementedError
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -141,37 +172,20 @@ def read_onnx_metadata(path: str | Path) -> dict[str, str]:
 
 
 class OnnxEmbedder(_RuntimeEmbedder):
-    """Run an ONNX network with onnxruntime on CPU.
+    """Run an ONNX network (input ``[N or 1, 3, H, W]``, first output ``[N, D]``) with onnxruntime on CPU.
 
-    Args:
-        path: the ``.onnx`` file (input ``[N or 1, 3, H, W]``, first output ``[N, D]``).
-        preprocess: None (read the file's reidkit metadata), a preset name (:data:`PRESETS`), a mapping of
-            :class:`Preprocess` fields or a :class:`Preprocess`.
-        flip: override the flip setting.
-        batch_size: images per run (a network with a fixed batch of 1 is run image by image).
-        threads: onnxruntime intra-op threads (None: its default).
-        name: model name (default: the file's metadata or stem).
+    Arguments as for every runtime embedder (see ``_RuntimeEmbedder``): ``path``, ``preprocess``, ``flip``,
+    ``batch_size``, ``threads``, ``name``.
     """
 
     runtime = "onnxruntime"
+    kind = "ONNX model"
 
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        preprocess: Preprocess | str | Mapping[str, Any] | None = None,
-        flip: bool | None = None,
-        batch_size: int = 32,
-        threads: int | None = None,
-        name: str | None = None,
-    ) -> None:
+    def _open(self, threads):
         try:
             import onnxruntime
         except ImportError as error:
             raise ImportError("the ONNX embedder needs onnxruntime: pip install 'reidkit[onnx]'") from error
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise EmbeddingError(f"ONNX model {self.path} does not exist")
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # initialiser clean-up warnings are noise for users
         if threads:
@@ -182,16 +196,14 @@ class OnnxEmbedder(_RuntimeEmbedder):
             )
         except Exception as error:  # onnxruntime raises its own exception types for bad files
             raise EmbeddingError(f"{self.path} cannot be loaded by onnxruntime: {error}") from None
-        metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         model_input = self.session.get_inputs()[0]
         self._input_name = model_input.name
         self._output_name = self.session.get_outputs()[0].name
-        self.preprocess, from_metadata = _resolve_preprocess(
-            self.path, metadata, preprocess, model_input.shape, flip
-        )
-        batch_axis = model_input.shape[0]
-        self._set_batching(batch_size, batch_axis if isinstance(batch_axis, int) else None)
-        self._identify(name, metadata, from_metadata, [self.path])
+        return [self.path], dict(self.session.get_modelmeta().custom_metadata_map), model_input.shape
+
+    def _prepare(self, threads):
+        batch_axis = self.session.get_inputs()[0].shape[0]
+        return batch_axis if isinstance(batch_axis, int) else None
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([self._output_name], {self._input_name: batch})[0]
@@ -200,51 +212,40 @@ class OnnxEmbedder(_RuntimeEmbedder):
 class OpenVinoEmbedder(_RuntimeEmbedder):
     """Run an OpenVINO IR (``.xml`` + ``.bin``) or ONNX network with the OpenVINO runtime on CPU.
 
-    Args:
-        path: the ``.xml`` (its ``.bin`` beside it) or an ``.onnx`` file.
-        preprocess: as for :class:`OnnxEmbedder`; the Open Model Zoo ReID IRs take ``"bgr255"``.
-        flip, batch_size, name: as for :class:`OnnxEmbedder`.
-        threads: OpenVINO inference threads (None: its default).
+    Arguments as for :class:`OnnxEmbedder`; ``path`` is the ``.xml`` (its ``.bin`` beside it) or an ``.onnx``
+    file; the Open Model Zoo ReID IRs take ``preprocess="bgr255"``.
     """
 
     runtime = "OpenVINO"
+    kind = "OpenVINO model"
 
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        preprocess: Preprocess | str | Mapping[str, Any] | None = None,
-        flip: bool | None = None,
-        batch_size: int = 32,
-        threads: int | None = None,
-        name: str | None = None,
-    ) -> None:
+    def _open(self, threads):
         try:
             import openvino
         except ImportError as error:
             raise ImportError(
                 "the OpenVINO embedder needs openvino: pip install 'reidkit[openvino]'"
             ) from error
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise EmbeddingError(f"OpenVINO model {self.path} does not exist")
         files = [self.path]
         if self.path.suffix == ".xml":
             files.append(self.path.with_suffix(".bin"))
             if not files[1].is_file():
                 raise EmbeddingError(f"OpenVINO model {self.path} needs its weights file {files[1]}")
-        core = openvino.Core()
+        self._core = openvino.Core()
         try:
-            model = core.read_model(str(self.path))
+            self._model = self._core.read_model(str(self.path))
         except RuntimeError as error:
             raise EmbeddingError(
                 f"{self.path} cannot be read by OpenVINO: {str(error).splitlines()[-1]}"
             ) from None
         metadata = read_onnx_metadata(self.path) if self.path.suffix == ".onnx" else {}
-        shape = model.inputs[0].get_partial_shape()
-        dims = [d.get_length() if d.is_static else None for d in shape]
-        self.preprocess, from_metadata = _resolve_preprocess(self.path, metadata, preprocess, dims, flip)
-        static_batch = dims[0]
+        shape = self._model.inputs[0].get_partial_shape()
+        return files, metadata, [d.get_length() if d.is_static else None for d in shape]
+
+    def _prepare(self, threads):
+        model = self._model
+        static_batch = model.inputs[0].get_partial_shape()[0]
+        static_batch = static_batch.get_length() if static_batch.is_static else None
         try:  # a dynamic batch axis lets one request take a whole batch
             model.reshape({model.inputs[0]: [-1, 3, self.preprocess.height, self.preprocess.width]})
             static_batch = None
@@ -255,15 +256,12 @@ class OpenVinoEmbedder(_RuntimeEmbedder):
         config: dict = {"EXECUTION_MODE_HINT": "ACCURACY", "INFERENCE_PRECISION_HINT": "f32"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
-        self._compiled = core.compile_model(model, "CPU", config)
+        self._compiled = self._core.compile_model(model, "CPU", config)
         self._request = self._compiled.create_infer_request()
         self._lock = threading.Lock()  # one infer request: serialise callers
-        self._set_batching(batch_size, static_batch)
-        self._identify(name, metadata, from_metadata, files)
+        return static_batch
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         with self._lock:
             self._request.infer({0: batch})
             return np.array(self._request.get_output_tensor(0).data, copy=True)
-
-
