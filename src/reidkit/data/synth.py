@@ -390,47 +390,25 @@ def generate(
     people, groups = _make_people(seed, ids, n_train, distractors, level.group_size)
     cameras = [draw.make_camera(_rng(seed, _TAG_CAMERA, cam), level) for cam in range(cams)]
     jobs = _plan(seed, people, cams, low_high)
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        for folder in ("bounding_box_train", "bounding_box_test", "query"):
-            (temp / folder).mkdir()
-        state = {
-            "seed": seed,
-            "level": level,
-            "cameras": cameras,
-            "root": str(temp),
-            "looks": {person.key: person.look for person in people},
-        }
-        _run_jobs(jobs, state, workers, progress)
-        counts = _counts(jobs, people)
-        _write_attributes(temp / "attributes.csv", people)
-        params = {
-            "ids": ids,
-            "cams": cams,
-            "seed": seed,
-            "difficulty": difficulty,
-            "distractors": distractors,
-            "images_per_camera": list(low_high),
-            "train_fraction": train_fraction,
-        }
-        meta = {
-            "generator": "reidkit.data.synth",
-            "format_version": FORMAT_VERSION,
-            "layout": "market1501",
-            "image_size": list(IMAGE_SIZE),
-            "jpeg_quality": JPEG_QUALITY,
-            "params": params,
-            "counts": counts,
-            "attributes": {name: list(values) for name, values in ATTRIBUTES.items()},
-            "groups": groups,
-        }
-        (temp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        _move_into_place(temp, out, overwrite)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
+    state = {
+        "seed": seed,
+        "level": level,
+        "cameras": cameras,
+        "looks": {person.key: person.look for person in people},
+    }
+    params = {
+        "ids": ids,
+        "cams": cams,
+        "seed": seed,
+        "difficulty": difficulty,
+        "distractors": distractors,
+        "images_per_camera": list(low_high),
+        "train_fraction": train_fraction,
+    }
+    counts = _counts(jobs, people)
+    _write_dataset(
+        out, overwrite, jobs, people, state, _meta(params, counts, groups), workers=workers, progress=progress
+    )
     seconds = time.perf_counter() - started
     return {
         "root": str(out),
@@ -443,6 +421,53 @@ def generate(
         **counts,
         "seconds": round(seconds, 3),
         "images_per_second": round(len(jobs) / max(seconds, 1e-9), 1),
+    }
+
+
+def _write_dataset(
+    out: Path,
+    overwrite: bool,
+    jobs: list[_Job],
+    people: Sequence[_Person],
+    state: dict,
+    meta: dict,
+    *,
+    workers: int,
+    progress: bool,
+) -> None:
+    """Draw every image and write attributes.csv and meta.json in a temp folder beside ``out``, then move it
+    into place (the temp folder is removed if anything fails).
+
+    Args:
+        state: what drawing an image needs besides its job (see :func:`_render_job`), less ``root``.
+        meta: the content of meta.json (see :func:`_meta`).
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        for folder in ("bounding_box_train", "bounding_box_test", "query"):
+            (temp / folder).mkdir()
+        _run_jobs(jobs, {**state, "root": str(temp)}, workers, progress)
+        _write_attributes(temp / "attributes.csv", people)
+        (temp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        _move_into_place(temp, out, overwrite)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+
+
+def _meta(params: dict, counts: dict[str, dict[str, int]], groups: dict[str, list[list[int]]]) -> dict:
+    """The content of meta.json: format, ``generate``'s arguments, counts, attribute names, hard-negative groups."""
+    return {
+        "generator": "reidkit.data.synth",
+        "format_version": FORMAT_VERSION,
+        "layout": "market1501",
+        "image_size": list(IMAGE_SIZE),
+        "jpeg_quality": JPEG_QUALITY,
+        "params": params,
+        "counts": counts,
+        "attributes": {name: list(values) for name, values in ATTRIBUTES.items()},
+        "groups": groups,
     }
 
 
