@@ -48,7 +48,8 @@ def test_local_recipe_trains_and_loss_falls(recipe, synthetic_root, tmp_path):
     assert len(losses) == 3
     assert losses[-1] < losses[0], losses
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["after"]["mAP"] > metrics["before"]["mAP"], metrics  # training beats the untrained model
+    # training beats the untrained model (by 0.09 to 0.37 mAP on this set; 0.03 leaves room for other CPUs)
+    assert metrics["after"]["mAP"] > metrics["before"]["mAP"] + 0.03, metrics
     saved = checkpoint.load(out / CHECKPOINT_NAME)
     assert saved.metrics == metrics["after"] and saved.before == metrics["before"]
     model = saved.build_model()  # the checkpoint rebuilds its model
