@@ -344,6 +344,46 @@ def _snapshot(
     )
 
 
+def _fit_epoch(
+    run: TrainingRun,
+    options: FitOptions,
+    state: Progress,
+    scaler: torch.amp.GradScaler | None,
+    log: _JsonLog,
+    generator: torch.Generator,
+) -> tuple[dict[str, float], int]:
+    """The rest of epoch ``state.epoch`` (from batch ``state.batch``): its summary and its length in batches."""
+    device = torch.device(run.device)
+    run.sampler.set_epoch(state.epoch, start_batch=state.batch)
+    steps_per_epoch = len(run.sampler.batches(state.epoch))
+    loader = train_loader(
+        run.dataset,
+        run.sampler,
+        workers=options.workers,
+        pin_memory=device.type == "cuda",
+        generator=generator,
+    )
+    summary = train_one_epoch(
+        run.model,
+        run.criterion,
+        loader,
+        run.optimizer,
+        device=device,
+        state=state,
+        steps_per_epoch=steps_per_epoch,
+        lr_at=run.lr_at,
+        scaler=scaler,
+        amp=options.amp,
+        channels_last=options.channels_last,
+        grad_clip=options.grad_clip,
+        log=log,
+        log_every=options.log_every,
+        max_steps=options.max_steps,
+        progress=options.progress,
+    )
+    return summary, steps_per_epoch
+
+
 def fit(run: TrainingRun, options: FitOptions) -> dict[str, Any]:
     """Train ``run.model`` for ``options.epochs`` epochs, evaluating and checkpointing along the way.
 
@@ -360,7 +400,7 @@ def fit(run: TrainingRun, options: FitOptions) -> dict[str, Any]:
     out_dir = Path(options.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(run.device)
-    model, sampler = run.model, run.sampler
+    model = run.model
     model.to(device)
     run.criterion.to(device)
     if options.channels_last and device.type == "cuda":
@@ -391,35 +431,9 @@ def fit(run: TrainingRun, options: FitOptions) -> dict[str, Any]:
     if options.eval_before and options.resume is None and options.evaluate is not None:
         result["before"] = run_eval(0)
     loader_generator = torch.Generator()  # the DataLoader must not draw from the global RNG
-    loader_generator.manual_seed(sampler.seed)
+    loader_generator.manual_seed(run.sampler.seed)
     while state.epoch < options.epochs:
-        sampler.set_epoch(state.epoch, start_batch=state.batch)
-        steps_per_epoch = len(sampler.batches(state.epoch))
-        loader = train_loader(
-            run.dataset,
-            sampler,
-            workers=options.workers,
-            pin_memory=device.type == "cuda",
-            generator=loader_generator,
-        )
-        summary = train_one_epoch(
-            model,
-            run.criterion,
-            loader,
-            run.optimizer,
-            device=device,
-            state=state,
-            steps_per_epoch=steps_per_epoch,
-            lr_at=run.lr_at,
-            scaler=scaler,
-            amp=options.amp,
-            channels_last=options.channels_last,
-            grad_clip=options.grad_clip,
-            log=log,
-            log_every=options.log_every,
-            max_steps=options.max_steps,
-            progress=options.progress,
-        )
+        summary, steps_per_epoch = _fit_epoch(run, options, state, scaler, log, loader_generator)
         if state.batch < steps_per_epoch:  # stopped early by max_steps
             save()
             break
@@ -427,13 +441,13 @@ def fit(run: TrainingRun, options: FitOptions) -> dict[str, Any]:
         log({"kind": "epoch", "epoch": epoch_done, "step": state.global_step, **summary})
         state.epoch, state.batch = epoch_done, 0
         last = epoch_done == options.epochs
-        if (options.eval_every and epoch_done % options.eval_every == 0) or (last and options.evaluate):
+        periodic = options.eval_every and epoch_done % options.eval_every == 0
+        if periodic or (last and options.evaluate is not None):
             result["metrics"] = run_eval(epoch_done)
         if last or epoch_done % options.checkpoint_every == 0:
             save()
-    if (
-        options.epochs == 0
-    ):  # an untrained model: still evaluated and saved, so it can be compared and exported
+    if options.epochs == 0:
+        # an untrained model: still evaluated and saved, so it can be compared and exported
         result["metrics"] = run_eval(0)
         save()
     result["state"] = asdict(state)

@@ -135,7 +135,7 @@ def build_optimizer(
 
 
 # ------------------------------------------------------------------------------------------ the run
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: it holds live modules
 class TrainingRun:
     """The objects of one training run (what :func:`reidkit.engine.fit` trains) and what its checkpoint records.
 
