@@ -18,24 +18,20 @@ A finished run is reused from ``--out``/<recipe>/seed<N>/ (delete the folder to 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+import _runs
 import torch
 
-from reidkit.config import load_config
+from reidkit.checkpoint import CHECKPOINT_NAME
 from reidkit.data.synth import generate
-from reidkit.losses.aligned import local_distance
 from reidkit.distance import pairwise_distance
-from reidkit.models import build_model
+from reidkit.losses.aligned import local_distance
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 #: benchmark label -> recipe file in configs/
 RECIPES = {
     "baseline": "bag_of_tricks",
@@ -88,24 +84,16 @@ def _run_dir(args: argparse.Namespace, label: str, seed: int) -> Path:
     return Path(args.out) / label / f"seed{seed}"
 
 
-def _run_train(args: argparse.Namespace, recipe: str, out: Path, overrides: list[str], what: str) -> None:
-    if (out / "metrics.json").is_file():
-        return
-    argv = ["train", "--config", str(CONFIGS / f"{recipe}.yaml"), "--out", str(out), "--quiet"]
-    argv += sum((["--set", item] for item in overrides), [])
-    launcher = "import sys; from reidkit.cli import main; sys.exit(main(sys.argv[1:]))"
-    environment = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    start = time.perf_counter()
-    process = subprocess.run([sys.executable, "-c", launcher, *argv], env=environment, check=False)
-    if process.returncode != 0:
-        raise SystemExit(f"reidkit train failed for {what} (configs/{recipe}.yaml)")
-    (out / "wall_s.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
-
-
 def _train(args: argparse.Namespace, root: Path, label: str, seed: int, *, before: bool) -> None:
     overrides = _overrides(args, root, seed, before=before)
     if label not in STAGES:
-        _run_train(args, RECIPES[label], _run_dir(args, label, seed), overrides, f"{label!r}, seed {seed}")
+        _runs.run_training(
+            RECIPES[label],
+            _run_dir(args, label, seed),
+            overrides,
+            threads=args.threads,
+            what=f"{label!r}, seed {seed}",
+        )
         return
     base, recipes = STAGES[label]
     _train(args, root, base, seed, before=False)
@@ -115,37 +103,15 @@ def _train(args: argparse.Namespace, root: Path, label: str, seed: int, *, befor
         out = _run_dir(args, label, seed) if last else _run_dir(args, label, seed) / f"stage{stage}"
         stage_overrides = [item for item in overrides if not item.startswith(("optim.lr", "train.epochs"))]
         stage_overrides += [
-            f"model.init={previous / 'checkpoint.pt'}",
+            f"model.init={previous / CHECKPOINT_NAME}",
             f"train.epochs={args.stage_epochs}",
             # the recipe's lr_factors say what trains; the fine-tuning stage runs at a tenth of the LR
             f"optim.lr={args.lr / 10 if last else args.lr}",
         ]
-        _run_train(args, recipe, out, stage_overrides, f"{label!r} stage {stage}, seed {seed}")
+        _runs.run_training(
+            recipe, out, stage_overrides, threads=args.threads, what=f"{label!r} stage {stage}, seed {seed}"
+        )
         previous = out
-
-
-def _result(args: argparse.Namespace, label: str, seed: int) -> dict:
-    out = _run_dir(args, label, seed)
-    metrics = json.loads((out / "metrics.json").read_text())
-    entries = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    speeds = [entry["images_per_s"] for entry in entries if entry.get("kind") == "epoch"]
-    return {
-        "after": metrics["after"],
-        "before": metrics.get("before"),
-        "images_per_s": statistics.mean(speeds) if speeds else float("nan"),
-    }
-
-
-def _parameters(args: argparse.Namespace, label: str, num_classes: int) -> int:
-    model_config = load_config(CONFIGS / f"{RECIPES[label]}.yaml", []).model
-    model = build_model(
-        model_config.name,
-        num_classes=num_classes,
-        backbone=args.backbone,
-        last_stride=1,
-        **model_config.params,
-    )
-    return sum(parameter.numel() for parameter in model.parameters())
 
 
 def _distance_cost(queries: int, gallery: int) -> None:
@@ -172,11 +138,6 @@ def _distance_cost(queries: int, gallery: int) -> None:
         print(f"  {name:<38} {best:9.1f} ms  {best / global_ms:8.1f}x global")
 
 
-def _mean_sd(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):5.1f} ± {100 * spread:4.1f}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -188,7 +149,9 @@ def main() -> None:
     parser.add_argument("--cams", type=int, default=4)
     parser.add_argument("--difficulty", default="hard")
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--backbone", default="resnet18", help="trunk of every model: a ResNet or mobilenet_v2")
+    parser.add_argument(
+        "--backbone", default="resnet18", help="trunk of every model: a ResNet or mobilenet_v2"
+    )
     parser.add_argument(
         "--pretrained",
         help="trunk weights: imagenet (offline for mobilenet_v2 with reidkit[mobilenet]) or a state-dict path",
@@ -210,17 +173,16 @@ def main() -> None:
     root = Path(args.out) / "data"
     if not (root / "bounding_box_train").is_dir():
         generate(root, ids=args.ids, cams=args.cams, seed=0, difficulty=args.difficulty)
-    num_classes = len({int(path.name.split("_")[0]) for path in (root / "bounding_box_train").glob("*.jpg")})
     start = time.perf_counter()
-    results: dict[str, list[dict]] = {}
+    results: dict[str, list[_runs.RunResult]] = {}
     for index, label in enumerate(args.models):
         for seed in args.seeds:
             _train(args, root, label, seed, before=index == 0 and seed == args.seeds[0])
-            result = _result(args, label, seed)
+            result = _runs.read_run(_run_dir(args, label, seed))
             results.setdefault(label, []).append(result)
             print(
-                f"  {label:<15} seed {seed}: Rank-1 {100 * result['after']['rank1']:5.1f}  "
-                f"mAP {100 * result['after']['mAP']:5.1f}  {result['images_per_s']:6.1f} img/s",
+                f"  {label:<15} seed {seed}: Rank-1 {100 * result.after['rank1']:5.1f}  "
+                f"mAP {100 * result.after['mAP']:5.1f}  {result.images_per_s:6.1f} img/s",
                 flush=True,
             )
     total = time.perf_counter() - start
@@ -235,16 +197,14 @@ def main() -> None:
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"{args.threads} thread(s); wall {total / 60:.1f} min\n"
     )
-    base_speed = (
-        statistics.mean(r["images_per_s"] for r in results[BASELINE]) if BASELINE in results else None
-    )
+    base_speed = statistics.mean(r.images_per_s for r in results[BASELINE]) if BASELINE in results else None
     header = (
         f"| {'model':<15} | {'recipe':<15} | {'Rank-1 %':>12} | {'mAP %':>12} | {'mINP %':>12} "
         f"| {'params M':>8} | {'img/s':>6} | {'vs base':>7} |"
     )
     print(header)
     print("|" + "|".join("-" * len(part) for part in header.split("|")[1:-1]) + "|")
-    floor = next((run["before"] for runs in results.values() for run in runs if run["before"]), None)
+    floor = next((run.before for runs in results.values() for run in runs if run.before), None)
     if floor:
         print(
             f"| {'untrained base':<15} | {'-':<15} | {100 * floor['rank1']:5.1f}        "
@@ -252,12 +212,12 @@ def main() -> None:
             f"| {'-':>8} | {'-':>6} | {'-':>7} |"
         )
     for label, runs in results.items():
-        speed = statistics.mean(r["images_per_s"] for r in runs)
+        speed = statistics.mean(r.images_per_s for r in runs)
         ratio = f"{speed / base_speed:6.2f}x" if base_speed else "-"
         print(
-            f"| {label:<15} | {RECIPES[label]:<15} | {_mean_sd([r['after']['rank1'] for r in runs]):>12} "
-            f"| {_mean_sd([r['after']['mAP'] for r in runs]):>12} | {_mean_sd([r['after']['mINP'] for r in runs]):>12} "
-            f"| {_parameters(args, label, num_classes) / 1e6:8.2f} | {speed:6.1f} | {ratio:>7} |"
+            f"| {label:<15} | {RECIPES[label]:<15} | {_runs.mean_sd([r.after['rank1'] for r in runs]):>12} "
+            f"| {_runs.mean_sd([r.after['mAP'] for r in runs]):>12} | {_runs.mean_sd([r.after['mINP'] for r in runs]):>12} "
+            f"| {runs[0].parameters / 1e6:8.2f} | {speed:6.1f} | {ratio:>7} |"
         )
     if args.distance_queries > 0:
         _distance_cost(args.distance_queries, args.distance_gallery)

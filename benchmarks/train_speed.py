@@ -1,8 +1,9 @@
 """Training and embedding throughput of the baseline per backbone and input size, on this machine.
 
-Prints images/s for one training step (forward + loss + backward + optimiser step, P x K batch) and for
-inference (``embed``), with ratios against ResNet-50 at 256x128 measured in the same run. Random input
-tensors: this measures the model, not image decoding (see eval_time.py for the full pipeline).
+Prints images/s for one training step (``reidkit.engine.train_step``: forward + loss + backward + optimiser
+step, P x K batch) and for inference (``embed``), with ratios against ResNet-50 at 256x128 measured in the
+same run. Random input tensors: this measures the model, not image decoding (see eval_time.py for the full
+pipeline).
 
     .venv/bin/python benchmarks/train_speed.py [--device cuda] [--amp] [--steps 5]
 """
@@ -13,8 +14,10 @@ import argparse
 import platform
 import time
 
+import _runs
 import torch
 
+from reidkit.data.batch import Batch
 from reidkit.losses.criterion import build_criterion
 from reidkit.models import build_model
 
@@ -52,23 +55,8 @@ def measure(
     images = torch.randn(batch, 3, height, width, device=device)
     pids = torch.arange(batch, device=device) // 4
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
-
-    def train_step() -> None:
-        with autocast:
-            output = model(images)
-        loss, _ = criterion(output, pids)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    model.train()
-    train_step()  # warm-up
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        train_step()
-    _sync(device)
-    train_rate = batch * steps / (time.perf_counter() - start)
+    train_batch = Batch(images, pids, torch.zeros_like(pids))
+    train_rate = _runs.time_train_steps(model, criterion, optimizer, train_batch, steps=steps, amp=amp)
 
     model.eval()
     with torch.no_grad(), autocast:

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from reidkit import checkpoint
+from reidkit.checkpoint import CHECKPOINT_NAME
 from reidkit.cli import main
 from reidkit.data.datasets import load_dataset
 from reidkit.data.image_dataset import (
@@ -18,7 +20,6 @@ from reidkit.data.image_dataset import (
     train_attribute_labels,
 )
 from reidkit.data.synth import read_attributes
-from reidkit.engine import CHECKPOINT_NAME, load_checkpoint, load_model
 from reidkit.errors import DatasetError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -117,9 +118,9 @@ def test_attribute_heads_train_from_the_cli_and_are_dropped_at_test_time(synthet
     assert steps[-1] < steps[0]
 
     names, table = read_attribute_csv(synthetic_root / "attributes.csv")
-    checkpoint = load_checkpoint(out / CHECKPOINT_NAME)
-    assert checkpoint["model_spec"]["params"]["attributes"] == attribute_value_counts(names, table)
-    model, _ = load_model(out / CHECKPOINT_NAME)
+    saved = checkpoint.load(out / CHECKPOINT_NAME)
+    assert saved.spec.params["attributes"] == attribute_value_counts(names, table)
+    model = saved.build_model()
     assert set(model.attribute_heads) == set(names)
     images = torch.randn(3, 3, 64, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -127,7 +128,7 @@ def test_attribute_heads_train_from_the_cli_and_are_dropped_at_test_time(synthet
         output = model(images)
         assert output.extra[f"attributes.{names[0]}"].shape == (
             3,
-            checkpoint["model_spec"]["params"]["attributes"][names[0]],
+            saved.spec.params["attributes"][names[0]],
         )
         for head in model.attribute_heads.values():
             for parameter in head.parameters():

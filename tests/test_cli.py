@@ -7,8 +7,9 @@ import json
 import pytest
 import torch
 
+from reidkit import checkpoint
+from reidkit.checkpoint import CHECKPOINT_NAME
 from reidkit.cli import main
-from reidkit.engine import CHECKPOINT_NAME, load_checkpoint
 
 TINY = [
     "model.backbone=resnet18",
@@ -25,13 +26,14 @@ TINY = [
 ]
 
 
-def _train(root, out, *extra):
+def _train(root, out, *extra, argv=()):
     return main(
         [
             "train",
             "--out",
             str(out),
             "--quiet",
+            *argv,
             "--set",
             f"data.root={root}",
             *sum((["--set", s] for s in TINY + list(extra)), []),
@@ -93,18 +95,30 @@ def test_train_then_eval_improves_over_untrained(synthetic_root, tmp_path, capsy
         np.testing.assert_allclose(np.linalg.norm(data["features"], axis=1), 1.0, atol=1e-5)
 
 
-def test_checkpoint_rebuilds_its_model(synthetic_root, tmp_path):
-    from reidkit.engine import load_model
+def test_checkpoint_rebuilds_the_seeded_model_and_one_step_changes_it(synthetic_root, tmp_path):
+    from reidkit.models import build_model
 
-    out = tmp_path / "run"
-    assert _train(synthetic_root, out, "train.epochs=0") == 0
-    model, info = load_model(out / CHECKPOINT_NAME)
-    payload = load_checkpoint(out / CHECKPOINT_NAME)
+    untrained, stepped = tmp_path / "untrained", tmp_path / "stepped"
+    assert _train(synthetic_root, untrained, "train.epochs=0") == 0
+    assert _train(synthetic_root, stepped, "train.epochs=1", argv=["--max-steps", "1"]) == 0
+    saved = checkpoint.load(untrained / CHECKPOINT_NAME)
+    model = saved.build_model()
+    # built independently: the CLI seeds the model initialisation with train.seed (0); 12 training ids
+    torch.manual_seed(0)
+    fresh = build_model("baseline", num_classes=12, backbone="resnet18", last_stride=2).state_dict()
+    assert model.state_dict().keys() == fresh.keys()
     for key, value in model.state_dict().items():
-        assert torch.equal(value, payload["model"][key])
-    assert info["preprocess"]["height"] == 64 and info["config"]["model"]["backbone"] == "resnet18"
+        assert torch.equal(value, fresh[key]), key
+    assert saved.preprocess.input_size == (64, 32) and saved.config["model"]["backbone"] == "resnet18"
+    assert saved.data is not None and saved.data.root == str(synthetic_root)
     with torch.no_grad():
         assert model.embed(torch.zeros(2, 3, 64, 32)).shape == (2, model.embedding_dim)
+
+    one_step = checkpoint.load(stepped / CHECKPOINT_NAME)
+    assert one_step.spec == saved.spec and one_step.training is not None
+    assert one_step.training.global_step == 1
+    changed = {key for key, value in one_step.weights.items() if not torch.equal(value, fresh[key])}
+    assert {"trunk.conv1.weight", "bnneck.weight", "classifier.weight"} <= changed
 
 
 @pytest.mark.parametrize(

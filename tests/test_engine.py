@@ -1,6 +1,9 @@
+"""The training loop: loss falls, exact resume, typed checkpoints, Batch loading, parameter groups."""
+
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,23 +11,23 @@ import torch
 from PIL import Image
 from torch import nn
 
+from reidkit import checkpoint
+from reidkit.checkpoint import CHECKPOINT_NAME, Checkpoint, DataRef, ModelSpec, Preprocess
+from reidkit.data.batch import Batch, ImageItem, collate_items
 from reidkit.data.image_dataset import ImageDataset
-from reidkit.data.records import Sample
+from reidkit.data.records import Sample, Split
 from reidkit.data.sampler import PKSampler
 from reidkit.data.transforms import TrainTransform
-from reidkit.engine import (
-    CHECKPOINT_NAME,
-    build_optimizer,
-    fit,
-    init_from_checkpoint,
-    load_checkpoint,
-    lr_factor,
-    model_parameter_groups,
-    save_checkpoint,
-)
+from reidkit.engine import FitOptions, fit, train_loader
 from reidkit.errors import CheckpointError, ConfigError
 from reidkit.losses.criterion import build_criterion
 from reidkit.models.output import ReidOutput
+from reidkit.recipe import TrainingRun, build_optimizer, lr_factor, model_parameter_groups
+
+TERMS = (
+    {"name": "cross_entropy", "on": "logits", "params": {"epsilon": 0.1}},
+    {"name": "trihard", "on": "global", "params": {"margin": 0.3}},
+)
 
 
 class TinyReid(nn.Module):
@@ -64,17 +67,10 @@ def _write_images(root, ids: int = 4, per_id: int = 5) -> list[Sample]:
     return samples
 
 
-def _run(tmp_path, samples, out, *, epochs, max_steps=None, resume=None):
+def _training_run(samples, *, epochs, spec=None) -> TrainingRun:
     torch.manual_seed(0)
     model = TinyReid(num_classes=4)
-    criterion = build_criterion(
-        [
-            {"name": "cross_entropy", "on": "logits", "params": {"epsilon": 0.1}},
-            {"name": "trihard", "on": "global", "params": {"margin": 0.3}},
-        ],
-        num_classes=4,
-        feat_dim=32,
-    )
+    criterion = build_criterion(TERMS, num_classes=4, feat_dim=32)
     optimizer = build_optimizer(model, criterion, name="adam", lr=1e-2, weight_decay=0.0)
     dataset = ImageDataset(samples, TrainTransform(16, 8, pad=2, random_erasing=0.5))
     sampler = PKSampler([s.pid for s in samples], p=2, k=2, seed=0)
@@ -82,25 +78,28 @@ def _run(tmp_path, samples, out, *, epochs, max_steps=None, resume=None):
     def lr_at(epoch: float) -> float:
         return lr_factor(epoch, total_epochs=epochs, warmup_epochs=1, milestones=[2])
 
-    result = fit(
+    return TrainingRun(
+        split=Split(train=tuple(samples), query=(), gallery=()),
+        dataset=dataset,
+        sampler=sampler,
         model=model,
         criterion=criterion,
         optimizer=optimizer,
-        dataset=dataset,
-        sampler=sampler,
-        out_dir=out,
-        epochs=epochs,
         lr_at=lr_at,
-        checkpoint_info={
-            "model_spec": {"name": "tiny"},
-            "preprocess": {"height": 16, "width": 8},
-            "config": {},
-        },
-        log_every=1,
-        max_steps=max_steps,
-        resume=resume,
+        device=torch.device("cpu"),
+        spec=spec or ModelSpec(name="tiny", num_classes=4, backbone="none"),
+        preprocess=Preprocess(16, 8),
+        data=DataRef(name="tiny", root="images"),
+        loss_terms=TERMS,
+        seed=0,
+        config={"note": "tiny"},
     )
-    return model, result
+
+
+def _run(tmp_path, samples, out, *, epochs, max_steps=None, resume=None, spec=None):
+    run = _training_run(samples, epochs=epochs, spec=spec)
+    options = FitOptions(out_dir=out, epochs=epochs, log_every=1, max_steps=max_steps, resume=resume)
+    return run.model, fit(run, options)
 
 
 def test_lr_factor_by_hand():
@@ -139,11 +138,26 @@ def test_loss_falls_and_resume_is_exact(tmp_path):
     assert steps == list(range(1, epochs[-1]["step"] + 1))
 
 
-def test_checkpoint_round_trip_and_atomicity(tmp_path, monkeypatch):
+def test_fit_writes_a_typed_checkpoint_that_rebuilds_the_criterion(tmp_path):
+    samples = _write_images(tmp_path)
+    model, result = _run(tmp_path, samples, tmp_path / "a", epochs=1)
+    saved = checkpoint.load(tmp_path / "a" / CHECKPOINT_NAME)
+    assert saved.spec == ModelSpec(name="tiny", num_classes=4, backbone="none")
+    assert saved.preprocess == Preprocess(16, 8) and saved.data == DataRef(name="tiny", root="images")
+    assert saved.loss_terms == TERMS and saved.seed == 0 and saved.config == {"note": "tiny"}
+    assert saved.training is not None and saved.training.global_step == result["state"]["global_step"] > 0
+    assert (saved.training.epoch, saved.training.batch) == (1, 0)
+    for key, value in model.state_dict().items():
+        assert torch.equal(saved.weights[key], value), key
+    criterion = saved.build_criterion(model)
+    assert [term.label for term in criterion.terms] == ["cross_entropy@logits", "trihard@global"]
+
+
+def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
     path = tmp_path / "ckpt.pt"
-    save_checkpoint(path, {"model": {"w": torch.ones(2)}, "model_spec": {"name": "x"}, "preprocess": {}})
-    payload = load_checkpoint(path)
-    assert torch.equal(payload["model"]["w"], torch.ones(2)) and payload["format_version"] == 1
+    first = Checkpoint(spec=ModelSpec("x", 2), preprocess=Preprocess(4, 2), weights={"w": torch.ones(2)})
+    checkpoint.save(path, first)
+    assert torch.equal(checkpoint.load(path).weights["w"], torch.ones(2))
 
     # a crash while writing the next checkpoint leaves the previous one intact and no temp file behind
     import reidkit._io as io_module
@@ -153,38 +167,102 @@ def test_checkpoint_round_trip_and_atomicity(tmp_path, monkeypatch):
 
     monkeypatch.setattr(io_module.os, "fsync", exploding_fsync)
     with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(path, {"model": {"w": torch.zeros(2)}, "model_spec": {"name": "x"}, "preprocess": {}})
+        checkpoint.save(path, replace(first, weights={"w": torch.zeros(2)}))
     monkeypatch.undo()
-    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(2))
+    assert torch.equal(checkpoint.load(path).weights["w"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
 
 
 def test_bad_checkpoints_have_clear_errors(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
-        load_checkpoint(tmp_path / "nope.pt")
-    garbage = tmp_path / "garbage.pt"
-    garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="garbage.pt cannot be read"):
-        load_checkpoint(garbage)
+        checkpoint.load(tmp_path / "nope.pt")
     plain = tmp_path / "plain.pt"
     torch.save({"weights": 1}, plain)
     with pytest.raises(CheckpointError, match="not a reidkit checkpoint"):
-        load_checkpoint(plain)
+        checkpoint.load(plain)
     future = tmp_path / "future.pt"
     torch.save({"format_version": 99, "model": {}, "model_spec": {}, "preprocess": {}}, future)
     with pytest.raises(CheckpointError, match="format version 99"):
-        load_checkpoint(future)
+        checkpoint.load(future)
 
 
-def test_resume_refuses_another_model(tmp_path):
+def test_resume_refuses_another_model_and_an_eval_only_checkpoint(tmp_path):
     samples = _write_images(tmp_path)
     _run(tmp_path, samples, tmp_path / "a", epochs=1)
-    payload = load_checkpoint(tmp_path / "a" / CHECKPOINT_NAME)
-    payload["model_spec"] = {"name": "other"}
+    saved = checkpoint.load(tmp_path / "a" / CHECKPOINT_NAME)
     other = tmp_path / "other.pt"
-    torch.save(payload, other)
-    with pytest.raises(CheckpointError, match="was trained with model"):
+    checkpoint.save(other, replace(saved, spec=replace(saved.spec, backbone="resnet18")))
+    with pytest.raises(
+        CheckpointError, match=r"other.pt was trained with model 'tiny'.*backbone 'resnet18' vs"
+    ):
         _run(tmp_path, samples, tmp_path / "c", epochs=1, resume=other)
+    # the same refusal from the other side: this run builds another spec than the file holds
+    with pytest.raises(CheckpointError, match=r"num_classes 4 vs 5"):
+        _run(
+            tmp_path,
+            samples,
+            tmp_path / "c",
+            epochs=1,
+            resume=tmp_path / "a" / CHECKPOINT_NAME,
+            spec=ModelSpec(name="tiny", num_classes=5, backbone="none"),
+        )
+    eval_only = tmp_path / "eval_only.pt"
+    checkpoint.save(eval_only, saved.without_training())
+    with pytest.raises(CheckpointError, match=r"eval_only.pt holds no training state.*cannot resume"):
+        _run(tmp_path, samples, tmp_path / "d", epochs=2, resume=eval_only)
+    assert not (tmp_path / "d" / CHECKPOINT_NAME).exists()
+
+
+def test_fit_options_are_checked():
+    with pytest.raises(ConfigError, match="FitOptions.log_every: expected an integer >= 1, got 0"):
+        FitOptions(out_dir="x", epochs=1, log_every=0)
+    with pytest.raises(ConfigError, match="FitOptions.epochs"):
+        FitOptions(out_dir="x", epochs=-1)
+    with pytest.raises(ConfigError, match="FitOptions.max_steps"):
+        FitOptions(out_dir="x", epochs=1, max_steps=-2)
+    with pytest.raises(ConfigError, match="FitOptions.grad_clip"):
+        FitOptions(out_dir="x", epochs=1, grad_clip=0.0)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_loader_yields_batches_with_and_without_attributes(tmp_path, workers):
+    samples = _write_images(tmp_path, ids=3, per_id=4)
+    sampler = PKSampler([s.pid for s in samples], p=2, k=2, seed=0)
+    plain = ImageDataset(samples, TrainTransform(16, 8))
+    codes = [{"hat": s.pid % 2, "colour": s.pid} for s in samples]
+    labelled = ImageDataset(samples, TrainTransform(16, 8), attribute_labels=codes)
+    indices = sampler.batches(0)[0]
+    for dataset in (plain, labelled):
+        batch = next(iter(train_loader(dataset, sampler, workers=workers)))
+        assert isinstance(batch, Batch) and len(batch) == 4
+        assert batch.images.shape == (4, 3, 16, 8) and batch.images.dtype == torch.float32
+        assert batch.pids.tolist() == [samples[i].pid for i in indices] and batch.pids.dtype == torch.int64
+        assert batch.camids.tolist() == [samples[i].camid for i in indices]
+        if dataset is plain:
+            assert batch.attributes is None
+        else:
+            assert batch.attributes is not None and list(batch.attributes) == ["hat", "colour"]
+            assert batch.attributes["colour"].tolist() == [samples[i].pid for i in indices]
+            assert batch.attributes["hat"].dtype == torch.int64
+    moved = batch.to("cpu")
+    assert torch.equal(moved.images, batch.images) and moved.attributes.keys() == batch.attributes.keys()
+
+
+def test_batch_rejects_bad_shapes_and_mixed_items():
+    with pytest.raises(ValueError, match=r"expected images \[B, 3, H, W\] and pids \[B\]"):
+        Batch(torch.zeros(3, 3, 4, 2), torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="camids and attributes of shape"):
+        Batch(
+            torch.zeros(2, 3, 4, 2),
+            torch.zeros(2, dtype=torch.long),
+            torch.zeros(2, dtype=torch.long),
+            {"hat": torch.zeros(3, dtype=torch.long)},
+        )
+    image = torch.zeros(3, 4, 2)
+    with pytest.raises(ValueError, match="same attribute labels"):
+        collate_items([ImageItem(image, 0, 0, {"hat": 1}), ImageItem(image, 1, 0)])
+    with pytest.raises(ValueError, match="at least one item"):
+        collate_items([])
 
 
 def _ids(params) -> set[int]:
@@ -218,26 +296,3 @@ def test_parameter_groups_bad_input():
     # a prefix matches whole name components only: "trunk.0.w" is not a prefix of "trunk.0.weight"
     with pytest.raises(ConfigError, match="'trunk.0.w' matches no parameter"):
         model_parameter_groups(TinyReid(num_classes=4), 0.1, {"trunk.0.w": 1})
-
-
-def test_init_from_checkpoint_copies_matching_weights(tmp_path):
-    torch.manual_seed(0)
-    source = TinyReid(num_classes=4)
-    info = {"model_spec": {"name": "tiny"}, "preprocess": {"height": 16, "width": 8}}
-    save_checkpoint(tmp_path / "source.pt", {"model": source.state_dict(), **info})
-    torch.manual_seed(1)
-    target = TinyReid(num_classes=6)  # another number of identities: the classifier cannot be copied
-    classifier_before = target.classifier.weight.clone()
-    report = init_from_checkpoint(target, tmp_path / "source.pt")
-    assert report["mismatched"] == ["classifier.weight"] and report["missing"] == []
-    assert "trunk.0.weight" in report["loaded"] and "neck.running_mean" in report["loaded"]
-    torch.testing.assert_close(target.trunk[0].weight, source.trunk[0].weight, rtol=0, atol=0)
-    torch.testing.assert_close(target.neck.running_var, source.neck.running_var, rtol=0, atol=0)
-    torch.testing.assert_close(target.classifier.weight, classifier_before, rtol=0, atol=0)
-
-    other = nn.Sequential(nn.Linear(3, 3))
-    with pytest.raises(CheckpointError, match="no weight of the checkpoint fits this model"):
-        init_from_checkpoint(other, tmp_path / "source.pt")
-    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="garbage.pt"):
-        init_from_checkpoint(target, tmp_path / "garbage.pt")

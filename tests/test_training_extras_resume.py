@@ -8,8 +8,9 @@ from pathlib import Path
 
 import torch
 
+from reidkit import checkpoint
+from reidkit.checkpoint import CHECKPOINT_NAME
 from reidkit.cli import main
-from reidkit.engine import CHECKPOINT_NAME, load_checkpoint
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -54,10 +55,10 @@ def test_lsro_with_attributes_resumes_exactly(synthetic_root, tmp_path):
     assert all({"lsro@logits", "attributes@attributes"} <= set(entry) for entry in steps)
 
     assert _train(synthetic_root, extra, tmp_path / "resumed", "--max-steps", "3") == 0
-    assert load_checkpoint(tmp_path / "resumed" / CHECKPOINT_NAME)["state"]["global_step"] == 3
+    assert checkpoint.load(tmp_path / "resumed" / CHECKPOINT_NAME).training.global_step == 3
     assert _train(synthetic_root, extra, tmp_path / "resumed", "--resume") == 0
-    straight = load_checkpoint(tmp_path / "straight" / CHECKPOINT_NAME)["model"]
-    resumed = load_checkpoint(tmp_path / "resumed" / CHECKPOINT_NAME)["model"]
+    straight = checkpoint.load(tmp_path / "straight" / CHECKPOINT_NAME).weights
+    resumed = checkpoint.load(tmp_path / "resumed" / CHECKPOINT_NAME).weights
     for name, value in straight.items():
         assert torch.equal(value, resumed[name]), name
     resumed_log = [json.loads(line) for line in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()]

@@ -18,174 +18,6 @@ from reidkit.errors import ReidkitError
 EXIT_BAD_INPUT = 2
 
 
-# ------------------------------------------------------------------------------------- config -> objects
-def build_training(config, *, progress: bool):
-    """Objects of one training run, built from a :class:`reidkit.config.Config`."""
-    import torch
-
-    from reidkit.data.datasets import load_dataset
-    from reidkit.data.image_dataset import (
-        UNKNOWN_ATTRIBUTE,
-        ImageDataset,
-        attribute_value_counts,
-        read_attribute_csv,
-        train_attribute_labels,
-        unlabelled_samples,
-    )
-    from reidkit.data.sampler import PKSampler, UnlabelledMixSampler
-    from reidkit.data.transforms import TrainTransform
-    from reidkit.engine import build_optimizer, init_from_checkpoint, lr_factor, resolve_device
-    from reidkit.errors import ConfigError
-    from reidkit.losses.criterion import build_criterion
-    from reidkit.models import build_model
-
-    data, model_cfg = config.data, config.model
-    split = load_dataset(data.dataset, data.root, **data.options)
-    if not split.train:
-        raise ReidkitError(f"dataset {data.dataset!r} at {data.root} has an empty train split")
-    transform = TrainTransform(
-        data.height,
-        data.width,
-        flip=data.flip,
-        pad=data.pad,
-        random_erasing=data.random_erasing,
-        color_jitter=data.color_jitter,
-        mean=tuple(data.mean),
-        std=tuple(data.std),
-    )
-    records = list(split.train)
-    model_params = dict(model_cfg.params)
-    attribute_labels = None
-    if data.attributes is not None:
-        if "attributes" in model_params:
-            raise ConfigError(
-                "model.params.attributes and data.attributes both set: the attribute heads are sized from "
-                "data.attributes; remove model.params.attributes"
-            )
-        names, table = read_attribute_csv(data.attributes)
-        attribute_labels = train_attribute_labels(split, names, table, source=data.attributes)
-        model_params["attributes"] = attribute_value_counts(names, table)
-    unlabelled = []
-    if data.unlabelled is not None:
-        unlabelled = unlabelled_samples(data.unlabelled["root"])
-        if attribute_labels is not None:
-            unknown = {name: UNKNOWN_ATTRIBUTE for name in model_params["attributes"]}
-            attribute_labels += [dict(unknown) for _ in unlabelled]
-    dataset = ImageDataset(records + unlabelled, transform, attribute_labels=attribute_labels)
-    try:
-        sampler = PKSampler([s.pid for s in split.train], p=data.p, k=data.k, seed=config.train.seed)
-    except ValueError as error:
-        raise ReidkitError(f"data.p / data.k: {error}") from None
-    if unlabelled:
-        # the extra images sit after the training images in the dataset
-        extra_indices = range(len(records), len(records) + len(unlabelled))
-        sampler = UnlabelledMixSampler(sampler, extra_indices, per_batch=data.unlabelled["per_batch"])
-    torch.manual_seed(config.train.seed)  # model initialisation
-    model_spec = {
-        "name": model_cfg.name,
-        "num_classes": split.num_train_pids,
-        "backbone": model_cfg.backbone,
-        "last_stride": model_cfg.last_stride,
-        "params": model_params,
-    }
-    try:
-        model = build_model(
-            model_cfg.name,
-            num_classes=split.num_train_pids,
-            backbone=model_cfg.backbone,
-            pretrained=model_cfg.pretrained,
-            last_stride=model_cfg.last_stride,
-            **model_params,
-        )
-    except TypeError as error:
-        raise ReidkitError(f"model.params: {error}") from None
-    if model_cfg.init is not None:
-        report = init_from_checkpoint(model, model_cfg.init)
-        skipped = report["missing"] + report["mismatched"]
-        listed = ", ".join(skipped[:6]) + (", ..." if len(skipped) > 6 else "")
-        print(
-            f"model.init: {len(report['loaded'])} weights from {model_cfg.init}; "
-            f"{len(skipped)} kept their initialisation" + (f" ({listed})" if skipped else ""),
-            file=sys.stderr,
-        )
-    feat_dim = int(getattr(model, "feature_dim", getattr(model, "embedding_dim", 0)))
-    criterion = build_criterion(
-        config.loss.terms, num_classes=split.num_train_pids, feat_dim=feat_dim, seed=config.train.seed
-    )
-    optim = config.optim
-    optimizer = build_optimizer(
-        model,
-        criterion,
-        name=optim.name,
-        lr=optim.lr,
-        weight_decay=optim.weight_decay,
-        momentum=optim.momentum,
-        nesterov=optim.nesterov,
-        criterion_lr=optim.criterion_lr,
-        lr_factors=optim.lr_factors,
-    )
-    sched = config.schedule
-
-    def lr_at(epoch: float) -> float:
-        return lr_factor(
-            epoch,
-            schedule=sched.name,
-            total_epochs=config.train.epochs,
-            warmup_epochs=sched.warmup_epochs,
-            warmup_factor=sched.warmup_factor,
-            milestones=sched.milestones,
-            gamma=sched.gamma,
-            min_factor=sched.min_factor,
-        )
-
-    device = resolve_device(config.train.device)
-    preprocess = {"height": data.height, "width": data.width, "mean": list(data.mean), "std": list(data.std)}
-    return split, dataset, sampler, model, model_spec, criterion, optimizer, lr_at, device, preprocess
-
-
-def make_evaluator(config, split, preprocess: dict, device, *, progress: bool, criterion=None):
-    """``evaluate(model) -> metrics dict`` for periodic evaluation during training.
-
-    With ``eval.pairwise`` the pair head of ``criterion`` (the one being trained) scores the pairs.
-    """
-    from reidkit.evaluation import evaluate_split
-    from reidkit.extract import TorchEmbedder
-
-    ev = config.eval
-    pair_head, pair_on = None, "global"
-    if ev.pairwise:
-        pair_head = criterion.pair_head() if criterion is not None else None
-        if pair_head is None:
-            raise ReidkitError(
-                "eval.pairwise needs a 'verification' loss term (its pair head scores the pairs)"
-            )
-        pair_on = next(term.on for term in criterion.terms if term.name == "verification")
-
-    def evaluate(model) -> dict:
-        was_training = model.training
-        embedder = TorchEmbedder(model, **preprocess, flip=ev.flip, device=device, batch_size=ev.batch_size)
-        result = evaluate_split(
-            embedder,
-            split,
-            metric=ev.metric,
-            rerank=ev.rerank,
-            k1=ev.k1,
-            k2=ev.k2,
-            lambda_value=ev.lambda_value,
-            query_expansion=ev.query_expansion,
-            max_rank=ev.max_rank,
-            workers=config.data.workers,
-            progress=progress,
-            distance="pairwise" if pair_head is not None else "global",
-            pair_head=pair_head,
-            pair_on=pair_on,
-        )
-        model.train(was_training)
-        return result.metrics.as_dict()
-
-    return evaluate
-
-
 # -------------------------------------------------------------------------------------------- commands
 def cmd_synth(args: argparse.Namespace) -> int:
     from reidkit.data.synth import generate
@@ -242,8 +74,10 @@ def cmd_datasets_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from reidkit.config import load_config, save_config, to_dict
-    from reidkit.engine import CHECKPOINT_NAME, fit
+    from reidkit.checkpoint import CHECKPOINT_NAME
+    from reidkit.config import load_config, save_config
+    from reidkit.engine import fit
+    from reidkit.recipe import build_training, fit_options
 
     config = load_config(args.config, args.set)
     out = Path(args.out)
@@ -251,36 +85,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         resume = Path(args.resume) if args.resume != "auto" else out / CHECKPOINT_NAME
     progress = not args.quiet
-    split, dataset, sampler, model, model_spec, criterion, optimizer, lr_at, device, preprocess = (
-        build_training(config, progress=progress)
-    )
+    run = build_training(config)
     save_config(config, out / "config.yaml")
-    train = config.train
-    result = fit(
-        model=model,
-        criterion=criterion,
-        optimizer=optimizer,
-        dataset=dataset,
-        sampler=sampler,
-        out_dir=out,
-        epochs=train.epochs,
-        lr_at=lr_at,
-        checkpoint_info={"model_spec": model_spec, "preprocess": preprocess, "config": to_dict(config)},
-        device=device,
-        workers=config.data.workers,
-        amp=train.amp,
-        channels_last=train.channels_last,
-        grad_clip=train.grad_clip,
-        evaluate=make_evaluator(config, split, preprocess, device, progress=progress, criterion=criterion),
-        eval_every=train.eval_every,
-        eval_before=train.eval_before,
-        checkpoint_every=train.checkpoint_every,
-        log_every=train.log_every,
-        tensorboard=train.tensorboard,
-        resume=resume,
-        max_steps=args.max_steps,
-        progress=progress,
-    )
+    options = fit_options(config, run, out_dir=out, resume=resume, max_steps=args.max_steps, progress=progress)
+    result = fit(run, options)
     from reidkit._io import atomic_write_text
 
     atomic_write_text(

@@ -1,6 +1,7 @@
 """Experiment configuration: a two-level dataclass tree, loaded from YAML, overridable with ``--set``.
 
-Only this module and ``cli.py`` see a :class:`Config`; the library is called with plain arguments.
+Only this module, ``recipe.py`` (config -> objects) and ``cli.py`` see a :class:`Config`; the library is
+called with plain arguments.
 Unknown keys and values of the wrong type are errors that name the key (``model.bakbone``) and what was
 expected, so a typo can never be silently ignored.
 """
@@ -266,6 +267,8 @@ def validate(config: Config) -> None:
         (config.schedule.warmup_epochs >= 0, "schedule.warmup_epochs must be >= 0"),
         (config.train.epochs >= 0, "train.epochs must be >= 0"),
         (config.train.checkpoint_every >= 1, "train.checkpoint_every must be >= 1"),
+        (config.train.log_every >= 1, "train.log_every must be >= 1"),
+        (config.train.eval_every >= 0, "train.eval_every must be >= 0"),
         (
             config.eval.metric in ("euclidean", "cosine"),
             f"eval.metric must be euclidean or cosine, got {config.eval.metric!r}",

@@ -92,8 +92,7 @@ def test_image_dataset_items(tmp_path, image):
     path = tmp_path / "a.png"
     image.save(path)
     dataset = ImageDataset([Sample(str(path), 3, 1)], TrainTransform(32, 16))
-    tensor, pid, camid = dataset[(0, 11)]
-    again, _, _ = dataset[(0, 11)]
-    assert tensor.shape == (3, 32, 16) and (pid, camid) == (3, 1)
-    assert torch.equal(tensor, again)
+    item = dataset[(0, 11)]
+    assert item.image.shape == (3, 32, 16) and (item.pid, item.camid) == (3, 1)
+    assert torch.equal(item.image, dataset[(0, 11)].image)
     assert len(dataset) == 1

@@ -81,7 +81,7 @@ def test_unlabelled_folder_reads_as_pid_minus_one(synthetic_root, tmp_path):
     samples = unlabelled_samples(folder)
     assert len(samples) == 4 and {s.pid for s in samples} == {-1}
     dataset = ImageDataset(samples, lambda image, rng: image)
-    assert dataset[0][1] == -1
+    assert dataset[0].pid == -1 and dataset[0].attributes is None
     with pytest.raises(DatasetError, match="not a folder"):
         unlabelled_samples(tmp_path / "missing")
     (tmp_path / "empty").mkdir()

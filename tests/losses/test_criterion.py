@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from reidkit.data.batch import Batch
 from reidkit.errors import ConfigError
 from reidkit.losses import (
     LOSSES,
@@ -47,6 +48,11 @@ def make_output(dtype=torch.float32, seed=0, requires_grad=True):
     return output, pids
 
 
+def _batch(pids, attributes=None):
+    """The labels of a batch of ``len(pids)`` images (the criterion never reads the images)."""
+    return Batch(torch.zeros(len(pids), 3, 2, 1), pids, torch.zeros_like(pids), attributes)
+
+
 ATTRIBUTE_LABELS = {
     "hat": torch.tensor([0, 1, 0, 1, -1, 0, 1, 1]),
     "colour": torch.tensor([2, 2, 0, 1, 0, 0, 1, 2]),
@@ -57,7 +63,7 @@ ATTRIBUTE_LABELS = {
 def test_every_registered_loss_builds_runs_and_backpropagates(name):
     criterion = build_criterion([{"name": name}], num_classes=NUM_CLASSES, feat_dim=FEAT_DIM)
     output, pids = make_output()
-    total, logs = criterion(output, pids, attribute_labels=ATTRIBUTE_LABELS)
+    total, logs = criterion(output, _batch(pids, ATTRIBUTE_LABELS))
     assert total.dim() == 0 and torch.isfinite(total)
     assert list(logs) == [criterion.terms[0].label]
     assert logs[criterion.terms[0].label] == pytest.approx(total.item())
@@ -77,7 +83,7 @@ def test_total_is_the_weighted_sum_and_lists_are_averaged():
     ]
     criterion = build_criterion(terms, num_classes=NUM_CLASSES, feat_dim=FEAT_DIM)
     output, pids = make_output(torch.float64)
-    total, logs = criterion(output, pids)
+    total, logs = criterion(output, _batch(pids))
     ce = cross_entropy(output.logits[0], pids, epsilon=0.1).item()
     th = [trihard(f, pids, margin=0.2, metric="cosine").item() for f in output.global_features]
     co = [contrastive(f, pids).item() for f in output.part_features]
@@ -109,7 +115,7 @@ def test_embedding_and_extra_outputs_can_be_selected():
     criterion = build_criterion(
         [{"name": "msml", "on": "embedding"}, {"name": "msml", "on": "pooled"}], num_classes=4, feat_dim=6
     )
-    _, logs = criterion(output, pids)
+    _, logs = criterion(output, _batch(pids))
     assert logs["msml@embedding"] == pytest.approx(msml(output.embedding, pids).item())
     assert logs["msml@pooled"] == pytest.approx(msml(output.global_features[1], pids).item())
 
@@ -117,7 +123,7 @@ def test_embedding_and_extra_outputs_can_be_selected():
 @pytest.mark.parametrize(
     ("terms", "message"),
     [
-        ([{"name": "trihrd"}], r"loss.terms\[0\]: unknown loss name 'trihrd'; choose from \[.*'trihard'"),
+        ([{"name": "trihrd"}], r"terms\[0\]: unknown loss name 'trihrd'; choose from \[.*'trihard'"),
         ([{"name": "trihard", "wieght": 1}], r"\('trihard'\): unknown keys \['wieght'\]; allowed keys are"),
         ([{"name": "trihard", "params": {"margn": 0.3}}], r"unknown parameters \['margn'\]; 'trihard' takes"),
         (
@@ -140,13 +146,13 @@ def test_embedding_and_extra_outputs_can_be_selected():
         ([{"name": "verification", "params": {"negative_mining": "x"}}], r"'negative_mining' must be one of"),
         (
             [{"name": "cross_entropy"}, {"name": "lsro", "weight": "1"}],
-            r"loss.terms\[1\] \('lsro'\): 'weight'",
+            r"terms\[1\] \('lsro'\): 'weight'",
         ),
         ([{"name": "trihard", "on": ""}], r"'on' must be a model output name"),
         ([{"name": "trihard", "params": [1]}], r"'params' must be a mapping"),
-        (["trihard"], r"loss.terms\[0\]: expected a mapping with keys"),
-        ([], r"loss.terms: expected at least one loss term"),
-        ("trihard", r"loss.terms: expected a list of loss terms"),
+        (["trihard"], r"terms\[0\]: expected a mapping with keys"),
+        ([], r"terms: expected at least one loss term"),
+        ("trihard", r"terms: expected a list of loss terms"),
     ],
 )
 def test_bad_terms_fail_at_build_time_with_the_term_and_choices(terms, message):
@@ -158,11 +164,11 @@ def test_missing_output_field_names_the_term():
     criterion = build_criterion([{"name": "trihard", "on": "local"}], num_classes=4, feat_dim=6)
     output, pids = make_output()
     output.local_features = None
-    with pytest.raises(ConfigError, match=r"loss.terms\[0\] \('trihard'\): 'on: local'.*empty"):
-        criterion(output, pids)
+    with pytest.raises(ConfigError, match=r"terms\[0\] \('trihard'\): 'on: local'.*empty"):
+        criterion(output, _batch(pids))
     criterion = build_criterion([{"name": "trihard", "on": "stripes"}], num_classes=4, feat_dim=6)
     with pytest.raises(ConfigError, match=r"no field 'stripes'"):
-        criterion(output, pids)
+        criterion(output, _batch(pids))
 
 
 def test_learnable_state_is_in_parameters_and_state_dict_and_round_trips():
@@ -177,7 +183,7 @@ def test_learnable_state_is_in_parameters_and_state_dict_and_round_trips():
 
     output, pids = make_output(torch.float64)
     criterion.double()
-    total, logs = criterion(output, pids)
+    total, logs = criterion(output, _batch(pids))
     centres = criterion.state["0_center"].centers
     head = criterion.state["1_verification"].head
     assert logs["center@global"] == pytest.approx(
@@ -194,7 +200,7 @@ def test_learnable_state_is_in_parameters_and_state_dict_and_round_trips():
     rebuilt = build_criterion(terms, num_classes=NUM_CLASSES, feat_dim=FEAT_DIM).double()
     rebuilt.load_state_dict(criterion.state_dict())
     assert torch.equal(rebuilt.state["0_center"].centers, centres)
-    assert rebuilt(output, pids)[0].item() == pytest.approx(criterion(output, pids)[0].item())
+    assert rebuilt(output, _batch(pids))[0].item() == pytest.approx(criterion(output, _batch(pids))[0].item())
 
 
 def test_random_triplet_generator_is_seeded_and_resumes_from_state_dict():
@@ -202,19 +208,19 @@ def test_random_triplet_generator_is_seeded_and_resumes_from_state_dict():
     output, pids = make_output(torch.float64, requires_grad=False)
     first = build_criterion(terms, num_classes=4, feat_dim=6)
     second = build_criterion(terms, num_classes=4, feat_dim=6)
-    values = [first(output, pids)[0].item() for _ in range(4)]
-    assert values == [second(output, pids)[0].item() for _ in range(4)]
+    values = [first(output, _batch(pids))[0].item() for _ in range(4)]
+    assert values == [second(output, _batch(pids))[0].item() for _ in range(4)]
     assert len(set(values)) > 1
     checkpoint = first.state_dict()
-    continued = [first(output, pids)[0].item() for _ in range(3)]
+    continued = [first(output, _batch(pids))[0].item() for _ in range(3)]
     resumed = build_criterion(terms, num_classes=4, feat_dim=6)
     resumed.load_state_dict(checkpoint)
-    assert [resumed(output, pids)[0].item() for _ in range(3)] == continued
+    assert [resumed(output, _batch(pids))[0].item() for _ in range(3)] == continued
     # the term's generator is shared along the list: item 0 draws first, then item 1.
     generator = torch.Generator().manual_seed(7)
     expected = [triplet(f, pids, mode="random", generator=generator).item() for f in output.global_features]
     fresh = build_criterion(terms, num_classes=4, feat_dim=6)
-    assert fresh(output, pids)[1]["triplet@global"] == pytest.approx(sum(expected) / 2)
+    assert fresh(output, _batch(pids))[1]["triplet@global"] == pytest.approx(sum(expected) / 2)
 
 
 def test_unlabelled_images_reach_only_lsro():
@@ -222,7 +228,7 @@ def test_unlabelled_images_reach_only_lsro():
     criterion = build_criterion(terms, num_classes=NUM_CLASSES, feat_dim=FEAT_DIM)
     output, pids = make_output(torch.float64)
     pids = torch.tensor([0, 0, 1, 1, -1, -1, 3, 3])
-    _, logs = criterion(output, pids)
+    _, logs = criterion(output, _batch(pids))
     labelled = pids >= 0
     logits = output.logits[0]
     assert logs["lsro@logits"] == pytest.approx(lsro(logits, pids).item())
@@ -236,16 +242,16 @@ def test_unlabelled_images_reach_only_lsro():
 def test_attribute_term_uses_prefixed_extra_outputs_and_given_labels():
     criterion = build_criterion([{"name": "attributes", "weight": 0.5}], num_classes=4, feat_dim=6)
     output, pids = make_output(torch.float64)
-    total, logs = criterion(output, pids, attribute_labels=ATTRIBUTE_LABELS)
+    total, logs = criterion(output, _batch(pids, ATTRIBUTE_LABELS))
     logits = {"hat": output.extra["attributes.hat"], "colour": output.extra["attributes.colour"]}
     expected = attribute_loss(logits, ATTRIBUTE_LABELS).item()
     assert logs["attributes@attributes"] == pytest.approx(expected)
     assert total.item() == pytest.approx(0.5 * expected)
     with pytest.raises(ConfigError, match="no attribute labels"):
-        criterion(output, pids)
+        criterion(output, _batch(pids))
     output.extra.clear()
     with pytest.raises(ConfigError, match="no attribute logits"):
-        criterion(output, pids, attribute_labels=ATTRIBUTE_LABELS)
+        criterion(output, _batch(pids, ATTRIBUTE_LABELS))
 
 
 def test_unquoted_yaml_on_key_is_accepted():
@@ -259,7 +265,8 @@ def test_unquoted_yaml_on_key_is_accepted():
 def test_sampling_terms_default_to_the_base_seed_plus_their_index():
     terms = [{"name": "cross_entropy"}, {"name": "triplet", "params": {"mode": "random"}}]
     output, pids = make_output(torch.float64, requires_grad=False)
-    value = build_criterion(terms, num_classes=4, feat_dim=6, seed=10)(output, pids)[1]["triplet@global"]
+    criterion = build_criterion(terms, num_classes=4, feat_dim=6, seed=10)
+    value = criterion(output, _batch(pids))[1]["triplet@global"]
     generator = torch.Generator().manual_seed(11)
     expected = [triplet(f, pids, mode="random", generator=generator).item() for f in output.global_features]
     assert value == pytest.approx(sum(expected) / 2)
@@ -287,7 +294,7 @@ def test_whole_output_and_member_stacked_terms():
     criterion = build_criterion(terms, num_classes=NUM_CLASSES, feat_dim=FEAT_DIM)
     assert [term.on for term in criterion.terms] == ["output", "mutual.logits", "mutual.global"]
     output, pids = make_output(torch.float64)
-    _, logs = criterion(output, pids)
+    _, logs = criterion(output, _batch(pids))
     assert logs["aligned_triplet@output"] == pytest.approx(aligned_triplet(output, pids).item())
     assert logs["mutual_kl@mutual.logits"] == pytest.approx(
         mutual_kl(output.extra["mutual.logits"], pids).item()
@@ -295,8 +302,8 @@ def test_whole_output_and_member_stacked_terms():
     # unlabelled images are dropped along the batch dimension (1) of member-stacked inputs
     pids = torch.tensor([0, 0, 1, 1, -1, 2, 3, 3])
     keep = pids >= 0
-    _, logs = build_criterion(terms[2:], num_classes=4, feat_dim=6)(output, pids)
+    _, logs = build_criterion(terms[2:], num_classes=4, feat_dim=6)(output, _batch(pids))
     expected = metric_mutual(output.extra["mutual.global"][:, keep], pids[keep]).item()
     assert logs["metric_mutual@mutual.global"] == pytest.approx(expected)
     with pytest.raises(ConfigError, match="whole model output"):
-        build_criterion(terms[:1], num_classes=4, feat_dim=6)(output, pids)
+        build_criterion(terms[:1], num_classes=4, feat_dim=6)(output, _batch(pids))

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from reidkit import checkpoint
+from reidkit.checkpoint import CHECKPOINT_NAME
 from reidkit.cli import main
 from reidkit.config import load_config
-from reidkit.engine import CHECKPOINT_NAME, load_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -69,8 +70,9 @@ def test_recipe_trains_end_to_end(recipe, synthetic_root, tmp_path):
         assert logged == names
         assert math.isfinite(entry["loss"])
 
-    payload = load_checkpoint(out / CHECKPOINT_NAME)
-    criterion_state = payload["criterion"]
+    saved = checkpoint.load(out / CHECKPOINT_NAME)
+    assert saved.metrics == metrics and saved.loss_terms == tuple(terms)
+    criterion_state = saved.criterion_state
     if "center" in names:
         centres = [value for key, value in criterion_state.items() if key.endswith("centers")]
         assert len(centres) == 1 and torch.isfinite(centres[0]).all()

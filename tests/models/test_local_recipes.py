@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from reidkit import checkpoint
+from reidkit.checkpoint import CHECKPOINT_NAME
 from reidkit.cli import main
-from reidkit.engine import CHECKPOINT_NAME, load_checkpoint, load_model
 from reidkit.models import build_model
 
 pytestmark = pytest.mark.slow
@@ -37,7 +38,7 @@ TINY = [
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_local_recipe_trains_and_loss_falls(recipe, synthetic_root, tmp_path):
     out = tmp_path / recipe
-    overrides = [f"data.root={synthetic_root}", *TINY]
+    overrides = [f"data.root={synthetic_root}", *TINY, "train.eval_before=true"]
     if recipe == "pcb":  # six stripes need at least six rows in the feature map
         overrides += ["data.height=128", "data.width=64"]
     argv = ["train", "--config", str(CONFIGS / f"{recipe}.yaml"), "--out", str(out), "--quiet"]
@@ -46,10 +47,13 @@ def test_local_recipe_trains_and_loss_falls(recipe, synthetic_root, tmp_path):
     losses = [entry["loss"] for entry in epochs if entry["kind"] == "epoch"]
     assert len(losses) == 3
     assert losses[-1] < losses[0], losses
-    metrics = json.loads((out / "metrics.json").read_text())["after"]
-    assert 0.0 <= metrics["mAP"] <= 1.0
-    model, info = load_model(out / CHECKPOINT_NAME)  # the checkpoint rebuilds its model
-    assert info["model_spec"]["name"] == recipe.split("_")[0] or info["model_spec"]["name"] == "mutual"
+    metrics = json.loads((out / "metrics.json").read_text())
+    # training beats the untrained model (by 0.09 to 0.37 mAP on this set; 0.03 leaves room for other CPUs)
+    assert metrics["after"]["mAP"] > metrics["before"]["mAP"] + 0.03, metrics
+    saved = checkpoint.load(out / CHECKPOINT_NAME)
+    assert saved.metrics == metrics["after"] and saved.before == metrics["before"]
+    model = saved.build_model()  # the checkpoint rebuilds its model
+    assert saved.spec.name == recipe.split("_")[0] or saved.spec.name == "mutual"
     assert model.embedding_dim > 0
 
 
@@ -60,7 +64,7 @@ def test_pcb_rpp_staged_schedule(synthetic_root, tmp_path):
     def train(config: str, out, *more: str) -> dict:
         argv = ["train", "--config", str(CONFIGS / config), "--out", str(out), "--quiet"]
         assert main(argv + sum((["--set", item] for item in [*common, *more]), [])) == 0
-        return load_checkpoint(out / CHECKPOINT_NAME)["model"]
+        return checkpoint.load(out / CHECKPOINT_NAME).weights
 
     stage1 = train("pcb.yaml", tmp_path / "pcb")
     stage2 = train("pcb_rpp.yaml", tmp_path / "rpp", f"model.init={tmp_path / 'pcb' / CHECKPOINT_NAME}")

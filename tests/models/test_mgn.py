@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from reidkit.data.batch import Batch
 from reidkit.errors import ConfigError
 from reidkit.losses.criterion import build_criterion
 from reidkit.losses.triplet import trihard
@@ -94,7 +95,7 @@ def test_default_losses_put_triplet_on_global_features_only():
         num_classes=4,
         feat_dim=model.embedding_dim,
     )
-    total, logs = criterion(output, pids)
+    total, logs = criterion(output, Batch(images, pids, torch.zeros_like(pids)))
     expected_ce = torch.stack([F.cross_entropy(logits, pids) for logits in output.logits]).mean()
     expected_triplet = torch.stack([trihard(f, pids, margin=0.3) for f in output.global_features]).mean()
     torch.testing.assert_close(total, expected_ce + expected_triplet)

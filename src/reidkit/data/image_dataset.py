@@ -1,4 +1,7 @@
-"""`ImageDataset`: records + transform -> ``(image [3, H, W], pid, camid)`` items for a DataLoader.
+"""`ImageDataset`: records + transform -> :class:`~reidkit.data.batch.ImageItem` s for a training DataLoader.
+
+Its :attr:`ImageDataset.collate` (:func:`reidkit.data.batch.collate_items`) turns a list of items into a
+:class:`~reidkit.data.batch.Batch`.
 
 Also the training-data extras of the loss family: attribute labels per training image read from a CSV
 (:func:`read_attribute_csv`, :func:`train_attribute_labels`) and extra unlabelled images
@@ -16,6 +19,7 @@ import numpy as np
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from reidkit.data.batch import ImageItem, collate_items
 from reidkit.data.records import NO_CAMERA, Sample, Split
 from reidkit.data.transforms import read_image
 from reidkit.errors import DatasetError
@@ -35,9 +39,12 @@ class ImageDataset(Dataset):
     Args:
         records: the samples.
         transform: ``transform(image, rng) -> [3, H, W]``.
-        attribute_labels: optional ``{attribute name: code}`` per record; items then are
-            ``(image, pid, camid, {name: code})`` (a DataLoader collates the last into ``{name: [B]}``).
+        attribute_labels: optional ``{attribute name: code}`` per record, the items' ``attributes``
+            (collated into ``{name: [B]}``).
     """
+
+    #: the ``collate_fn`` of a DataLoader over this dataset: items -> :class:`Batch`
+    collate = staticmethod(collate_items)
 
     def __init__(
         self,
@@ -58,14 +65,13 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple:
+    def __getitem__(self, key: int | tuple[int, int]) -> ImageItem:
         index, seed = key if isinstance(key, tuple) else (key, None)
         record = self.records[index]
         rng = np.random.default_rng(seed) if seed is not None else None
         image = self.transform(read_image(record.path), rng)
-        if self.attribute_labels is not None:
-            return image, record.pid, record.camid, self.attribute_labels[index]
-        return image, record.pid, record.camid
+        attributes = self.attribute_labels[index] if self.attribute_labels is not None else None
+        return ImageItem(image, record.pid, record.camid, attributes)
 
 
 def unlabelled_samples(root: str | Path) -> list[Sample]:
@@ -78,10 +84,10 @@ def unlabelled_samples(root: str | Path) -> list[Sample]:
 
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f"data.unlabelled.root: {root} is not a folder of images")
+        raise DatasetError(f"unlabelled images: {root} is not a folder of images")
     paths = list_images(root, recursive=True)
     if not paths:
-        raise DatasetError(f"data.unlabelled.root: {root} holds no images (.jpg, .png, ...)")
+        raise DatasetError(f"unlabelled images: {root} holds no images (.jpg, .png, ...)")
     return [Sample(str(path), UNLABELLED_PID, NO_CAMERA) for path in paths]
 
 
@@ -99,7 +105,7 @@ def read_attribute_csv(path: str | Path) -> tuple[list[str], dict[int, dict[str,
     """
     path = Path(path)
     if not path.is_file():
-        raise DatasetError(f"data.attributes: attribute file {path} does not exist")
+        raise DatasetError(f"attribute file {path} does not exist")
     with open(path, newline="", encoding="utf-8") as stream:
         rows = list(csv.reader(stream))
     if not rows or not rows[0]:
@@ -167,7 +173,7 @@ def original_train_pids(split: Split) -> dict[int, int]:
         if original is None or mapping.setdefault(sample.pid, original) != original:
             raise DatasetError(
                 f"cannot recover the original identity of training image {sample.path} (needed to look up "
-                "data.attributes by pid): its name is not '<pid>_c<camera>...'"
+                "attribute labels by identity): its name is not '<pid>_c<camera>...'"
             )
     labels = sorted(mapping)
     if [mapping[label] for label in labels] != sorted(set(mapping.values())) or len(

@@ -1,4 +1,4 @@
-"""`Criterion`: the weighted sum of loss terms named in the config, applied to the model outputs they select.
+"""`Criterion`: the weighted sum of a list of loss terms, applied to the model outputs they select.
 
 A term is ``{"name": str, "weight": float = 1.0, "on": str, "params": dict = {}}``. ``name`` picks a plain
 loss function from :data:`LOSSES`; ``params`` are passed to it as keyword arguments (checked against its
@@ -10,8 +10,7 @@ parameters, so ``criterion.parameters()`` and ``criterion.state_dict()`` carry i
 
 The ``attributes`` term is the exception to "one selected output": it takes every ``output.extra`` entry named
 ``"<on>.<attribute>"`` (``on`` defaults to ``"attributes"``) as that attribute's ``[B, V]`` logits, and the
-labels passed to :meth:`Criterion.forward` as ``attribute_labels`` (see
-:func:`reidkit.losses.identity.attribute_loss`).
+batch's ``attributes`` labels (see :func:`reidkit.losses.identity.attribute_loss`).
 
 Images with pid -1 (unlabelled extra images, see :func:`reidkit.losses.identity.lsro`) are seen only by the
 terms in :data:`ACCEPTS_UNLABELLED`; every other term is computed on the labelled images of the batch.
@@ -27,10 +26,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from reidkit.data.batch import Batch
+from reidkit.distance import METRICS
 from reidkit.errors import ConfigError
 from reidkit.losses.aligned import aligned_triplet
 from reidkit.losses.center import center_loss, init_centers
-from reidkit.distance import METRICS
 from reidkit.losses.identity import UNLABELLED, attribute_loss, cross_entropy, lsro
 from reidkit.losses.mutual import metric_mutual, mutual_kl
 from reidkit.losses.pairwise import contrastive
@@ -92,7 +92,7 @@ STATE_BUILDERS: dict[str, Callable[[int, int], dict[str, nn.Parameter | nn.Modul
     "verification": lambda num_classes, feat_dim: {"head": PairHead(feat_dim)},
 }
 
-#: loss-function arguments the criterion fills itself; never set from the config.
+#: loss-function arguments the criterion fills itself; never set in a term's params.
 _SUPPLIED_ARGUMENTS = frozenset({"generator"})
 _TERM_KEYS = ("name", "weight", "on", "params")
 
@@ -123,7 +123,7 @@ class LossTerm:
 
 
 def _fail(index: int, name: str | None, message: str) -> ConfigError:
-    where = f"loss.terms[{index}]" + (f" ({name!r})" if name else "")
+    where = f"terms[{index}]" + (f" ({name!r})" if name else "")
     return ConfigError(f"{where}: {message}")
 
 
@@ -278,12 +278,12 @@ class Criterion(nn.Module):
         logits = {key[len(prefix) :]: value for key, value in output.extra.items() if key.startswith(prefix)}
         if not logits:
             raise ConfigError(
-                f"loss.terms[{index}] ({term.name!r}): the model output has no attribute logits "
+                f"terms[{index}] ({term.name!r}): the model output has no attribute logits "
                 f"(extra entries named '{prefix}<attribute>'); it has {sorted(output.extra)}"
             )
         if attribute_labels is None:
             raise ConfigError(
-                f"loss.terms[{index}] ({term.name!r}): the training data has no attribute labels "
+                f"terms[{index}] ({term.name!r}): the batch has no attribute labels "
                 "(give the dataset an attribute CSV or remove this term)"
             )
         labels = dict(attribute_labels)
@@ -292,24 +292,20 @@ class Criterion(nn.Module):
             labels = {key: value[keep] for key, value in labels.items()}
         return attribute_loss(logits, labels, **term.params)
 
-    def forward(
-        self,
-        output: ReidOutput,
-        pids: Tensor,
-        *,
-        attribute_labels: Mapping[str, Tensor] | None = None,
-    ) -> tuple[Tensor, dict[str, float]]:
+    def forward(self, output: ReidOutput, batch: Batch) -> tuple[Tensor, dict[str, float]]:
         """Compute the total loss.
 
         Args:
             output: the model's outputs for a batch of ``B`` images.
-            pids: ``[B]`` identity labels (-1 for unlabelled images).
-            attribute_labels: attribute name -> ``[B]`` labels, needed only by an ``attributes`` term.
+            batch: the batch they came from: ``batch.pids`` ``[B]`` identity labels (-1 for unlabelled
+                images); ``batch.attributes`` (attribute name -> ``[B]`` labels) is needed only by an
+                ``attributes`` term.
 
         Returns:
             ``(total, logs)``: the scalar ``sum_t weight_t * loss_t`` and ``{label: loss_t}`` (unweighted
             term values as floats).
         """
+        pids, attribute_labels = batch.pids, batch.attributes
         labelled = pids != UNLABELLED
         all_labelled = bool(labelled.all())
         total: Tensor | None = None
@@ -326,7 +322,7 @@ class Criterion(nn.Module):
             if term.on == WHOLE_OUTPUT:
                 if not all_labelled and term.name not in ACCEPTS_UNLABELLED:
                     raise ConfigError(
-                        f"loss.terms[{index}] ({term.name!r}): takes the whole model output, which cannot be "
+                        f"terms[{index}] ({term.name!r}): takes the whole model output, which cannot be "
                         "restricted to the labelled images; train it without unlabelled (pid -1) images"
                     )
                 items: list[Any] = [output]
@@ -335,7 +331,7 @@ class Criterion(nn.Module):
                     selection = output.select(term.on)
                 except (KeyError, ValueError) as error:
                     raise ConfigError(
-                        f"loss.terms[{index}] ({term.name!r}): 'on: {term.on}': {error}"
+                        f"terms[{index}] ({term.name!r}): 'on: {term.on}': {error}"
                     ) from None
                 items = selection if isinstance(selection, list) else [selection]
                 if not all_labelled and term.name not in ACCEPTS_UNLABELLED:
@@ -356,7 +352,7 @@ class Criterion(nn.Module):
 def build_criterion(
     terms: Sequence[Mapping[str, Any]], *, num_classes: int, feat_dim: int, seed: int = 0
 ) -> Criterion:
-    """Build a :class:`Criterion` from the config's ``loss.terms`` list.
+    """Build a :class:`Criterion` from a list of loss terms (a recipe's ``loss.terms``).
 
     Args:
         terms: ``[{"name": str, "weight": float = 1.0, "on": str, "params": dict = {}}, ...]``; ``on``
@@ -375,9 +371,9 @@ def build_criterion(
             wrong type; the message names the term and the allowed choices.
     """
     if isinstance(terms, (str, bytes)) or not isinstance(terms, Sequence):
-        raise ConfigError(f"loss.terms: expected a list of loss terms, got {terms!r}")
+        raise ConfigError(f"terms: expected a list of loss terms, got {terms!r}")
     if not terms:
-        raise ConfigError(f"loss.terms: expected at least one loss term; choose from {sorted(LOSSES)}")
+        raise ConfigError(f"terms: expected at least one loss term; choose from {sorted(LOSSES)}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"seed: expected an integer, got {seed!r}")
     resolved = [_resolve_term(index, term, seed) for index, term in enumerate(terms)]

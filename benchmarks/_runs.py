@@ -1,0 +1,143 @@
+"""Training runs shared by the benchmarks: ``reidkit train`` in a child process, what a finished run left, and
+timed optimiser steps.
+
+Imported as a sibling module (``import _runs``): a benchmark runs as ``python benchmarks/<name>.py`` from the
+repository root, and Python puts the script's own folder on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from reidkit import checkpoint
+from reidkit.checkpoint import CHECKPOINT_NAME
+from reidkit.data.batch import Batch
+from reidkit.engine import train_step
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+_LAUNCHER = "import sys; from reidkit.cli import main; sys.exit(main(sys.argv[1:]))"
+_WALL = "wall_s.txt"
+
+
+# ------------------------------------------------------------------------------------ reidkit train runs
+def train_command(recipe: str, out: Path, overrides: Sequence[str]) -> list[str]:
+    """``reidkit train --config configs/<recipe>.yaml --out <out> --quiet --set ...`` as a child command."""
+    argv = ["train", "--config", str(CONFIGS / f"{recipe}.yaml"), "--out", str(out), "--quiet"]
+    argv += sum((["--set", item] for item in overrides), [])
+    return [sys.executable, "-c", _LAUNCHER, *argv]
+
+
+def _environment(threads: int) -> dict[str, str]:
+    return dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+
+
+def is_finished(out: Path) -> bool:
+    """Whether the run in ``out`` completed (``reidkit train`` writes ``metrics.json`` last)."""
+    return (out / "metrics.json").is_file()
+
+
+def start_training(recipe: str, out: Path, overrides: Sequence[str], *, threads: int) -> subprocess.Popen:
+    """Start a training in the background with ``threads`` CPU threads."""
+    return subprocess.Popen(train_command(recipe, out, overrides), env=_environment(threads))
+
+
+def record_wall_time(out: Path, seconds: float) -> None:
+    (out / _WALL).write_text(f"{seconds:.1f}\n")
+
+
+def run_training(recipe: str, out: Path, overrides: Sequence[str], *, threads: int, what: str) -> None:
+    """Train unless ``out`` already holds a finished run; record its wall time.
+
+    Raises:
+        SystemExit: the training failed (``what`` names it).
+    """
+    if is_finished(out):
+        return
+    start = time.perf_counter()
+    process = subprocess.run(train_command(recipe, out, overrides), env=_environment(threads), check=False)
+    if process.returncode != 0:
+        raise SystemExit(
+            f"reidkit train failed for {what} (configs/{recipe}.yaml, exit {process.returncode})"
+        )
+    record_wall_time(out, time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a finished run left in its folder.
+
+    Attributes:
+        after: the trained model's metrics (``rank1``, ``mAP``, ``mINP``, ...).
+        before: the untrained model's, or None when the run did not evaluate it.
+        images_per_s: training throughput, mean over the epochs.
+        wall_s: wall time of the whole run (NaN when not recorded).
+        parameters: parameters of the trained network, rebuilt from its checkpoint.
+    """
+
+    after: dict
+    before: dict | None
+    images_per_s: float
+    wall_s: float
+    parameters: int
+
+
+def read_run(out: Path) -> RunResult:
+    """The metrics (from the run's checkpoint), throughput (from its log) and wall time of a finished run."""
+    saved = checkpoint.load(out / CHECKPOINT_NAME).without_training()
+    entries = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line.strip()]
+    speeds = [entry["images_per_s"] for entry in entries if entry.get("kind") == "epoch"]
+    wall = float((out / _WALL).read_text()) if (out / _WALL).is_file() else float("nan")
+    return RunResult(
+        after=dict(saved.metrics),
+        before=dict(saved.before) or None,
+        images_per_s=statistics.mean(speeds) if speeds else float("nan"),
+        wall_s=wall,
+        parameters=sum(parameter.numel() for parameter in saved.build_model().parameters()),
+    )
+
+
+def mean_sd(values: Sequence[float]) -> str:
+    """``"mean ± sample standard deviation"`` of fractions, in percent."""
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.mean(values):5.1f} ± {100 * spread:4.1f}"
+
+
+# ------------------------------------------------------------------------------------- timed steps
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_train_steps(
+    model: nn.Module,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    *,
+    steps: int,
+    amp: bool = False,
+) -> float:
+    """Images per second of :func:`reidkit.engine.train_step` (the training loop's step) on one batch.
+
+    One untimed step warms up first; ``batch`` must already be on the model's device.
+    """
+    device = batch.images.device
+    model.train()
+    train_step(model, criterion, optimizer, batch, amp=amp)
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        train_step(model, criterion, optimizer, batch, amp=amp)
+    _sync(device)
+    return len(batch) * steps / (time.perf_counter() - start)

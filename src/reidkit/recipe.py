@@ -1,0 +1,450 @@
+"""Config -> objects: the one place besides ``config.py`` and ``cli.py`` that reads a :class:`Config`.
+
+:func:`build_training` turns a recipe into a :class:`TrainingRun` (data, model, criterion, optimiser,
+learning-rate schedule, device, and what the checkpoint records: :class:`~reidkit.checkpoint.ModelSpec`,
+:class:`~reidkit.checkpoint.Preprocess`, :class:`~reidkit.checkpoint.DataRef`, loss terms, seed, the resolved
+config); :func:`fit_options` the :class:`~reidkit.engine.FitOptions` of ``fit``, with the periodic evaluator of
+:func:`make_evaluator`. The optimiser and schedule builders below take plain arguments: a config key never
+reaches them. Errors from the library get the config key they came from as a prefix (``loss.terms[0] ...``).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from reidkit import checkpoint
+from reidkit.checkpoint import DataRef, ModelSpec, Preprocess
+from reidkit.config import Config, EvalConfig, to_dict
+from reidkit.data.image_dataset import ImageDataset
+from reidkit.data.records import Split
+from reidkit.data.sampler import PKSampler, UnlabelledMixSampler
+from reidkit.engine import FitOptions
+from reidkit.errors import CheckpointError, ConfigError, DatasetError, EmbeddingError, ReidkitError
+from reidkit.losses.criterion import Criterion, build_criterion
+
+
+# --------------------------------------------------------------------------------------------- schedule
+def lr_factor(
+    epoch: float,
+    *,
+    schedule: str = "multistep",
+    total_epochs: int,
+    warmup_epochs: float = 0.0,
+    warmup_factor: float = 0.01,
+    milestones: Sequence[int] = (),
+    gamma: float = 0.1,
+    min_factor: float = 0.0,
+) -> float:
+    """Learning-rate multiplier at a fractional epoch: linear warm-up, then multistep / cosine / constant."""
+    if epoch < warmup_epochs:
+        alpha = epoch / warmup_epochs
+        warm = warmup_factor * (1.0 - alpha) + alpha
+    else:
+        warm = 1.0
+    if schedule == "multistep":
+        return warm * gamma ** sum(epoch >= m for m in milestones)
+    if schedule == "cosine":
+        span = max(total_epochs - warmup_epochs, 1e-8)
+        progress = min(max(epoch - warmup_epochs, 0.0) / span, 1.0)
+        return warm * (min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+    if schedule == "constant":
+        return warm
+    raise ValueError(f"unknown schedule {schedule!r}; choose from multistep, cosine, constant")
+
+
+def _prefix_matches(name: str, prefix: str) -> bool:
+    return prefix == "" or name == prefix or name.startswith(prefix + ".")
+
+
+def model_parameter_groups(
+    model: nn.Module, lr: float, lr_factors: Mapping[str, float] | None = None
+) -> list[dict]:
+    """The model's trainable parameters, grouped by learning-rate factor.
+
+    ``lr_factors`` maps parameter-name prefixes (module paths such as ``"trunk"`` or ``"rpp.part_classifier"``;
+    ``""`` matches every parameter) to a multiplier of ``lr``; the longest matching prefix decides, parameters
+    that match none get factor 1. A factor of 0 freezes the parameters (``requires_grad = False``, left out of
+    the optimiser; their BatchNorm statistics still update in training mode). E.g. ``{"trunk": 0.1}``: the
+    pretrained trunk learns 10x slower than the new layers (PCB); ``{"": 0, "rpp": 1}``: only the refined part
+    pooling trains (PCB's RPP stage).
+
+    Raises:
+        ConfigError: a prefix that matches no parameter (likely a typo), or a negative factor.
+    """
+    factors = dict(lr_factors or {})
+    names = [name for name, _ in model.named_parameters()]
+    for prefix, factor in factors.items():
+        if not isinstance(factor, (int, float)) or factor < 0:
+            raise ConfigError(f"lr_factors[{prefix!r}]: expected a number >= 0, got {factor!r}")
+        if not any(_prefix_matches(name, prefix) for name in names):
+            tops = sorted({name.split(".")[0] for name in names})
+            raise ConfigError(
+                f"lr_factors: {prefix!r} matches no parameter of the model (top-level modules: {tops})"
+            )
+    by_factor: dict[float, list[nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():
+        matching = [prefix for prefix in factors if _prefix_matches(name, prefix)]
+        factor = float(factors[max(matching, key=len)]) if matching else 1.0
+        if factor == 0.0:
+            parameter.requires_grad_(False)
+        elif parameter.requires_grad:
+            by_factor.setdefault(factor, []).append(parameter)
+    if not by_factor:
+        raise ConfigError("lr_factors: every parameter of the model is frozen; nothing would train")
+    return [{"params": params, "lr": lr * factor} for factor, params in by_factor.items()]
+
+
+def build_optimizer(
+    model: nn.Module,
+    criterion: nn.Module | None,
+    *,
+    name: str = "adam",
+    lr: float = 3.5e-4,
+    weight_decay: float = 5e-4,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    criterion_lr: float | None = None,
+    lr_factors: Mapping[str, float] | None = None,
+) -> torch.optim.Optimizer:
+    """SGD / Adam / AdamW over the model's parameters and the criterion's learnable state (if any).
+
+    ``lr_factors``: per-module learning-rate multipliers and frozen modules, see :func:`model_parameter_groups`.
+    """
+    groups = model_parameter_groups(model, lr, lr_factors)
+    extra = [p for p in criterion.parameters() if p.requires_grad] if criterion is not None else []
+    if extra:
+        groups.append({"params": extra, "lr": criterion_lr if criterion_lr is not None else lr})
+    for group in groups:
+        group["initial_lr"] = group["lr"]
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; choose from sgd, adam, adamw")
+
+
+# ------------------------------------------------------------------------------------------ the run
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: it holds live modules
+class TrainingRun:
+    """The objects of one training run (what :func:`reidkit.engine.fit` trains) and what its checkpoint records.
+
+    Attributes:
+        split: the dataset (``train`` for training, ``query`` / ``gallery`` for the periodic evaluation).
+        dataset: the training images (labelled, then any unlabelled extra images) -> ``ImageItem`` s.
+        sampler: P x K batches of ``dataset`` indices (with unlabelled images mixed in, if any).
+        model: the network, initialised (seeded, pretrained trunk or ``model.init`` weights).
+        criterion: the weighted loss terms, with their learnable state.
+        optimizer: over the model's trainable parameters and the criterion's state.
+        lr_at: learning-rate multiplier as a function of the fractional epoch.
+        device: where to train.
+        spec: rebuilds ``model`` (stored in the checkpoint; a resumed run must build the same).
+        preprocess: the input pipeline of the trained model.
+        data: the training dataset, the default of ``eval`` / ``extract``.
+        loss_terms: the criterion's terms ``({name, weight, on, params}, ...)``.
+        seed: the training seed.
+        config: the resolved config as a plain dict, kept in the checkpoint for the record.
+    """
+
+    split: Split
+    dataset: ImageDataset
+    sampler: PKSampler | UnlabelledMixSampler
+    model: nn.Module
+    criterion: Criterion
+    optimizer: torch.optim.Optimizer
+    lr_at: Callable[[float], float]
+    device: torch.device
+    spec: ModelSpec
+    preprocess: Preprocess
+    data: DataRef
+    loss_terms: tuple[Mapping[str, Any], ...]
+    seed: int
+    config: Mapping[str, Any]
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"train.device: expected auto, cpu, cuda or cuda:N, got {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device {name!r} requested but CUDA is not available")
+    return device
+
+
+def _training_data(
+    config: Config, split: Split, model_params: dict[str, Any]
+) -> tuple[ImageDataset, PKSampler | UnlabelledMixSampler]:
+    """The training dataset and its sampler; sizes ``model_params["attributes"]`` from ``data.attributes``."""
+    from reidkit.data.image_dataset import (
+        UNKNOWN_ATTRIBUTE,
+        attribute_value_counts,
+        read_attribute_csv,
+        train_attribute_labels,
+        unlabelled_samples,
+    )
+    from reidkit.data.transforms import TrainTransform
+
+    data = config.data
+    transform = TrainTransform(
+        data.height,
+        data.width,
+        flip=data.flip,
+        pad=data.pad,
+        random_erasing=data.random_erasing,
+        color_jitter=data.color_jitter,
+        mean=tuple(data.mean),
+        std=tuple(data.std),
+    )
+    records = list(split.train)
+    attribute_labels = None
+    if data.attributes is not None:
+        if "attributes" in model_params:
+            raise ConfigError(
+                "model.params.attributes and data.attributes both set: the attribute heads are sized from "
+                "data.attributes; remove model.params.attributes"
+            )
+        try:
+            names, table = read_attribute_csv(data.attributes)
+            attribute_labels = train_attribute_labels(split, names, table, source=data.attributes)
+        except DatasetError as error:
+            raise DatasetError(f"data.attributes: {error}") from None
+        model_params["attributes"] = attribute_value_counts(names, table)
+    unlabelled = []
+    if data.unlabelled is not None:
+        try:
+            unlabelled = unlabelled_samples(data.unlabelled["root"])
+        except DatasetError as error:
+            raise DatasetError(f"data.unlabelled.root: {error}") from None
+        if attribute_labels is not None:
+            unknown = {name: UNKNOWN_ATTRIBUTE for name in model_params["attributes"]}
+            attribute_labels += [dict(unknown) for _ in unlabelled]
+    dataset = ImageDataset(records + unlabelled, transform, attribute_labels=attribute_labels)
+    try:
+        sampler = PKSampler([s.pid for s in split.train], p=data.p, k=data.k, seed=config.train.seed)
+    except ValueError as error:
+        raise ReidkitError(f"data.p / data.k: {error}") from None
+    if unlabelled:
+        # the extra images sit after the training images in the dataset
+        extra_indices = range(len(records), len(records) + len(unlabelled))
+        sampler = UnlabelledMixSampler(sampler, extra_indices, per_batch=data.unlabelled["per_batch"])
+    return dataset, sampler
+
+
+def _initialised_model(config: Config, spec: ModelSpec) -> nn.Module:
+    """The seeded network of ``spec``, with a pretrained trunk or the matching weights of ``model.init``."""
+    torch.manual_seed(config.train.seed)  # model initialisation
+    try:
+        model = spec.build(pretrained=config.model.pretrained)
+    except TypeError as error:
+        raise ReidkitError(f"model.params: {error}") from None
+    init = config.model.init
+    if init is not None:
+        try:
+            report = checkpoint.load_matching_weights(model, checkpoint.load(init))
+        except CheckpointError as error:
+            raise CheckpointError(f"model.init: {error}") from None
+        skipped = report["missing"] + report["mismatched"]
+        listed = ", ".join(skipped[:6]) + (", ..." if len(skipped) > 6 else "")
+        print(
+            f"model.init: {len(report['loaded'])} weights from {init}; "
+            f"{len(skipped)} kept their initialisation" + (f" ({listed})" if skipped else ""),
+            file=sys.stderr,
+        )
+    return model
+
+
+def build_training(config: Config) -> TrainingRun:
+    """The objects of one training run, built from a :class:`reidkit.config.Config`.
+
+    Raises:
+        ReidkitError: (its subclasses) naming the config key of a value that does not work: an empty train
+            split, too few identities for P x K, unknown model parameters, bad loss terms or LR factors, an
+            unreadable ``model.init`` checkpoint, a bad attribute CSV or unlabelled-image folder.
+    """
+    from reidkit.data.datasets import load_dataset
+
+    data, model_config, train = config.data, config.model, config.train
+    split = load_dataset(data.dataset, data.root, **data.options)
+    if not split.train:
+        raise ReidkitError(f"dataset {data.dataset!r} at {data.root} has an empty train split")
+    try:
+        preprocess = Preprocess(data.height, data.width, mean=tuple(data.mean), std=tuple(data.std))
+    except EmbeddingError as error:
+        raise ConfigError(f"data: {error}") from None
+    model_params = dict(model_config.params)
+    dataset, sampler = _training_data(config, split, model_params)
+    spec = ModelSpec(
+        name=model_config.name,
+        num_classes=split.num_train_pids,
+        backbone=model_config.backbone,
+        last_stride=model_config.last_stride,
+        params=model_params,
+    )
+    model = _initialised_model(config, spec)
+    feat_dim = int(getattr(model, "feature_dim", getattr(model, "embedding_dim", 0)))
+    loss_terms = tuple(dict(term) for term in config.loss.terms)
+    try:
+        criterion = build_criterion(
+            loss_terms, num_classes=split.num_train_pids, feat_dim=feat_dim, seed=train.seed
+        )
+    except ConfigError as error:
+        raise ConfigError(f"loss.{error}") from None
+    optim = config.optim
+    try:
+        optimizer = build_optimizer(
+            model,
+            criterion,
+            name=optim.name,
+            lr=optim.lr,
+            weight_decay=optim.weight_decay,
+            momentum=optim.momentum,
+            nesterov=optim.nesterov,
+            criterion_lr=optim.criterion_lr,
+            lr_factors=optim.lr_factors,
+        )
+    except ConfigError as error:
+        raise ConfigError(f"optim.{error}") from None
+    schedule = config.schedule
+    lr_at = partial(
+        lr_factor,
+        schedule=schedule.name,
+        total_epochs=train.epochs,
+        warmup_epochs=schedule.warmup_epochs,
+        warmup_factor=schedule.warmup_factor,
+        milestones=tuple(schedule.milestones),
+        gamma=schedule.gamma,
+        min_factor=schedule.min_factor,
+    )
+    return TrainingRun(
+        split=split,
+        dataset=dataset,
+        sampler=sampler,
+        model=model,
+        criterion=criterion,
+        optimizer=optimizer,
+        lr_at=lr_at,
+        device=_resolve_device(train.device),
+        spec=spec,
+        preprocess=preprocess,
+        data=DataRef(name=data.dataset, root=str(data.root), options=dict(data.options)),
+        loss_terms=loss_terms,
+        seed=train.seed,
+        config=to_dict(config),
+    )
+
+
+# --------------------------------------------------------------------------------------- fit options
+def _evaluate(
+    model: nn.Module,
+    run: TrainingRun,
+    settings: EvalConfig,
+    *,
+    workers: int,
+    progress: bool,
+    pair_head: nn.Module | None,
+    pair_on: str,
+) -> dict:
+    """Evaluate ``model`` on ``run.split`` (query x gallery) with the ``eval`` settings: the metrics dict."""
+    from reidkit.evaluation import evaluate_split
+    from reidkit.extract import TorchEmbedder
+
+    preprocess = run.preprocess
+    embedder = TorchEmbedder(
+        model,
+        height=preprocess.height,
+        width=preprocess.width,
+        mean=list(preprocess.mean),
+        std=list(preprocess.std),
+        flip=settings.flip,
+        device=run.device,
+        batch_size=settings.batch_size,
+    )
+    result = evaluate_split(
+        embedder,
+        run.split,
+        metric=settings.metric,
+        rerank=settings.rerank,
+        k1=settings.k1,
+        k2=settings.k2,
+        lambda_value=settings.lambda_value,
+        query_expansion=settings.query_expansion,
+        max_rank=settings.max_rank,
+        workers=workers,
+        progress=progress,
+        distance="pairwise" if pair_head is not None else "global",
+        pair_head=pair_head,
+        pair_on=pair_on,
+    )
+    return result.metrics.as_dict()
+
+
+def make_evaluator(config: Config, run: TrainingRun, *, progress: bool) -> Callable[[nn.Module], dict]:
+    """``evaluate(model) -> metrics dict`` for periodic evaluation during training (``eval`` settings).
+
+    With ``eval.pairwise`` the pair head of ``run.criterion`` (the one being trained) scores the pairs. The
+    model's train / eval mode is restored after each evaluation.
+    """
+    settings = config.eval
+    pair_head, pair_on = None, "global"
+    if settings.pairwise:
+        pair_head = run.criterion.pair_head()
+        if pair_head is None:
+            raise ConfigError(
+                "eval.pairwise needs a 'verification' loss term (its pair head scores the pairs)"
+            )
+        pair_on = next(term.on for term in run.criterion.terms if term.name == "verification")
+    workers = config.data.workers
+
+    def evaluate(model: nn.Module) -> dict:
+        was_training = model.training
+        metrics = _evaluate(
+            model, run, settings, workers=workers, progress=progress, pair_head=pair_head, pair_on=pair_on
+        )
+        model.train(was_training)
+        return metrics
+
+    return evaluate
+
+
+def fit_options(
+    config: Config,
+    run: TrainingRun,
+    *,
+    out_dir: str | Path,
+    resume: str | Path | None = None,
+    max_steps: int | None = None,
+    progress: bool = False,
+) -> FitOptions:
+    """The :class:`~reidkit.engine.FitOptions` of ``config.train`` / ``data.workers``, evaluating with
+    :func:`make_evaluator` (``resume``, ``max_steps`` and ``progress`` come from the command line)."""
+    train = config.train
+    return FitOptions(
+        out_dir=out_dir,
+        epochs=train.epochs,
+        workers=config.data.workers,
+        amp=train.amp,
+        channels_last=train.channels_last,
+        grad_clip=train.grad_clip or None,  # 0 disables clipping, as null does
+        evaluate=make_evaluator(config, run, progress=progress),
+        eval_every=train.eval_every,
+        eval_before=train.eval_before,
+        checkpoint_every=train.checkpoint_every,
+        log_every=train.log_every,
+        tensorboard=train.tensorboard,
+        resume=resume,
+        max_steps=max_steps,
+        progress=progress,
+    )
