@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -347,48 +347,25 @@ def build_training(config: Config) -> TrainingRun:
 
 
 # --------------------------------------------------------------------------------------- fit options
-def _evaluate(
-    model: nn.Module,
-    run: TrainingRun,
-    settings: EvalConfig,
-    *,
-    workers: int,
-    progress: bool,
-    pair_head: nn.Module | None,
-    pair_on: str,
-) -> dict:
-    """Evaluate ``model`` on ``run.split`` (query x gallery) with the ``eval`` settings: the metrics dict."""
-    from reidkit.evaluation import evaluate_split
-    from reidkit.extract import TorchEmbedder
+def _scorer(settings: EvalConfig, criterion: nn.Module):
+    """The evaluation scorer of the ``eval`` settings; ``eval.pairwise`` scores with the live pair head."""
+    from reidkit.evaluation import GlobalDistance, global_scorer, pairwise_scorer
 
-    preprocess = run.preprocess
-    embedder = TorchEmbedder(
-        model,
-        height=preprocess.height,
-        width=preprocess.width,
-        mean=list(preprocess.mean),
-        std=list(preprocess.std),
-        flip=settings.flip,
-        device=run.device,
-        batch_size=settings.batch_size,
-    )
-    result = evaluate_split(
-        embedder,
-        run.split,
+    if settings.pairwise:
+        pair_head = criterion.pair_head()
+        if pair_head is None:
+            raise ConfigError("eval.pairwise needs a 'verification' loss term (its pair head scores the pairs)")
+        on = next(term.on for term in criterion.terms if term.name == "verification")
+        return pairwise_scorer(pair_head, on=on)
+    distance = GlobalDistance(
         metric=settings.metric,
         rerank=settings.rerank,
         k1=settings.k1,
         k2=settings.k2,
         lambda_value=settings.lambda_value,
         query_expansion=settings.query_expansion,
-        max_rank=settings.max_rank,
-        workers=workers,
-        progress=progress,
-        distance="pairwise" if pair_head is not None else "global",
-        pair_head=pair_head,
-        pair_on=pair_on,
     )
-    return result.metrics.as_dict()
+    return global_scorer(distance)
 
 
 def make_evaluator(config: Config, run: TrainingRun, *, progress: bool) -> Callable[[nn.Module], dict]:
@@ -397,24 +374,26 @@ def make_evaluator(config: Config, run: TrainingRun, *, progress: bool) -> Calla
     With ``eval.pairwise`` the pair head of ``run.criterion`` (the one being trained) scores the pairs. The
     model's train / eval mode is restored after each evaluation.
     """
+    from reidkit.embed import TorchEmbedder
+    from reidkit.evaluation import evaluate_split
+
     settings = config.eval
-    pair_head, pair_on = None, "global"
-    if settings.pairwise:
-        pair_head = run.criterion.pair_head()
-        if pair_head is None:
-            raise ConfigError(
-                "eval.pairwise needs a 'verification' loss term (its pair head scores the pairs)"
-            )
-        pair_on = next(term.on for term in run.criterion.terms if term.name == "verification")
-    workers = config.data.workers
+    scorer = _scorer(settings, run.criterion)
+    preprocess = replace(run.preprocess, flip=settings.flip)
 
     def evaluate(model: nn.Module) -> dict:
         was_training = model.training
-        metrics = _evaluate(
-            model, run, settings, workers=workers, progress=progress, pair_head=pair_head, pair_on=pair_on
+        embedder = TorchEmbedder(model, preprocess, device=run.device, batch_size=settings.batch_size)
+        result = evaluate_split(
+            embedder,
+            run.split,
+            scorer,
+            max_rank=settings.max_rank,
+            workers=config.data.workers,
+            progress=progress,
         )
         model.train(was_training)
-        return metrics
+        return result.metrics.as_dict()
 
     return evaluate
 

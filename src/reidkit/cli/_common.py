@@ -1,0 +1,114 @@
+"""What several commands share: dataset options, the embedder flags, image folders, metric tables."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from reidkit.errors import ReidkitError
+
+
+def dataset_options(pairs: list[str] | None) -> dict:
+    """``["key=value", ...]`` (``--option``) -> keyword arguments of ``load_dataset``, values read as YAML."""
+    from reidkit.config import yaml_load
+
+    options = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ReidkitError(f"--option {pair!r} must look like key=value")
+        key, value = pair.split("=", 1)
+        options[key] = yaml_load(value)
+    return options
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser, *, defaults_from_checkpoint: bool) -> None:
+    """``--dataset``, ``--root``, ``--option`` and ``--split`` (where a command takes one split)."""
+    suffix = " (default: the one the checkpoint was trained on)" if defaults_from_checkpoint else ""
+    parser.add_argument("--dataset", help="dataset name" + suffix)
+    parser.add_argument("--root", help="dataset root" + (" (default: the checkpoint's)" if suffix else ""))
+    parser.add_argument(
+        "--option", action="append", metavar="KEY=VALUE", help="dataset option, e.g. variant=labeled"
+    )
+
+
+def load_split(args: argparse.Namespace, checkpoint=None):
+    """The split named by ``--dataset/--root``, or by default the one the checkpoint was trained on."""
+    from reidkit.data.datasets import load_dataset
+
+    data = checkpoint.data if checkpoint is not None else None
+    name = args.dataset or (data.name if data else None)
+    root = args.root or (data.root if data else None)
+    if not name or not root:
+        raise ReidkitError(
+            "give --dataset and --root" + (" (the checkpoint does not name a dataset)" if checkpoint else "")
+        )
+    options = dataset_options(args.option)
+    if data is not None and not args.dataset and not options:
+        options = dict(data.options)
+    return load_dataset(name, root, **options)
+
+
+def split_samples(split, name: str):
+    return {"train": split.train, "query": split.query, "gallery": split.gallery}[name]
+
+
+def image_folder(option: str, folder: str) -> list[str]:
+    """The image files under ``folder``, recursive and sorted (the suffixes of ``IMAGE_EXTENSIONS``)."""
+    from reidkit.data.folder import IMAGE_EXTENSIONS, list_images
+
+    path = Path(folder)
+    if not path.is_dir():
+        raise ReidkitError(f"{option} {path} is not a folder")
+    paths = [str(p) for p in list_images(path, recursive=True)]
+    if not paths:
+        raise ReidkitError(f"{option} {path} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+    return paths
+
+
+def add_embedder_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("embedder (exactly one)")
+    group.add_argument("--checkpoint", help="a reidkit checkpoint")
+    group.add_argument("--onnx", help="an ONNX model (reidkit export, or third-party with --preprocess)")
+    group.add_argument("--openvino", help="an OpenVINO IR .xml (or .onnx) model")
+    group.add_argument("--preprocess", help="preprocessing of a third-party model: imagenet, bgr255, rgb255")
+    parser.add_argument("--device", default="cpu")
+
+
+def embedder_from_args(args: argparse.Namespace):
+    """The embedder of ``--checkpoint`` / ``--onnx`` / ``--openvino`` (see :func:`add_embedder_arguments`)."""
+    from reidkit.embed import load_embedder
+
+    return load_embedder(
+        checkpoint=args.checkpoint,
+        onnx=args.onnx,
+        openvino=args.openvino,
+        preprocess=args.preprocess,
+        device=args.device,
+    )
+
+
+def checkpoint_embedder(args: argparse.Namespace, *, batch_size: int = 64):
+    """``(checkpoint, TorchEmbedder)`` of ``--checkpoint`` with ``--no-flip`` and ``--device``."""
+    from reidkit import checkpoint as checkpoints
+    from reidkit.embed import TorchEmbedder
+
+    checkpoint = checkpoints.load(args.checkpoint, map_location=args.device).without_training()
+    embedder = TorchEmbedder.from_checkpoint(
+        checkpoint, flip=not args.no_flip, device=args.device, batch_size=batch_size
+    )
+    return checkpoint, embedder
+
+
+def positive(value: str) -> int:
+    """argparse type: an integer >= 1."""
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return number
+
+
+def format_metrics(metrics: dict, *, title: str = "") -> str:
+    keys = [k for k in ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP") if k in metrics]
+    header = " ".join(f"{k:>7}" for k in keys)
+    values = " ".join(f"{100 * metrics[k]:7.2f}" for k in keys)
+    return (f"{title}\n" if title else "") + f"{header}\n{values}"

@@ -1,0 +1,149 @@
+"""``reidkit eval`` (Rank-k, mAP, mINP and a report folder) and ``reidkit extract`` (features to ``.npz``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from reidkit.cli._common import (
+    add_dataset_arguments,
+    checkpoint_embedder,
+    format_metrics,
+    image_folder,
+    load_split,
+    positive,
+    split_samples,
+)
+from reidkit.errors import ReidkitError
+
+
+def _add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True)
+    add_dataset_arguments(parser, defaults_from_checkpoint=True)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--no-flip", action="store_true", help="do not average with the mirrored image")
+    parser.add_argument("--quiet", action="store_true")
+
+
+def add_eval(commands) -> None:
+    p = commands.add_parser("eval", help="evaluate a checkpoint: Rank-k, mAP, mINP + report folder")
+    _add_checkpoint_arguments(p)
+    p.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean")
+    p.add_argument("--rerank", choices=["exact", "fast"], help="k-reciprocal re-ranking")
+    p.add_argument("--qe", type=int, default=0, metavar="K", help="alpha query expansion over K neighbours")
+    p.add_argument(
+        "--distance",
+        choices=["global", "local", "combined"],
+        default="global",
+        help="local/combined: AlignedReID's aligned local distance (slower; see README)",
+    )
+    p.add_argument("--local-weight", type=float, default=1.0, help="weight of the local distance in combined")
+    p.add_argument(
+        "--pairwise",
+        action="store_true",
+        help="score every query-gallery pair with the checkpoint's verification pair head "
+        "(distance = 1 - same-identity probability; slow by design)",
+    )
+    p.add_argument(
+        "--pair-batch-size", type=positive, default=4096, help="query-gallery pairs per pair-head call"
+    )
+    p.add_argument(
+        "--features",
+        metavar="PREFIX",
+        help="also save the scored features to PREFIX.query.npz and PREFIX.gallery.npz "
+        "(the latter with the distance matrix)",
+    )
+    p.add_argument("--batch-size", type=positive, default=128)
+    p.add_argument("--report", help="report folder (default: beside the checkpoint)")
+    p.add_argument("--grid-queries", type=int, default=6)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_eval)
+
+
+def _scorer(args: argparse.Namespace, embedder):
+    from reidkit.errors import ConfigError
+    from reidkit.evaluation import (
+        GlobalDistance,
+        aligned_scorer,
+        global_scorer,
+        load_pair_head,
+        pairwise_scorer,
+    )
+
+    if args.pairwise:
+        if args.distance != "global" or args.rerank or args.qe:
+            raise ConfigError("--pairwise scores with the pair head: drop --distance, --rerank and --qe")
+        head, on = load_pair_head(embedder, device=args.device)
+        return pairwise_scorer(head, on=on, batch_size=args.pair_batch_size)
+    if args.distance != "global":
+        if args.rerank or args.qe:
+            raise ConfigError(
+                f"re-ranking and query expansion work on the global distance, not {args.distance!r}"
+            )
+        return aligned_scorer(mode=args.distance, local_weight=args.local_weight, metric=args.metric)
+    return global_scorer(GlobalDistance(metric=args.metric, rerank=args.rerank, query_expansion=args.qe))
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from reidkit._io import atomic_write_text
+    from reidkit.evaluation import evaluate_split
+    from reidkit.extract import save_features
+    from reidkit.viz import plot_cmc, ranked_grid, ranked_lists
+
+    checkpoint, embedder = checkpoint_embedder(args, batch_size=args.batch_size)
+    scorer = _scorer(args, embedder)
+    split = load_split(args, checkpoint)
+    result = evaluate_split(embedder, split, scorer, workers=args.workers, progress=not args.quiet)
+    if args.features:
+        stem = Path(args.features)
+        save_features(stem.with_name(stem.name + ".query.npz"), result.query_features, split.query)
+        save_features(
+            stem.with_name(stem.name + ".gallery.npz"),
+            result.gallery_features,
+            split.gallery,
+            distmat=np.asarray(result.distmat, dtype=np.float32),
+        )
+    metrics = result.metrics.as_dict()
+    report = Path(args.report) if args.report else Path(args.checkpoint).parent / "report"
+    atomic_write_text(report / "metrics.json", json.dumps(metrics, indent=2))
+    plot_cmc({Path(args.checkpoint).name: result.metrics.cmc}, report / "cmc.png")
+    ranked_grid(ranked_lists(split, result.distmat, queries=args.grid_queries), report / "ranked.png")
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        title = f"{split.name or args.dataset}: {len(split.query)} queries, {len(split.gallery)} gallery"
+        print(format_metrics(metrics, title=title))
+        print(f"report: {report}")
+    return 0
+
+
+def add_extract(commands) -> None:
+    p = commands.add_parser("extract", help="extract features to an .npz file")
+    _add_checkpoint_arguments(p)
+    p.add_argument("--out", required=True, help="output .npz file")
+    p.add_argument("--images", help="a folder of images instead of a dataset")
+    p.add_argument("--split", choices=["train", "query", "gallery"], default="gallery")
+    p.set_defaults(func=run_extract)
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    from reidkit.data.records import Sample
+    from reidkit.embed import embed_paths
+    from reidkit.extract import save_features
+
+    checkpoint, embedder = checkpoint_embedder(args)
+    if args.images:
+        samples = [Sample(p, -1, -1) for p in image_folder("--images", args.images)]
+    else:
+        samples = split_samples(load_split(args, checkpoint), args.split)
+        if not samples:
+            raise ReidkitError(f"the {args.split} split of that dataset is empty: nothing to extract")
+    paths = [s.path for s in samples]
+    features = embed_paths(embedder, paths, workers=args.workers, progress=not args.quiet)
+    save_features(args.out, features, samples)
+    print(f"wrote {len(samples)} x {features.shape[1]} features to {args.out}")
+    return 0

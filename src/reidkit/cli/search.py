@@ -1,0 +1,229 @@
+"""The application commands: ``reidkit index build|add|info``, ``search``, ``serve`` and ``export``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from reidkit.cli._common import (
+    add_dataset_arguments,
+    add_embedder_arguments,
+    dataset_options,
+    embedder_from_args,
+    image_folder,
+    positive,
+    split_samples,
+)
+from reidkit.errors import ReidkitError
+
+
+def add_index(commands) -> None:
+    p = commands.add_parser("index", help="build, extend or describe a gallery index (FAISS + SQLite)")
+    sub = p.add_subparsers(dest="index_command", required=True)
+    for name in ("build", "add"):
+        s = sub.add_parser(
+            name, help=f"{name} images {'into a new' if name == 'build' else 'to an existing'} index"
+        )
+        if name == "add":
+            s.add_argument("index", help="index folder")
+        else:
+            s.add_argument("--out", required=True, help="new index folder")
+            s.add_argument(
+                "--kind", choices=["flat", "ivf", "ivfpq"], default="flat", help="exact (flat) or IVF(-PQ)"
+            )
+            s.add_argument(
+                "--metric", choices=["ip", "l2"], default="ip", help="cosine (ip) or Euclidean (l2)"
+            )
+        add_embedder_arguments(s)
+        s.add_argument("--images", help="a folder of images (camera = sub-folder name)")
+        add_dataset_arguments(s, defaults_from_checkpoint=False)
+        s.add_argument("--split", choices=["train", "query", "gallery"], default="gallery")
+        s.add_argument("--batch-size", type=positive, default=64)
+        s.add_argument("--quiet", action="store_true")
+        s.set_defaults(func=run_index_write)
+    s = sub.add_parser("info", help="size, model and kind of an index")
+    s.add_argument("index")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=run_index_info)
+
+
+def _gallery_items(args: argparse.Namespace) -> tuple[list[str], list[dict]]:
+    """Image paths and their metadata: a folder (camera = sub-folder name) or a dataset split."""
+    from reidkit.data.records import NO_CAMERA
+
+    if args.images:
+        folder = Path(args.images)
+        paths = image_folder("--images", args.images)
+        items = []
+        for path in paths:
+            parent = Path(path).parent
+            items.append({"path": path, "camera": None if parent == folder else parent.name})
+        return paths, items
+    if not args.dataset or not args.root:
+        raise ReidkitError("give --images DIR, or --dataset NAME with --root R")
+    from reidkit.data.datasets import load_dataset
+
+    samples = split_samples(load_dataset(args.dataset, args.root, **dataset_options(args.option)), args.split)
+    if not samples:
+        raise ReidkitError(f"the {args.split} split of {args.dataset} at {args.root} is empty: nothing to index")
+    items = [
+        {"path": s.path, "camera": None if s.camid == NO_CAMERA else s.camid, "pid": s.pid} for s in samples
+    ]
+    return [s.path for s in samples], items
+
+
+def run_index_info(args: argparse.Namespace) -> int:
+    from reidkit.index import Index
+
+    with Index.open(args.index, readonly=True) as index:
+        info = index.info()
+    print(json.dumps(info, indent=2, default=str) if args.json else "\n".join(f"{k}: {v}" for k, v in info.items()))
+    return 0
+
+
+def run_index_write(args: argparse.Namespace) -> int:
+    from reidkit.index import Index, index_images
+
+    embedder = embedder_from_args(args)
+    paths, items = _gallery_items(args)
+    if args.index_command == "build":
+        index = Index.create(
+            args.out,
+            dim=embedder.dim,
+            fingerprint=embedder.fingerprint,
+            model_name=embedder.name,
+            metric=args.metric,
+            kind=args.kind,
+        )
+        target = args.out
+    else:
+        index = Index.open(args.index)
+        target = args.index
+    with index:
+        ids = index_images(index, embedder, paths, items, batch_size=args.batch_size, progress=not args.quiet)
+        total = len(index)
+    print(f"indexed {len(ids)} images into {target} ({total} in all)")
+    return 0
+
+
+def add_search(commands) -> None:
+    p = commands.add_parser("search", help="search an index with a query photo")
+    p.add_argument("--index", required=True)
+    p.add_argument("--query", required=True, help="query image file")
+    add_embedder_arguments(p)
+    p.add_argument("--top-k", type=positive, default=20)
+    p.add_argument("--camera", help="only these cameras (comma-separated)")
+    p.add_argument("--since", help="only after this time (ISO-8601 or seconds)")
+    p.add_argument("--until", help="only before this time")
+    p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking of the candidates")
+    p.add_argument("--out", help="folder for results.png (ranked grid) and results.html")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_search)
+
+
+def _rerank_hits(index, query, hits: list, top_k: int) -> list:
+    """k-reciprocal re-ranking of the retrieved candidates (exact mode on the small candidate set)."""
+    import numpy as np
+
+    from reidkit.rerank import rerank_candidates
+
+    if len(hits) < 3:
+        return hits[:top_k]
+    vectors = index.vectors([hit.id for hit in hits]).astype(np.float32)
+    reranked = rerank_candidates(np.asarray(query, dtype=np.float32), vectors)
+    order = np.argsort(reranked, kind="stable")[:top_k]
+    return [type(hits[i])(hits[i].id, float(reranked[i]), hits[i].item) for i in order]
+
+
+def _print_hits(hits: list) -> None:
+    print(f"{'rank':>4}  {'distance':>8}  {'camera':<10} {'time':<20} {'pid':>5}  path")
+    for rank, hit in enumerate(hits, 1):
+        item = hit.item
+        when = "" if item.timestamp is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(item.timestamp))
+        pid = "" if item.pid is None else item.pid
+        print(f"{rank:>4}  {hit.distance:8.4f}  {str(item.camera or ''):<10} {when:<20} {pid:>5}  {item.path}")
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from reidkit.data.transforms import read_image
+    from reidkit.index import Index
+    from reidkit.viz import RankedList, ranked_grid, write_results_page
+
+    embedder = embedder_from_args(args)
+    query = embedder.embed_images([read_image(args.query)])
+    camera = args.camera.split(",") if args.camera else None
+    fetch = max(args.top_k * 5, 50) if args.rerank else args.top_k
+    with Index.open(args.index, readonly=True) as index:
+        hits = index.search(
+            query, fingerprint=embedder.fingerprint, top_k=fetch, camera=camera, since=args.since, until=args.until
+        )[0]
+        if args.rerank:
+            hits = _rerank_hits(index, query, hits, args.top_k)
+    if args.json:
+        print(json.dumps([hit.to_dict() for hit in hits], indent=2, default=str))
+    else:
+        _print_hits(hits)
+    if args.out:
+        out = Path(args.out)
+        existing = [hit for hit in hits if Path(hit.item.path).is_file()]
+        ranked = RankedList(
+            args.query, [h.item.path for h in existing], [False] * len(existing), [h.distance for h in existing]
+        )
+        ranked_grid([ranked], out / "results.png", top_k=len(existing), neutral=True)
+        write_results_page(out / "results.html", args.query, hits)
+        print(f"results: {out / 'results.png'}, {out / 'results.html'}")
+    return 0
+
+
+def add_serve(commands) -> None:
+    p = commands.add_parser("serve", help="HTTP search service with a web page")
+    p.add_argument("--index", required=True)
+    add_embedder_arguments(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--token-env", default="REIDKIT_TOKEN", help="environment variable holding the write token"
+    )
+    p.add_argument("--max-upload-mb", type=float, default=10.0)
+    p.set_defaults(func=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from reidkit.serve import serve_main
+
+    serve_main(
+        index=args.index,
+        checkpoint=args.checkpoint,
+        onnx=args.onnx,
+        openvino=args.openvino,
+        preprocess=args.preprocess,
+        host=args.host,
+        port=args.port,
+        token_env=args.token_env,
+        max_upload_mb=args.max_upload_mb,
+        device=args.device,
+    )
+    return 0
+
+
+def add_export(commands) -> None:
+    p = commands.add_parser(
+        "export", help="export a checkpoint's embed() to ONNX or TorchScript, with parity check"
+    )
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    p.add_argument("--out", help="output file (default: beside the checkpoint)")
+    p.add_argument("--images", nargs="*", help="real images for the parity check")
+    p.add_argument("--no-flip", action="store_true", help="export without flip averaging")
+    p.set_defaults(func=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from reidkit.export import export_main
+
+    export_main(
+        checkpoint=args.checkpoint, out=args.out, format=args.format, flip=not args.no_flip, images=args.images
+    )
+    return 0
