@@ -43,6 +43,9 @@ _REQUIRED_KEYS = frozenset(
 )
 _OPTIONAL_KEYS = frozenset({"criterion_state", "data", "config", "training", "metrics", "before"})
 _TRAINING_KEYS = frozenset({"optimizer", "scaler", "epoch", "batch", "global_step", "rng"})
+#: what the unpickler may build beyond torch's weights-only set (tensors, dicts, lists, tuples, numbers, strings,
+#: None): nothing. A reidkit checkpoint holds only those, so any class or function named in a file is refused.
+ALLOWED_GLOBALS: tuple = ()
 
 
 # ------------------------------------------------------------------------------------------ the parts
@@ -333,8 +336,9 @@ def to_payload(checkpoint: Checkpoint) -> dict[str, Any]:
         payload["data"] = checkpoint.data.to_dict()
     if checkpoint.config is not None:
         payload["config"] = dict(checkpoint.config)
-    if checkpoint.training is not None:
-        payload["training"] = {**asdict(checkpoint.training)}
+    if checkpoint.training is not None:  # shallow: asdict would deep-copy the optimiser state
+        training = checkpoint.training
+        payload["training"] = {name: getattr(training, name) for name in TrainingState.__dataclass_fields__}
     return payload
 
 
@@ -437,12 +441,15 @@ def load(path: str | Path, *, map_location: str | torch.device = "cpu") -> Check
     if not path.is_file():
         raise CheckpointError(f"{source} does not exist")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(list(ALLOWED_GLOBALS)):
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = next((line.strip() for line in str(error).splitlines() if "Unsupported" in line), str(error))
+        if "global" not in reason.lower():  # not a pickle of objects at all: a corrupt or foreign file
+            raise CheckpointError(f"{source} cannot be read (corrupt or not a torch file): {reason}") from None
         raise CheckpointError(
             f"{source} was refused: it holds objects other than tensors and plain data, which could run code "
-            f"when loaded ({first[:200]}); a reidkit checkpoint never does"
+            f"when loaded ({reason[:160]}); a reidkit checkpoint never does"
         ) from None
     except Exception as error:  # torch raises many types for a corrupt file
         raise CheckpointError(f"{source} cannot be read (corrupt or not a torch file): {error}") from None
