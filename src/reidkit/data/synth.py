@@ -81,52 +81,25 @@ _DETAILS = (
     "hair_style",
 )
 
+#: the nuisance parameters of each difficulty, side by side: field -> (easy, medium, hard)
+_LEVEL_TABLE: dict[str, tuple] = {
+    "cast": (0.02, 0.06, 0.1),
+    "brightness": (0.05, 0.12, 0.18),
+    "blur": ((0.0, 0.4), (0.2, 0.9), (0.3, 1.1)),
+    "noise": (2.0, 4.0, 6.0),
+    "downscale": ((0.9, 1.0), (0.65, 1.0), (0.5, 1.0)),
+    "group_size": (1, 3, 6),
+    "shift": (0.02, 0.04, 0.08),
+    "scale": ((0.97, 1.04), (0.94, 1.10), (0.9, 1.2)),
+    "partial": (0.0, 0.0, 0.12),
+    "occlusion": (0.0, 0.0, 0.3),
+    "image_light": (0.04, 0.08, 0.12),
+    "scene_tint": (4.0, 10.0, 16.0),
+    "scene_mix": (0.9, 0.5, 0.25),
+}
 _LEVELS = {
-    "easy": draw.Nuisance(
-        cast=0.02,
-        brightness=0.05,
-        blur=(0.0, 0.4),
-        noise=2.0,
-        downscale=(0.9, 1.0),
-        group_size=1,
-        shift=0.02,
-        scale=(0.97, 1.04),
-        partial=0.0,
-        occlusion=0.0,
-        image_light=0.04,
-        scene_tint=4.0,
-        scene_mix=0.9,
-    ),
-    "medium": draw.Nuisance(
-        cast=0.06,
-        brightness=0.12,
-        blur=(0.2, 0.9),
-        noise=4.0,
-        downscale=(0.65, 1.0),
-        group_size=3,
-        shift=0.04,
-        scale=(0.94, 1.10),
-        partial=0.0,
-        occlusion=0.0,
-        image_light=0.08,
-        scene_tint=10.0,
-        scene_mix=0.5,
-    ),
-    "hard": draw.Nuisance(
-        cast=0.1,
-        brightness=0.18,
-        blur=(0.3, 1.1),
-        noise=6.0,
-        downscale=(0.5, 1.0),
-        group_size=6,
-        shift=0.08,
-        scale=(0.9, 1.2),
-        partial=0.12,
-        occlusion=0.3,
-        image_light=0.12,
-        scene_tint=16.0,
-        scene_mix=0.25,
-    ),
+    level: draw.Nuisance(**{name: values[column] for name, values in _LEVEL_TABLE.items()})
+    for column, level in enumerate(("easy", "medium", "hard"))
 }
 
 # stream tags: keep the random streams of different purposes apart

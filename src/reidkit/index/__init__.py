@@ -98,51 +98,15 @@ class Index:
 
     # ------------------------------------------------------------------ creating and opening
     @classmethod
-    def create(
-        cls,
-        directory: str | Path,
-        *,
-        dim: int,
-        fingerprint: str,
-        model_name: str = "",
-        metric: str = "ip",
-        kind: str = "flat",
-        nlist: int | None = None,
-        pq_m: int | None = None,
-        pq_bits: int = 8,
-        nprobe: int = 16,
-        refine: int = 4,
-    ) -> Index:
+    def create(cls, directory: str | Path, **settings: Any) -> Index:
         """Create an empty index directory (atomically: it appears complete or not at all).
 
         Args:
             directory: where to create it; must not exist yet (or be an empty folder).
-            dim: embedding dimension D.
-            fingerprint: the embedder's fingerprint; adds and searches must present the same string.
-            model_name: shown by :meth:`info`.
-            metric: ``"ip"`` (inner product on L2-normalised embeddings, exact cosine) or ``"l2"``.
-            kind: ``"flat"`` (exact), ``"ivf"`` (inverted lists, exact vectors) or ``"ivfpq"`` (inverted
-                lists + product quantisation, for millions of images). IVF kinds are trained on the stored
-                embeddings once there are enough of them (39 per list); until then search is exact.
-            nlist: number of IVF lists (default: about 4 sqrt(N) at training time).
-            pq_m: number of PQ sub-quantisers (must divide ``dim``; default ``dim // 8``).
-            pq_bits: bits per PQ code.
-            nprobe: lists visited per query for IVF kinds.
-            refine: for ``"ivfpq"``, fetch ``refine * top_k`` candidates from the compressed codes and re-rank
-                them with the exact stored embeddings (1: no re-ranking); the distances returned are exact.
+            **settings: the arguments of :meth:`IndexSettings.create` (``dim``, ``fingerprint``, ``model_name``,
+                ``metric``, ``kind``, ``nlist``, ``pq_m``, ``pq_bits``, ``nprobe``, ``refine``).
         """
-        settings = IndexSettings.create(
-            dim=dim,
-            fingerprint=fingerprint,
-            model_name=model_name,
-            metric=metric,
-            kind=kind,
-            nlist=nlist,
-            pq_m=pq_m,
-            pq_bits=pq_bits,
-            nprobe=nprobe,
-            refine=refine,
-        )
+        settings = IndexSettings.create(**settings)
         faiss_side.import_faiss()
         create_database(Path(directory), settings)
         return cls.open(directory)

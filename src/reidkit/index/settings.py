@@ -122,7 +122,22 @@ class IndexSettings:
         nprobe: int = 16,
         refine: int = 4,
     ) -> IndexSettings:
-        """Settings of a new, empty index (version 0, untrained); ``pq_m`` defaults to ``dim // 8`` for IVF-PQ.
+        """Settings of a new, empty index (version 0, untrained).
+
+        Args:
+            dim: embedding dimension D.
+            fingerprint: the embedder's fingerprint; adds and searches must present the same string.
+            model_name: shown by :meth:`info`.
+            metric: ``"ip"`` (inner product on L2-normalised embeddings, exact cosine) or ``"l2"``.
+            kind: ``"flat"`` (exact), ``"ivf"`` (inverted lists, exact vectors) or ``"ivfpq"`` (inverted
+                lists + product quantisation, for millions of images). IVF kinds are trained on the stored
+                embeddings once there are enough of them (39 per list); until then search is exact.
+            nlist: number of IVF lists (default: about 4 sqrt(N) at training time).
+            pq_m: number of PQ sub-quantisers (must divide ``dim``; default ``dim // 8``).
+            pq_bits: bits per PQ code.
+            nprobe: lists visited per query for IVF kinds.
+            refine: for ``"ivfpq"``, fetch ``refine * top_k`` candidates from the compressed codes and re-rank
+                them with the exact stored embeddings (1: no re-ranking); the distances returned are exact.
 
         Raises:
             GalleryIndexError: a bad value; the message names the argument and what was expected.

@@ -7,7 +7,7 @@ definitions and protocols are in the :mod:`reidkit.metrics` docstring.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -222,31 +222,55 @@ def evaluate(
     """
     if distmat.ndim != 2:
         raise ValueError(f"distmat: expected a [Q, G] matrix, got shape {tuple(distmat.shape)}")
-    num_query, num_gallery = distmat.shape
+    device = distmat.device if isinstance(distmat, Tensor) else torch.device("cpu")
+    return _score_blocks(
+        lambda start, stop: _distance_block(distmat, start, stop, device),
+        tuple(distmat.shape),
+        device,
+        (q_pids, g_pids, q_camids, g_camids),
+        max_rank=max_rank,
+        ignore=ignore,
+        chunk_size=chunk_size,
+    )
+
+
+def _score_blocks(
+    rows: Callable[[int, int], Tensor],
+    shape: tuple[int, int],
+    device: torch.device,
+    labels: tuple,
+    *,
+    max_rank: int,
+    ignore: Sequence | None,
+    chunk_size: int | None,
+) -> Metrics:
+    """Check the labels, then accumulate the metrics of ``rows(start, stop)`` (``[B, G]`` distances) block by
+    block; ``labels`` is ``(q_pids, g_pids, q_camids, g_camids)``."""
+    num_query, num_gallery = shape
+    q_pids, g_pids, q_camids, g_camids = labels
     q_pids_np = _to_numpy_1d(q_pids, "q_pids", num_query)
     g_pids_np = _to_numpy_1d(g_pids, "g_pids", num_gallery)
     q_cams, g_cams = _check_camids(q_camids, g_camids, num_query, num_gallery)
     ignore_checked = _check_ignore(ignore, num_query, num_gallery)
     max_rank = _check_max_rank(max_rank)
     block = _block_size(chunk_size, num_gallery)
-    device = distmat.device if isinstance(distmat, Tensor) else torch.device("cpu")
     table = _MatchTable(g_pids_np)
     g_pids_t = torch.from_numpy(g_pids_np).to(device)
     accumulator = _Accumulator(max_rank)
-    for start in range(0, num_query, block):
-        stop = min(start + block, num_query)
-        dist = _distance_block(distmat, start, stop, device)
-        accumulator.add(
-            _block_metrics(
-                dist,
-                q_pids_np[start:stop],
-                g_pids_t,
-                table,
-                None if q_cams is None else q_cams[start:stop],
-                g_cams,
-                None if ignore_checked is None else ignore_checked[start:stop],
+    with torch.no_grad():
+        for start in range(0, num_query, block):
+            stop = min(start + block, num_query)
+            accumulator.add(
+                _block_metrics(
+                    rows(start, stop),
+                    q_pids_np[start:stop],
+                    g_pids_t,
+                    table,
+                    None if q_cams is None else q_cams[start:stop],
+                    g_cams,
+                    None if ignore_checked is None else ignore_checked[start:stop],
+                )
             )
-        )
     return accumulator.result()
 
 
@@ -297,29 +321,13 @@ def evaluate_features(
         raise ValueError(f"qf, gf: on different devices ({query.device} vs {gallery.device})")
     if query.dtype != gallery.dtype:
         gallery = gallery.to(query.dtype)
-    num_query, num_gallery = query.shape[0], gallery.shape[0]
-    q_pids_np = _to_numpy_1d(q_pids, "q_pids", num_query)
-    g_pids_np = _to_numpy_1d(g_pids, "g_pids", num_gallery)
-    q_cams, g_cams = _check_camids(q_camids, g_camids, num_query, num_gallery)
-    ignore_checked = _check_ignore(ignore, num_query, num_gallery)
-    max_rank = _check_max_rank(max_rank)
-    block = _block_size(chunk_size, num_gallery)
     distance = GalleryDistance(gallery, metric)
-    table = _MatchTable(g_pids_np)
-    g_pids_t = torch.from_numpy(g_pids_np).to(query.device)
-    accumulator = _Accumulator(max_rank)
-    with torch.no_grad():
-        for start in range(0, num_query, block):
-            stop = min(start + block, num_query)
-            accumulator.add(
-                _block_metrics(
-                    distance(query[start:stop]),
-                    q_pids_np[start:stop],
-                    g_pids_t,
-                    table,
-                    None if q_cams is None else q_cams[start:stop],
-                    g_cams,
-                    None if ignore_checked is None else ignore_checked[start:stop],
-                )
-            )
-    return accumulator.result()
+    return _score_blocks(
+        lambda start, stop: distance(query[start:stop]),
+        (query.shape[0], gallery.shape[0]),
+        query.device,
+        (q_pids, g_pids, q_camids, g_camids),
+        max_rank=max_rank,
+        ignore=ignore,
+        chunk_size=chunk_size,
+    )
