@@ -19,7 +19,30 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 
-class PKSampler:
+class _EpochBatches:
+    """The batches of one epoch at a time, computed once per epoch; iterating starts at ``start_batch``."""
+
+    epoch: int
+    start_batch: int
+    _cache: tuple[int, list[list[int]]] | None = None
+
+    def _make_batches(self, epoch: int) -> list[list[int]]:
+        raise NotImplementedError
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        """All batches of ``epoch``, in order."""
+        if self._cache is None or self._cache[0] != epoch:
+            self._cache = (epoch, self._make_batches(epoch))
+        return self._cache[1]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self.batches(self.epoch)[self.start_batch :]
+
+    def __len__(self) -> int:
+        return len(self.batches(self.epoch)) - self.start_batch
+
+
+class PKSampler(_EpochBatches):
     """Batch sampler yielding lists of ``P * K`` dataset indices.
 
     Args:
@@ -43,7 +66,6 @@ class PKSampler:
         self.p, self.k, self.seed = p, k, seed
         self.epoch = 0
         self.start_batch = 0
-        self._cache: tuple[int, list[list[int]]] | None = None
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Select the epoch to iterate and skip its first ``start_batch`` batches (for resuming)."""
@@ -57,10 +79,7 @@ class PKSampler:
             order += list(rng.choice(indices, size=remainder, replace=True))
         return [[int(i) for i in order[start : start + self.k]] for start in range(0, len(order), self.k)]
 
-    def batches(self, epoch: int) -> list[list[int]]:
-        """All batches of ``epoch``, in order."""
-        if self._cache is not None and self._cache[0] == epoch:
-            return self._cache[1]
+    def _make_batches(self, epoch: int) -> list[list[int]]:
         rng = np.random.default_rng([self.seed, epoch])
         chunks = {pid: self._chunks(pid, rng) for pid in self.pids}
         batches: list[list[int]] = []
@@ -80,17 +99,10 @@ class PKSampler:
             for pid in chosen:
                 batch += chunks[pid].pop() if chunks[pid] else self._chunks(pid, rng)[0]
             batches.append(batch)
-        self._cache = (epoch, batches)
         return batches
 
-    def __iter__(self) -> Iterator[list[int]]:
-        yield from self.batches(self.epoch)[self.start_batch :]
 
-    def __len__(self) -> int:
-        return len(self.batches(self.epoch)) - self.start_batch
-
-
-class UnlabelledMixSampler:
+class UnlabelledMixSampler(_EpochBatches):
     """A :class:`PKSampler` whose every batch also holds ``per_batch`` indices of unlabelled images.
 
     Each batch is the P x K batch of ``base`` followed by ``per_batch`` unlabelled indices. The unlabelled
@@ -111,7 +123,6 @@ class UnlabelledMixSampler:
         self.base = base
         self.unlabelled = np.asarray(unlabelled, dtype=np.int64)
         self.per_batch = per_batch
-        self._cache: tuple[int, list[list[int]]] | None = None
 
     @property
     def seed(self) -> int:
@@ -129,10 +140,8 @@ class UnlabelledMixSampler:
         """Select the epoch to iterate and skip its first ``start_batch`` batches (for resuming)."""
         self.base.set_epoch(epoch, start_batch)
 
-    def batches(self, epoch: int) -> list[list[int]]:
-        """All batches of ``epoch``: ``P * K`` labelled indices, then ``per_batch`` unlabelled ones."""
-        if self._cache is not None and self._cache[0] == epoch:
-            return self._cache[1]
+    def _make_batches(self, epoch: int) -> list[list[int]]:
+        """``P * K`` labelled indices, then ``per_batch`` unlabelled ones, per batch."""
         # a stream separate from the base sampler's, so mixing in extra images leaves its batches unchanged
         rng = np.random.default_rng([self.seed, epoch, 1])
         pool: list[int] = []
@@ -144,14 +153,7 @@ class UnlabelledMixSampler:
                     pool = [int(i) for i in self.unlabelled[rng.permutation(len(self.unlabelled))]]
                 extra.append(pool.pop())
             batches.append(list(labelled) + extra)
-        self._cache = (epoch, batches)
         return batches
-
-    def __iter__(self) -> Iterator[list[int]]:
-        yield from self.batches(self.epoch)[self.start_batch :]
-
-    def __len__(self) -> int:
-        return len(self.batches(self.epoch)) - self.start_batch
 
 
 def item_seed(seed: int, epoch: int, batch: int, position: int) -> int:
