@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from reidkit._arrays import as_numpy
 from reidkit.distance import GalleryDistance
 from reidkit.metrics._ranks import _block_metrics, _BlockResult, _MatchTable
 
@@ -60,11 +61,7 @@ class Metrics:
 def _to_numpy_1d(values: ArrayLike | None, name: str, length: int | None = None) -> np.ndarray | None:
     if values is None:
         return None
-    if isinstance(values, Tensor):
-        values = values.detach().cpu().numpy()
-    array = np.asarray(values)
-    if array.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-D array, got shape {array.shape}")
+    array = as_numpy(values, name, ndim=1)
     if not np.issubdtype(array.dtype, np.integer):
         if array.size and not np.all(np.equal(np.mod(array, 1), 0)):
             raise ValueError(

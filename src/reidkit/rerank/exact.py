@@ -5,16 +5,13 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor
 
+from reidkit._arrays import as_numpy
 from reidkit.distance import pairwise_distance_numpy
 from reidkit.rerank._kreciprocal import _check_parameters, _encoding, _expanded_neighbours, _final_distances
 
 
 def _as_numpy_matrix(matrix, name: str) -> np.ndarray:
-    if isinstance(matrix, Tensor):
-        matrix = matrix.detach().cpu().numpy()
-    array = np.asarray(matrix)
-    if array.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D distance matrix, got shape {array.shape}")
+    array = as_numpy(matrix, name, ndim=2, what="distance matrix")
     if not np.issubdtype(array.dtype, np.floating):
         array = array.astype(np.float64)
     if not np.all(np.isfinite(array)):
