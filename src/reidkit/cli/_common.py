@@ -107,6 +107,22 @@ def positive(value: str) -> int:
     return number
 
 
+def non_negative(value: str) -> int:
+    """argparse type: an integer >= 0."""
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return number
+
+
+def non_negative_float(value: str) -> float:
+    """argparse type: a finite number >= 0."""
+    number = float(value)
+    if not 0.0 <= number < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return number
+
+
 def format_metrics(metrics: dict, *, title: str = "") -> str:
     keys = [k for k in ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP") if k in metrics]
     header = " ".join(f"{k:>7}" for k in keys)

@@ -5,18 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 
-from reidkit.cli._common import dataset_options
+from reidkit.cli._common import dataset_options, non_negative, positive
 
 
 def add_synth(commands) -> None:
     p = commands.add_parser("synth", help="generate a synthetic pedestrian dataset (Market-1501 layout)")
     p.add_argument("out", help="output folder")
-    p.add_argument("--ids", type=int, default=100, help="number of identities (default 100)")
-    p.add_argument("--cams", type=int, default=6, help="number of cameras (default 6)")
+    p.add_argument("--ids", type=positive, default=100, help="number of identities (default 100)")
+    p.add_argument("--cams", type=positive, default=6, help="number of cameras (default 6)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--difficulty", choices=["easy", "medium", "hard"], default="medium")
-    p.add_argument("--distractors", type=int, default=0, help="distractor people (pid 0) in the gallery")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--distractors", type=non_negative, default=0, help="distractor people (pid 0) in the gallery")
+    p.add_argument("--workers", type=non_negative, default=2)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument(
         "--sheet", metavar="PNG", help="also write a contact sheet of test identities across cameras"

@@ -12,6 +12,8 @@ from reidkit.cli._common import (
     format_metrics,
     image_folder,
     load_split,
+    non_negative,
+    non_negative_float,
     positive,
     split_samples,
 )
@@ -22,7 +24,7 @@ def _add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True)
     add_dataset_arguments(parser, defaults_from_checkpoint=True)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=non_negative, default=2)
     parser.add_argument("--no-flip", action="store_true", help="do not average with the mirrored image")
     parser.add_argument("--quiet", action="store_true")
 
@@ -32,14 +34,14 @@ def add_eval(commands) -> None:
     _add_checkpoint_arguments(p)
     p.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean")
     p.add_argument("--rerank", choices=["exact", "fast"], help="k-reciprocal re-ranking")
-    p.add_argument("--qe", type=int, default=0, metavar="K", help="alpha query expansion over K neighbours")
+    p.add_argument("--qe", type=non_negative, default=0, metavar="K", help="alpha query expansion over K neighbours")
     p.add_argument(
         "--distance",
         choices=["global", "local", "combined"],
         default="global",
         help="local/combined: AlignedReID's aligned local distance (slower; see README)",
     )
-    p.add_argument("--local-weight", type=float, default=1.0, help="weight of the local distance in combined")
+    p.add_argument("--local-weight", type=non_negative_float, default=1.0, help="weight of the local distance in combined")
     p.add_argument(
         "--pairwise",
         action="store_true",
@@ -57,7 +59,7 @@ def add_eval(commands) -> None:
     )
     p.add_argument("--batch-size", type=positive, default=128)
     p.add_argument("--report", help="report folder (default: beside the checkpoint)")
-    p.add_argument("--grid-queries", type=int, default=6)
+    p.add_argument("--grid-queries", type=non_negative, default=6)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_eval)
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from reidkit.cli._common import format_metrics
+from reidkit.cli._common import format_metrics, positive
 
 
 def add_train(commands) -> None:
@@ -19,7 +19,7 @@ def add_train(commands) -> None:
     p.add_argument(
         "--resume", nargs="?", const="auto", help="continue from a checkpoint (default: OUT/checkpoint.pt)"
     )
-    p.add_argument("--max-steps", type=int, help="stop (with a checkpoint) after this many optimiser steps")
+    p.add_argument("--max-steps", type=positive, help="stop (with a checkpoint) after this many optimiser steps")
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run_train)
