@@ -10,6 +10,8 @@ from reidkit.errors import CheckpointError, ConfigError, ReidkitError
 from reidkit.models import backbones
 from reidkit.models.backbones import (
     BACKBONES,
+    DEFAULT_TRUNK,
+    TrunkSpec,
     build_backbone,
     find_mobilenet_v2_weights,
     load_trunk_weights,
@@ -74,6 +76,28 @@ def test_unknown_backbone_and_bad_stride():
         build_backbone("resnet5")
     with pytest.raises(ConfigError, match="last_stride"):
         build_backbone("resnet18", last_stride=3)
+
+
+def test_trunk_spec_builds_its_backbone(tmp_path):
+    assert DEFAULT_TRUNK == TrunkSpec("resnet50", None, 1)
+    images = torch.randn(1, 3, 64, 32)
+    trunk, channels = TrunkSpec("resnet18", last_stride=2).build()
+    assert channels == 512 and trunk(images).shape == (1, 512, 2, 1)
+    trunk, channels = TrunkSpec("mobilenet_v2").build()
+    assert channels == 1280 and trunk(images).shape == (1, 1280, 4, 2)
+    # an explicit stride overrides the spec's (MGN's global branch)
+    trunk, _ = TrunkSpec("resnet18", last_stride=1).build(last_stride=2)
+    assert trunk(images).shape == (1, 512, 2, 1)
+    torch.manual_seed(3)
+    reference, _ = build_backbone("resnet18")
+    path = tmp_path / "trunk.pth"
+    torch.save(reference.state_dict(), path)
+    trunk, _ = TrunkSpec("resnet18", pretrained=str(path)).build()
+    _assert_trunk_equals(trunk, reference.state_dict())
+    with pytest.raises(ConfigError, match="unknown backbone 'vgg16'"):
+        TrunkSpec("vgg16").build()
+    with pytest.raises(ConfigError, match="last_stride"):
+        TrunkSpec("resnet18", last_stride=3).build()
 
 
 def _assert_trunk_equals(trunk, reference_state):

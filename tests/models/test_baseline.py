@@ -4,12 +4,13 @@ import pytest
 import torch
 
 from reidkit.errors import ConfigError
+from reidkit.models.backbones import TrunkSpec
 from reidkit.models.baseline import BaselineModel, GeneralizedMeanPooling
 
 
 def _model(**kwargs):
     torch.manual_seed(0)
-    return BaselineModel(num_classes=7, backbone="resnet18", **kwargs)
+    return BaselineModel(num_classes=7, trunk=TrunkSpec("resnet18"), **kwargs)
 
 
 def test_shapes_and_bnneck_structure():
@@ -87,4 +88,4 @@ def test_bad_options():
     with pytest.raises(ConfigError, match="embed_feature"):
         _model(embed_feature="logits")
     with pytest.raises(ConfigError, match="num_classes"):
-        BaselineModel(num_classes=0, backbone="resnet18")
+        BaselineModel(num_classes=0, trunk=TrunkSpec("resnet18"))

@@ -4,12 +4,13 @@ import pytest
 import torch
 
 from reidkit.errors import ConfigError
+from reidkit.models.backbones import TrunkSpec
 from reidkit.models.jlml import JLML, group_sparsity
 
 
 def test_shapes_and_branch_losses():
     torch.manual_seed(0)
-    model = JLML(num_classes=5, backbone="resnet18")
+    model = JLML(num_classes=5, trunk=TrunkSpec("resnet18"))
     output = model(torch.randn(4, 3, 128, 64))
     assert model.embedding_dim == 1024 and output.embedding.shape == (4, 1024)
     assert output.global_features[0].shape == (4, 512) and output.part_features[0].shape == (4, 512)
@@ -26,7 +27,7 @@ def test_shapes_and_branch_losses():
 
 def test_local_branch_processes_each_stripe_on_its_own():
     torch.manual_seed(1)
-    model = JLML(num_classes=3, backbone="resnet18", stripes=2).eval()
+    model = JLML(num_classes=3, trunk=TrunkSpec("resnet18"), stripes=2).eval()
     images = torch.randn(2, 3, 128, 64)
     with torch.no_grad():
         shared = model.shared(images)  # [2, 128, 16, 8]
@@ -41,17 +42,17 @@ def test_local_branch_processes_each_stripe_on_its_own():
 
 
 def test_bad_height_and_options():
-    model = JLML(num_classes=3, backbone="resnet18", stripes=3)
+    model = JLML(num_classes=3, trunk=TrunkSpec("resnet18"), stripes=3)
     with pytest.raises(ValueError, match="multiple of 24"):
         model(torch.randn(2, 3, 64, 32))
     with pytest.raises(ConfigError, match="unknown backbone"):
-        JLML(num_classes=3, backbone="vgg16")
+        JLML(num_classes=3, trunk=TrunkSpec("vgg16"))
 
 
 def test_mobilenet_v2_trunk():
     """MobileNetV2 split like ResNet: shared stem + features[2:7] (1/8 resolution), branches features[7:19]."""
     torch.manual_seed(2)
-    model = JLML(num_classes=4, backbone="mobilenet_v2", stripes=4).eval()
+    model = JLML(num_classes=4, trunk=TrunkSpec("mobilenet_v2"), stripes=4).eval()
     images = torch.randn(2, 3, 128, 64)
     with torch.no_grad():
         shared = model.shared(images)

@@ -9,7 +9,7 @@ from reidkit.errors import ConfigError
 from reidkit.losses.criterion import build_criterion
 from reidkit.losses.triplet import trihard
 from reidkit.models import build_model
-from reidkit.models.backbones import build_backbone
+from reidkit.models.backbones import TrunkSpec, build_backbone
 from reidkit.models.mgn import MGN
 
 
@@ -73,7 +73,7 @@ def test_parameter_sharing_and_strides(resnet50_mgn):
 
 def test_gradients_reach_shared_trunk_from_every_branch():
     torch.manual_seed(1)
-    model = MGN(num_classes=3, backbone="resnet18")
+    model = MGN(num_classes=3, trunk=TrunkSpec("resnet18"))
     images = torch.randn(2, 3, 96, 32)
     for index in range(3):
         model.zero_grad()
@@ -83,7 +83,7 @@ def test_gradients_reach_shared_trunk_from_every_branch():
 
 def test_default_losses_put_triplet_on_global_features_only():
     torch.manual_seed(2)
-    model = MGN(num_classes=4, backbone="resnet18")
+    model = MGN(num_classes=4, trunk=TrunkSpec("resnet18"))
     images = torch.randn(8, 3, 96, 32)
     pids = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
     output = model(images)
@@ -104,20 +104,20 @@ def test_default_losses_put_triplet_on_global_features_only():
 
 
 def test_options():
-    model = MGN(num_classes=3, backbone="resnet18", classified="global", triplet_features="reduced")
+    model = MGN(num_classes=3, trunk=TrunkSpec("resnet18"), classified="global", triplet_features="reduced")
     output = model(torch.randn(2, 3, 96, 32))
     assert len(output.logits) == 3
     assert [f.shape[1] for f in output.global_features] == [256] * 3
     torch.testing.assert_close(output.embedding[:, :256], output.global_features[0])
-    model = MGN(num_classes=3, backbone="resnet18", classified="parts", part_counts=[2, 3, 4])
+    model = MGN(num_classes=3, trunk=TrunkSpec("resnet18"), classified="parts", part_counts=[2, 3, 4])
     output = model(torch.randn(2, 3, 128, 32))
     assert len(output.logits) == 9 and model.embedding_dim == 13 * 256
     with pytest.raises(ConfigError, match="unknown backbone"):
-        MGN(num_classes=3, backbone="vgg16")
+        MGN(num_classes=3, trunk=TrunkSpec("vgg16"))
     with pytest.raises(ConfigError, match="classified"):
-        MGN(num_classes=3, backbone="resnet18", classified="both")
+        MGN(num_classes=3, trunk=TrunkSpec("resnet18"), classified="both")
     with pytest.raises(ConfigError, match="triplet_features"):
-        MGN(num_classes=3, backbone="resnet18", triplet_features="parts")
+        MGN(num_classes=3, trunk=TrunkSpec("resnet18"), triplet_features="parts")
 
 
 def test_mobilenet_v2_trunk_split_strides_and_shared_weights(tmp_path):
@@ -128,7 +128,7 @@ def test_mobilenet_v2_trunk_split_strides_and_shared_weights(tmp_path):
         parameter.data.normal_()
     path = tmp_path / "mobilenet_v2.pth"
     torch.save(trunk.state_dict(), path)
-    model = MGN(num_classes=5, backbone="mobilenet_v2", pretrained=str(path)).eval()
+    model = MGN(num_classes=5, trunk=TrunkSpec("mobilenet_v2", pretrained=str(path))).eval()
     images = torch.randn(2, 3, 384, 128)
     with torch.no_grad():
         maps = model.branch_maps(images)

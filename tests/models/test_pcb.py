@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from reidkit.errors import ConfigError
+from reidkit.models.backbones import TrunkSpec
 from reidkit.models.pcb import PCB, RefinedPartPooling
 
 
@@ -24,7 +25,7 @@ def test_pcb_shapes_at_384x128():
 
 def test_stripes_are_average_pooled_rows_and_classified_separately():
     torch.manual_seed(1)
-    model = PCB(num_classes=5, backbone="resnet18", parts=4).eval()
+    model = PCB(num_classes=5, trunk=TrunkSpec("resnet18"), parts=4).eval()
     images = torch.randn(2, 3, 128, 64)  # 8 x 4 map: 2 rows per stripe
     with torch.no_grad():
         feature_map = model.trunk(images)
@@ -43,7 +44,7 @@ def test_stripes_are_average_pooled_rows_and_classified_separately():
 
 
 def test_pooled_embedding_option():
-    model = PCB(num_classes=3, backbone="resnet18", embed_feature="pooled").eval()
+    model = PCB(num_classes=3, trunk=TrunkSpec("resnet18"), embed_feature="pooled").eval()
     images = torch.randn(1, 3, 128, 64)
     with torch.no_grad():
         feature_map = model.trunk(images)
@@ -70,7 +71,7 @@ def test_refined_part_pooling_matches_weighted_mean_loop():
 
 
 def test_rpp_model_trains_part_classifier():
-    model = PCB(num_classes=4, backbone="resnet18", refined_pooling=True)
+    model = PCB(num_classes=4, trunk=TrunkSpec("resnet18"), refined_pooling=True)
     output = model(torch.randn(2, 3, 128, 64))
     assert output.extra["pcb.assignment"].shape == (2, 6, 8, 4)
     sum(logits.sum() for logits in output.logits).backward()
@@ -79,9 +80,9 @@ def test_rpp_model_trains_part_classifier():
 
 def test_bad_options():
     with pytest.raises(ConfigError, match="parts"):
-        PCB(num_classes=3, backbone="resnet18", parts=0)
+        PCB(num_classes=3, trunk=TrunkSpec("resnet18"), parts=0)
     with pytest.raises(ConfigError, match="embed_feature"):
-        PCB(num_classes=3, backbone="resnet18", embed_feature="global")
-    model = PCB(num_classes=3, backbone="resnet18", parts=6, last_stride=2)
+        PCB(num_classes=3, trunk=TrunkSpec("resnet18"), embed_feature="global")
+    model = PCB(num_classes=3, trunk=TrunkSpec("resnet18", last_stride=2), parts=6)
     with pytest.raises(ValueError, match="fewer than parts"):
         model(torch.randn(2, 3, 64, 32))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from reidkit.errors import ConfigError
-from reidkit.models import MODELS, ReidOutput, build_model
+from reidkit.models import MODELS, ReidOutput, TrunkSpec, build_model, build_model_on
 
 NUM_CLASSES = 5
 
@@ -57,3 +58,32 @@ def test_unknown_model_and_params():
         build_model("baseline", num_classes=3, backbone="resnet18", pooling_type="avg")
     with pytest.raises(ConfigError, match="backbone"):
         build_model("baseline", num_classes=3, backbone="vgg16")
+    with pytest.raises(ConfigError, match="'trunk'"):
+        build_model("baseline", num_classes=3, backbone="resnet18", trunk=TrunkSpec("resnet18"))
+    with pytest.raises(ConfigError, match="choose from"):
+        build_model_on("basline", num_classes=3, trunk=TrunkSpec("resnet18"))
+    with pytest.raises(ConfigError, match="pooling_type"):
+        build_model_on("baseline", num_classes=3, trunk=TrunkSpec("resnet18"), pooling_type="avg")
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_build_model_passes_the_trunk_arguments(name):
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=3, backbone="resnet18", last_stride=2)
+    torch.manual_seed(0)
+    same = build_model_on(name, num_classes=3, trunk=TrunkSpec("resnet18", None, 2))
+    assert model.state_dict().keys() == same.state_dict().keys()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, same.state_dict()[key]), key
+    model.eval()
+    same.eval()
+    images = torch.randn(2, 3, 192, 64)  # 6 rows at stride 32, enough for PCB's 6 stripes
+    with torch.no_grad():
+        torch.testing.assert_close(model.embed(images), same.embed(images))
+    # last_stride reaches the trunk (MGN: its part branches): stride 1 has fewer down-sampling convs
+    stride1 = build_model(name, num_classes=3, backbone="resnet18", last_stride=1)
+    assert _strided_convs(stride1) < _strided_convs(model)
+
+
+def _strided_convs(model: nn.Module) -> int:
+    return sum(1 for module in model.modules() if isinstance(module, nn.Conv2d) and module.stride == (2, 2))

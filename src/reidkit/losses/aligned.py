@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from reidkit.distance import pairwise_distance
-from reidkit.losses.triplet import hardest_pairs, identity_masks, zero_loss
+from reidkit.losses.triplet import batch_distances, hardest_pairs, zero_loss
 from reidkit.models.output import ReidOutput
 
 
@@ -177,8 +177,7 @@ def aligned_triplet(
                 f"aligned_triplet: batch sizes differ: global {tuple(global_features.shape)}, "
                 f"local {tuple(local_features.shape)}, pids {tuple(pids.shape)}"
             )
-        global_distance = pairwise_distance(global_features, global_features, "euclidean")
-        positive, negative = identity_masks(pids)
+        global_distance, positive, negative = batch_distances(global_features, pids, "euclidean")
         d_ap, d_an, valid = hardest_pairs(global_distance, positive, negative)
         if not bool(valid.any()):
             losses.append(zero_loss(global_distance) + zero_loss(local_features))

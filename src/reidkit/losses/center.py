@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from reidkit.distance import METRICS, paired_distance
+from reidkit.distance import paired_distance
+from reidkit.losses.triplet import check_metric_inputs
 
 
 def init_centers(num_classes: int, feat_dim: int) -> nn.Parameter:
@@ -36,19 +37,12 @@ def center_loss(features: Tensor, pids: Tensor, centers: Tensor, *, metric: str 
 
     Reference: Wen et al., "A Discriminative Feature Learning Approach for Deep Face Recognition", ECCV 2016.
     """
-    if features.dim() != 2:
-        raise ValueError(f"features: expected [B, D], got shape {tuple(features.shape)}")
+    check_metric_inputs(features, pids, metric)
     if centers.dim() != 2 or centers.shape[1] != features.shape[1]:
         raise ValueError(
             f"centers: expected [num_classes, {features.shape[1]}] to match features, "
             f"got shape {tuple(centers.shape)}"
         )
-    if pids.dim() != 1 or pids.shape[0] != features.shape[0]:
-        raise ValueError(
-            f"pids: expected [B] with B = {features.shape[0]} to match features, got shape {tuple(pids.shape)}"
-        )
-    if metric not in METRICS:
-        raise ValueError(f"metric: unknown distance {metric!r}; choose from {list(METRICS)}")
     bad = (pids < 0) | (pids >= centers.shape[0])
     if bool(bad.any()):
         raise ValueError(f"pids: values must be in [0, {centers.shape[0]}), got {pids[bad][:5].tolist()}")

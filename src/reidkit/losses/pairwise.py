@@ -6,8 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from reidkit.distance import pairwise_distance
-from reidkit.losses.triplet import prepare_metric_inputs, zero_loss
+from reidkit.losses.triplet import batch_distances, mean_or_zero
 
 
 def contrastive(
@@ -36,12 +35,9 @@ def contrastive(
     Reference: Hadsell, Chopra and LeCun, "Dimensionality Reduction by Learning an Invariant Mapping",
     CVPR 2006.
     """
-    features = prepare_metric_inputs(features, pids, metric)
-    dist = pairwise_distance(features, features, metric)
-    size = features.shape[0]
-    if size < 2:
-        return zero_loss(dist)
-    first, second = torch.triu_indices(size, size, offset=1, device=features.device)
+    dist, positive, _ = batch_distances(features, pids, metric)
+    size = dist.shape[0]
+    first, second = torch.triu_indices(size, size, offset=1, device=dist.device)
     pair_dist = dist[first, second]
-    same = (pids[first] == pids[second]).to(dist.dtype)
-    return (same * pair_dist.pow(2) + (1.0 - same) * F.relu(margin - pair_dist).pow(2)).mean()
+    same = positive[first, second].to(dist.dtype)
+    return mean_or_zero(same * pair_dist.pow(2) + (1.0 - same) * F.relu(margin - pair_dist).pow(2), dist)

@@ -6,8 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from reidkit.distance import pairwise_distance
-from reidkit.losses.triplet import hardest_pairs, identity_masks, prepare_metric_inputs, zero_loss
+from reidkit.losses.triplet import batch_distances, hardest_pairs, mean_or_zero
 
 
 def quadruplet(
@@ -47,15 +46,11 @@ def quadruplet(
     Reference: Chen et al., "Beyond Triplet Loss: a Deep Quadruplet Network for Person Re-identification",
     CVPR 2017.
     """
-    features = prepare_metric_inputs(features, pids, metric)
-    dist = pairwise_distance(features, features, metric)
-    positive, negative = identity_masks(pids)
+    dist, positive, negative = batch_distances(features, pids, metric)
     d_ap, d_an1, valid = hardest_pairs(dist, positive, negative)
     # stranger_pairs[a, i, j]: i and j have different identities, neither of them a's.
     stranger_pairs = negative[:, :, None] & negative[:, None, :] & negative[None, :, :]
     d_n1n2 = torch.where(stranger_pairs, dist[None, :, :], dist.new_tensor(float("inf"))).amin(dim=(1, 2))
     valid = valid & stranger_pairs.flatten(1).any(dim=1)
-    if not bool(valid.any()):
-        return zero_loss(dist)
     d_ap, d_an1, d_n1n2 = d_ap[valid], d_an1[valid], d_n1n2[valid]
-    return (F.relu(d_ap - d_an1 + margin) + F.relu(d_ap - d_n1n2 + second_margin)).mean()
+    return mean_or_zero(F.relu(d_ap - d_an1 + margin) + F.relu(d_ap - d_n1n2 + second_margin), dist)

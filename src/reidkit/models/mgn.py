@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from reidkit.errors import ConfigError
-from reidkit.models.backbones import build_backbone, set_stage_stride, trunk_stages
+from reidkit.models.backbones import DEFAULT_TRUNK, TrunkSpec, set_stage_stride, trunk_stages
 from reidkit.models.baseline import make_classifier, make_reduction
 from reidkit.models.output import ReidOutput
 
@@ -34,7 +34,8 @@ class MGN(nn.Module):
     - *part-2* and *part-3*: ``layer4`` with stride 1 (``[B, 2048, 24, 8]``), split into 2 and 3 horizontal
       stripes.
 
-    (``global_stride`` and ``last_stride`` set the two ``layer4`` strides; the defaults follow the paper.)
+    (``global_stride`` and the trunk's ``last_stride`` set the two ``layer4`` strides; the defaults follow the
+    paper.)
 
     Every branch max-pools its whole map to a 2048-d global feature ``z`` (``z_G``, ``z_P2``, ``z_P3``); the
     part branches also max-pool each stripe. Each of these 8 features is reduced by its own 1x1 conv + BN +
@@ -56,9 +57,7 @@ class MGN(nn.Module):
         self,
         *,
         num_classes: int,
-        backbone: str = "resnet50",
-        pretrained: str | None = None,
-        last_stride: int = 1,
+        trunk: TrunkSpec = DEFAULT_TRUNK,
         global_stride: int = 2,
         reduced_dim: int = 256,
         part_counts: tuple[int, ...] | list[int] = (2, 3),
@@ -68,9 +67,8 @@ class MGN(nn.Module):
         """
         Args:
             num_classes: number of training identities.
-            backbone: a ResNet trunk name (``resnet50`` in the paper) or ``mobilenet_v2``.
-            pretrained: None, ``"imagenet"`` or a state-dict path for the trunk.
-            last_stride: stride of the *part* branches' ``layer4`` (1 in the paper).
+            trunk: a ResNet (``resnet50`` in the paper) or ``mobilenet_v2`` trunk; its last stride is that of
+                the *part* branches' ``layer4`` (1 in the paper).
             global_stride: stride of the *global* branch's ``layer4`` (2 in the paper).
             reduced_dim: channels of each reduced feature (256).
             part_counts: stripes of each part branch (``(2, 3)``).
@@ -88,18 +86,18 @@ class MGN(nn.Module):
         part_counts = tuple(part_counts)
         if not part_counts or any(not isinstance(count, int) or count < 1 for count in part_counts):
             raise ConfigError(f"part_counts must be a list of positive integers, got {list(part_counts)!r}")
-        for key, value in (("last_stride", last_stride), ("global_stride", global_stride)):
+        for key, value in (("last_stride", trunk.last_stride), ("global_stride", global_stride)):
             if value not in (1, 2):
                 raise ConfigError(f"{key} must be 1 or 2, got {value!r}")
-        trunk, channels = build_backbone(backbone, pretrained=pretrained, last_stride=global_stride)
-        stem, (layer1, layer2, layer3, layer4) = trunk_stages(trunk)
+        shared_trunk, channels = trunk.build(last_stride=global_stride)
+        stem, (layer1, layer2, layer3, layer4) = trunk_stages(shared_trunk)
         self.shared = nn.Sequential(*stem, layer1, layer2, layer3[0])
         rest = nn.Sequential(layer3[1:], layer4)
         self.global_branch = copy.deepcopy(rest)
         self.part_branches = nn.ModuleList()
         for _ in part_counts:
             branch = copy.deepcopy(rest)
-            set_stage_stride(branch[1], last_stride)
+            set_stage_stride(branch[1], trunk.last_stride)
             self.part_branches.append(branch)
         self.part_counts = part_counts
         count = 1 + len(part_counts) + sum(part_counts)

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from reidkit.errors import ConfigError
+from reidkit.models.backbones import DEFAULT_TRUNK, TrunkSpec
 from reidkit.models.output import ReidOutput
 
 
@@ -37,9 +38,7 @@ class MutualModel(nn.Module):
         self,
         *,
         num_classes: int,
-        backbone: str = "resnet50",
-        pretrained: str | None = None,
-        last_stride: int = 1,
+        trunk: TrunkSpec = DEFAULT_TRUNK,
         member: str = "aligned",
         members: int = 2,
         embed_member: int = 0,
@@ -48,14 +47,14 @@ class MutualModel(nn.Module):
         """
         Args:
             num_classes: number of training identities.
-            backbone, pretrained, last_stride: passed to every member.
+            trunk: every member's trunk (each member builds its own copy).
             member: registered model name of the members (not ``"mutual"``).
             members: number of members (>= 2).
             embed_member: index of the member used for retrieval, or -1 for the mean of all members.
             member_params: extra keyword arguments of the member model.
         """
         super().__init__()
-        from reidkit.models import MODELS, build_model  # the registry imports this module
+        from reidkit.models import MODELS, build_model_on  # the registry imports this module
 
         if member == "mutual" or member not in MODELS:
             raise ConfigError(
@@ -66,14 +65,7 @@ class MutualModel(nn.Module):
         if not -1 <= embed_member < members:
             raise ConfigError(f"embed_member must be -1 or an index below {members}, got {embed_member!r}")
         self.members = nn.ModuleList(
-            build_model(
-                member,
-                num_classes=num_classes,
-                backbone=backbone,
-                pretrained=pretrained,
-                last_stride=last_stride,
-                **(member_params or {}),
-            )
+            build_model_on(member, num_classes=num_classes, trunk=trunk, **(member_params or {}))
             for _ in range(members)
         )
         dims = {model.embedding_dim for model in self.members}

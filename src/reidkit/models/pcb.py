@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from reidkit.errors import ConfigError
-from reidkit.models.backbones import build_backbone
+from reidkit.models.backbones import DEFAULT_TRUNK, TrunkSpec
 from reidkit.models.baseline import make_classifier, make_reduction
 from reidkit.models.output import ReidOutput
 
@@ -63,9 +63,7 @@ class PCB(nn.Module):
         self,
         *,
         num_classes: int,
-        backbone: str = "resnet50",
-        pretrained: str | None = None,
-        last_stride: int = 1,
+        trunk: TrunkSpec = DEFAULT_TRUNK,
         parts: int = 6,
         reduced_dim: int = 256,
         refined_pooling: bool = False,
@@ -75,7 +73,7 @@ class PCB(nn.Module):
         """
         Args:
             num_classes: number of training identities.
-            backbone, pretrained, last_stride: see :func:`reidkit.models.backbones.build_backbone`.
+            trunk: the trunk to build (``resnet50`` with last stride 1 in the paper).
             parts: number of horizontal stripes (6 in the paper).
             reduced_dim: channels of each stripe after the 1x1 conv reduction (256).
             refined_pooling: use refined part pooling (RPP) instead of uniform stripes.
@@ -89,7 +87,7 @@ class PCB(nn.Module):
             raise ConfigError(f"embed_feature must be 'reduced' or 'pooled', got {embed_feature!r}")
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
-        self.trunk, channels = build_backbone(backbone, pretrained=pretrained, last_stride=last_stride)
+        self.trunk, channels = trunk.build()
         self.parts = parts
         self.rpp = RefinedPartPooling(channels, parts) if refined_pooling else None
         self.reductions = nn.ModuleList(make_reduction(channels, reduced_dim) for _ in range(parts))
