@@ -68,8 +68,8 @@ def search(
     hits = service.search_upload(
         image,
         top_k=top_k,
-        camera=split_list(camera),
-        exclude_camera=split_list(exclude_camera),
+        camera=split_list(camera, "camera"),
+        exclude_camera=split_list(exclude_camera, "exclude_camera"),
         since=since or None,
         until=until or None,
         pid=parse_pids(pid),

@@ -31,6 +31,8 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_METADATA_CHARS = 256 * 1024
 #: nesting limit of the ``metadata`` JSON: the list, an item's object and its ``extra`` count as 3 levels.
 MAX_METADATA_DEPTH = 16
+#: values one filter field (camera, exclude_camera, pid) may list.
+MAX_FILTER_VALUES = 1000
 #: room for the multipart framing and form fields around the images of one request body.
 REQUEST_OVERHEAD_BYTES = 1024 * 1024
 #: seconds a request body may take to arrive in full, and may pause between two chunks.
@@ -165,11 +167,18 @@ def open_uploads(
     return opened
 
 
-def split_list(value: str | None) -> list[str] | None:
-    """A comma-separated form field as its stripped, non-empty parts; None when the field is blank."""
+def split_list(value: str | None, name: str = "field") -> list[str] | None:
+    """A comma-separated form field as its stripped, non-empty parts; None when the field is blank.
+
+    Raises:
+        UploadError: 422, more than :data:`MAX_FILTER_VALUES` parts.
+    """
     if value is None or not value.strip():
         return None
-    return [part.strip() for part in value.split(",") if part.strip()]
+    parts = [part.strip() for part in value.split(",") if part.strip()]
+    if len(parts) > MAX_FILTER_VALUES:
+        raise UploadError(422, f"{name} lists {len(parts)} values; the limit is {MAX_FILTER_VALUES}")
+    return parts
 
 
 def check_int64(value: int, name: str) -> int:
@@ -189,7 +198,7 @@ def parse_pids(value: str | None) -> list[int] | None:
     Raises:
         UploadError: 422, a part that is not an integer or out of range.
     """
-    parts = split_list(value)
+    parts = split_list(value, "pid")
     if parts is None:
         return None
     try:
