@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from reidkit.index import Index
 from reidkit.serve import MAX_METADATA_DEPTH, create_app
-from test_serve import COLOURS, TOKEN, ColourEmbedder, encode, person
+from test_serve import COLOURS, TOKEN, ColourEmbedder, encode, person, png_header_only
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 BEYOND = str(2**63)  # one past the largest 64-bit integer
@@ -125,3 +125,12 @@ def test_sees_what_another_process_adds(gallery):
         other.delete([hits[1]["id"]])
     assert client.get("/health").json()["count"] == 13
     assert client.delete(f"/gallery/{hits[1]['id']}", headers=AUTH).status_code == 404
+
+
+def test_image_too_long_to_store_is_refused(client):
+    """A 1 x 70000 image decodes, but no JPEG can hold it: refused before decoding, not a 500 when stored."""
+    files = [("images", ("tall.png", png_header_only(1, 70_000), "image/png"))]
+    response = client.post("/gallery", files=files, headers=AUTH)
+    assert (
+        response.status_code == 413 and "each side must be at most 65500 pixels" in response.json()["detail"]
+    )

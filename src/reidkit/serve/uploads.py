@@ -25,6 +25,8 @@ DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
 MAX_IMAGES_PER_REQUEST = 64
 ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "GIF", "TIFF", "PPM")
+#: the longest side accepted, in pixels: the largest a JPEG (how added images are stored) can hold.
+MAX_SIDE = 65_500
 #: the range of SQLite's integers (ids, pids, frames).
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 #: size limit of the ``metadata`` form field, in characters.
@@ -68,7 +70,7 @@ def open_image(file: BinaryIO, *, name: str, size: int, max_bytes: int, max_pixe
         name: the upload's name, for messages.
         size: the file's length in bytes.
         max_bytes: size limit.
-        max_pixels: width x height limit, checked from the header.
+        max_pixels: width x height limit, checked from the header (and each side at most :data:`MAX_SIDE`).
 
     Returns:
         The opened, not yet decoded image (pass it to :func:`load_rgb`).
@@ -95,6 +97,10 @@ def open_image(file: BinaryIO, *, name: str, size: int, max_bytes: int, max_pixe
     width, height = image.size
     if width < 1 or height < 1:
         raise UploadError(400, f"{name}: image has no pixels ({width}x{height})")
+    if max(width, height) > MAX_SIDE:
+        raise UploadError(
+            413, f"{name}: image is {width}x{height}; each side must be at most {MAX_SIDE} pixels"
+        )
     if width * height > max_pixels:
         raise UploadError(
             413,
