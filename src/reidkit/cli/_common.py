@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from reidkit.errors import ReidkitError
@@ -120,6 +121,22 @@ def non_negative_float(value: str) -> float:
     number = float(value)
     if not 0.0 <= number < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return number
+
+
+def port_number(value: str) -> int:
+    """argparse type: a TCP port, an integer in 0..65535 (0: any free port)."""
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number in 0..65535, got {value}")
+    return number
+
+
+def positive_float(value: str) -> float:
+    """argparse type: a finite number > 0."""
+    number = float(value)
+    if not (math.isfinite(number) and number > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {value}")
     return number
 
 

@@ -13,7 +13,9 @@ from reidkit.cli._common import (
     dataset_options,
     embedder_from_args,
     image_folder,
+    port_number,
     positive,
+    positive_float,
     split_samples,
 )
 from reidkit.errors import ReidkitError
@@ -182,11 +184,30 @@ def add_serve(commands) -> None:
     p.add_argument("--index", required=True)
     add_embedder_arguments(p)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=port_number, default=8000, help="TCP port, 0..65535 (default 8000)")
     p.add_argument(
         "--token-env", default="REIDKIT_TOKEN", help="environment variable holding the write token"
     )
-    p.add_argument("--max-upload-mb", type=float, default=10.0)
+    p.add_argument("--max-upload-mb", type=positive_float, default=10.0, help="size limit of one image")
+    p.add_argument(
+        "--max-pixels",
+        type=positive,
+        default=40_000_000,
+        help="width x height limit of the images of one request, summed (default 40000000)",
+    )
+    p.add_argument(
+        "--max-concurrent-decodes",
+        type=positive,
+        default=2,
+        help="requests at the pixel limit decoding at once; decoded images take at most about "
+        "max-pixels x this x 8 bytes (default 2)",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=positive_float,
+        default=120.0,
+        help="seconds a request body may take to arrive (default 120)",
+    )
     p.set_defaults(func=run_serve)
 
 
@@ -203,6 +224,9 @@ def run_serve(args: argparse.Namespace) -> int:
         port=args.port,
         token_env=args.token_env,
         max_upload_mb=args.max_upload_mb,
+        max_pixels=args.max_pixels,
+        max_concurrent_decodes=args.max_concurrent_decodes,
+        body_timeout_s=args.body_timeout,
         device=args.device,
     )
     return 0

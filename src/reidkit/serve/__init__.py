@@ -11,39 +11,60 @@ Endpoints (OpenAPI docs at ``/docs``):
 - ``GET /gallery/{id}/image?size=thumb|full``: the gallery image (thumbnail by default).
 - ``GET /health``: model, index size and settings.
 
-Uploads are checked before they are decoded: size in bytes, then width x height from the header (a
-decompression bomb is refused before its pixels are allocated), then a full decode (a truncated file is
-refused). Every refusal is a 4xx with a message saying what was expected. Write endpoints need
-``Authorization: Bearer <token>``; with no token configured they are disabled. The token is compared in
-constant time and never logged.
+Requests are checked before their body is read (:mod:`~reidkit.serve.guard`): write endpoints need
+``Authorization: Bearer <token>`` (with no token configured they are disabled; the token is compared in
+constant time and never logged), and bodies are capped and timed while they stream (413, 408). Uploads are
+checked before they are decoded: size in bytes, then width x height from the header, summed over the images
+of a request (a decompression bomb is refused before its pixels are allocated), then a full decode (a
+truncated file is refused) while the request holds its pixels from the service's decoded-pixel budget
+(``max_pixels * max_concurrent_decodes``; 503 with ``Retry-After`` when it stays busy). Form fields are
+bound-checked (ids and pids within 64-bit integers, metadata size and depth). Every refusal is a 4xx with a
+message saying what was expected; an unexpected error is a logged 500 JSON answer without a traceback. Each
+request first picks up what other processes committed to the index since the last one.
 
 Modules: :mod:`~reidkit.serve.app` (the app factory), :mod:`~reidkit.serve.routes` (the endpoints),
-:mod:`~reidkit.serve.service` (the index and model behind them), :mod:`~reidkit.serve.uploads` (checking
-uploads and form fields), :mod:`~reidkit.serve.page` (the web page), :mod:`~reidkit.serve.server` (running it).
+:mod:`~reidkit.serve.service` (the index and model behind them), :mod:`~reidkit.serve.guard` (the
+checks before a route runs), :mod:`~reidkit.serve.budget` (the decoded-pixel budget),
+:mod:`~reidkit.serve.uploads` (checking uploads and form fields; the limits' defaults), :mod:`~reidkit.serve.page` (the web page), :mod:`~reidkit.serve.server` (running it).
 FastAPI and uvicorn (the ``[serve]`` extra) are imported only when an app is built or run.
 """
 
 from __future__ import annotations
 
 from reidkit.serve.app import create_app
+from reidkit.serve.budget import BYTES_PER_PIXEL, PixelBudget
 from reidkit.serve.server import BackgroundServer, run, serve_main
 from reidkit.serve.service import THUMBNAIL_SIZE, Service
 from reidkit.serve.uploads import (
     ALLOWED_FORMATS,
+    DEFAULT_BODY_IDLE_TIMEOUT_S,
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_DECODE_WAIT_S,
+    DEFAULT_MAX_CONCURRENT_DECODES,
     DEFAULT_MAX_PIXELS,
     DEFAULT_MAX_UPLOAD_BYTES,
     MAX_IMAGES_PER_REQUEST,
+    MAX_METADATA_CHARS,
+    MAX_METADATA_DEPTH,
     UploadError,
     decode_upload,
 )
 
 __all__ = [
     "ALLOWED_FORMATS",
+    "BYTES_PER_PIXEL",
+    "DEFAULT_BODY_IDLE_TIMEOUT_S",
+    "DEFAULT_BODY_TIMEOUT_S",
+    "DEFAULT_DECODE_WAIT_S",
+    "DEFAULT_MAX_CONCURRENT_DECODES",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MAX_UPLOAD_BYTES",
     "MAX_IMAGES_PER_REQUEST",
+    "MAX_METADATA_CHARS",
+    "MAX_METADATA_DEPTH",
     "THUMBNAIL_SIZE",
     "BackgroundServer",
+    "PixelBudget",
     "Service",
     "UploadError",
     "create_app",

@@ -23,8 +23,10 @@ router = APIRouter()
 
 
 def get_service(request: Request) -> Service:
-    """The service of the app handling ``request``."""
-    return request.app.state.service
+    """The service of the app handling ``request``, moved to the newest version of its index first."""
+    service = request.app.state.service
+    service.refresh_if_changed()
+    return service
 
 
 ServiceDependency = Annotated[Service, Depends(get_service)]
@@ -63,11 +65,11 @@ def search(
 ) -> dict[str, Any]:
     """Rank the gallery by distance to the uploaded photo."""
     started = time.perf_counter()
-    hits = service.search(
-        service.read_upload(image),
+    hits = service.search_upload(
+        image,
         top_k=top_k,
-        camera=split_list(camera),
-        exclude_camera=split_list(exclude_camera),
+        camera=split_list(camera, "camera"),
+        exclude_camera=split_list(exclude_camera, "exclude_camera"),
         since=since or None,
         until=until or None,
         pid=parse_pids(pid),
@@ -94,7 +96,7 @@ def add_to_gallery(
     if len(images) > MAX_IMAGES_PER_REQUEST:
         raise UploadError(413, f"{len(images)} images in one request; the limit is {MAX_IMAGES_PER_REQUEST}")
     entries = parse_metadata(metadata, len(images))
-    ids = service.add([service.read_upload(upload) for upload in images], entries)
+    ids = service.add_uploads(images, entries)
     return {"ids": [int(i) for i in ids], "count": len(service.index)}
 
 

@@ -11,7 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from reidkit.serve.app import create_app
-from reidkit.serve.uploads import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES
+from reidkit.serve.uploads import (
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_MAX_CONCURRENT_DECODES,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_UPLOAD_BYTES,
+)
 
 #: seconds a background server may take to start or to stop.
 _START_STOP_TIMEOUT = 30
@@ -58,17 +63,14 @@ def run(
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
-    token: str | None = None,
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
     log_level: str = "info",
+    **limits: Any,
 ) -> None:
-    """Serve until interrupted."""
+    """Serve until interrupted; ``limits`` (``token``, ``max_upload_bytes``, ``max_pixels``,
+    ``max_concurrent_decodes``, ...) are the keyword arguments of :func:`reidkit.serve.create_app`."""
     import uvicorn
 
-    app = create_app(
-        index_dir, embedder, token=token, max_upload_bytes=max_upload_bytes, max_pixels=max_pixels
-    )
+    app = create_app(index_dir, embedder, **limits)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 
@@ -84,12 +86,16 @@ def serve_main(
     token_env: str = "REIDKIT_TOKEN",
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_BYTES / 2**20,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_concurrent_decodes: int = DEFAULT_MAX_CONCURRENT_DECODES,
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
     device: str = "cpu",
 ) -> None:
     """``reidkit serve``: load the embedder (exactly one of checkpoint / onnx / openvino) and serve ``index``.
 
     The write token is read from the environment variable ``token_env`` (never from the command line, where
-    other users could see it); without it the write endpoints are disabled.
+    other users could see it); without it the write endpoints are disabled. ``max_pixels`` and
+    ``max_concurrent_decodes`` bound the memory of decoded images to about
+    ``max_pixels * max_concurrent_decodes * 8`` bytes (see :func:`reidkit.serve.create_app`).
     """
     from reidkit.embed import load_embedder
 
@@ -108,6 +114,8 @@ def serve_main(
         host=host,
         port=port,
         token=token,
-        max_upload_bytes=int(max_upload_mb * 2**20),
+        max_upload_bytes=max(1, int(max_upload_mb * 2**20)),
         max_pixels=max_pixels,
+        max_concurrent_decodes=max_concurrent_decodes,
+        body_timeout_s=body_timeout_s,
     )

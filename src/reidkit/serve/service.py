@@ -2,16 +2,26 @@
 
 Independent of HTTP: the routes (:mod:`reidkit.serve.routes`) parse requests, call these methods and shape
 the answers. Refusals are :class:`~reidkit.serve.uploads.UploadError` with the HTTP status to answer with.
+
+Memory: the images of a request are decoded only while the request holds their pixels from the service's
+:class:`~reidkit.serve.budget.PixelBudget` (``max_pixels * max_concurrent_decodes`` pixels), so decoded images
+take at most about ``max_pixels * max_concurrent_decodes * BYTES_PER_PIXEL`` bytes at once.
+
+Freshness: before each request the service checks (one SQLite read) whether another process committed a newer
+version of the index, and moves to it (:meth:`Service.refresh_if_changed`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import io
+import json
+import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +29,19 @@ import numpy as np
 from PIL import Image
 
 from reidkit._io import atomic_write_bytes
-from reidkit.index import FingerprintMismatchError, Index, SearchHit
-from reidkit.serve.uploads import MAX_IMAGES_PER_REQUEST, Upload, UploadError, read_upload
+from reidkit.index import DATABASE_NAME, FingerprintMismatchError, Index, SearchHit
+from reidkit.serve.budget import PixelBudget
+from reidkit.serve.uploads import (
+    DEFAULT_DECODE_WAIT_S,
+    DEFAULT_MAX_CONCURRENT_DECODES,
+    Upload,
+    UploadError,
+    check_int64,
+    load_rgb,
+    open_uploads,
+)
 
 THUMBNAIL_SIZE = (128, 256)  # width, height bound
-#: room for the multipart framing and form fields around the images of one request.
-REQUEST_OVERHEAD_BYTES = 1024 * 1024
 
 
 class Service:
@@ -36,7 +53,8 @@ class Service:
         embedder: the model that built the index.
         token: bearer token of the write endpoints (None: writes disabled).
         max_upload_bytes: size limit of one uploaded image.
-        max_pixels: width x height limit of one uploaded image.
+        max_pixels: width x height limit of the images of one request, summed.
+        pixels: the decoded-pixel budget, ``max_pixels * max_concurrent_decodes`` pixels.
         media_dir: where images added through the service are stored.
         started: ``time.time()`` at start.
         write_lock: serialises the service's own writes (an add, or a lookup then delete).
@@ -51,12 +69,25 @@ class Service:
         max_upload_bytes: int,
         max_pixels: int,
         media_dir: Path,
+        max_concurrent_decodes: int = DEFAULT_MAX_CONCURRENT_DECODES,
+        decode_wait_s: float = DEFAULT_DECODE_WAIT_S,
     ) -> None:
         """Open ``index_dir`` for ``embedder``.
 
         Raises:
+            ValueError: a limit that is not positive.
             FingerprintMismatchError: the embedder is not the model that built the index.
         """
+        for name, value in (
+            ("max_upload_bytes", max_upload_bytes),
+            ("max_pixels", max_pixels),
+            ("max_concurrent_decodes", max_concurrent_decodes),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not decode_wait_s >= 0:
+            raise ValueError(f"decode_wait_s must be >= 0 seconds, got {decode_wait_s!r}")
+        self.pixels = PixelBudget(max_pixels * max_concurrent_decodes, wait_s=decode_wait_s)
         self.index = Index.open(index_dir)
         if self.index.fingerprint != embedder.fingerprint:
             self.index.close()
@@ -73,11 +104,6 @@ class Service:
         self.started = time.time()
         self.write_lock = threading.Lock()
 
-    @property
-    def request_limit(self) -> int:
-        """Largest request body accepted: a full batch of images at the size limit, plus the form."""
-        return self.max_upload_bytes * MAX_IMAGES_PER_REQUEST + REQUEST_OVERHEAD_BYTES
-
     def image_path(self, path: str) -> Path:
         """Where an item's image is: its path, relative to the index directory unless absolute."""
         candidate = Path(path)
@@ -92,9 +118,39 @@ class Service:
         if not hmac.compare_digest(authorization[len("Bearer ") :].encode(), self.token.encode()):
             raise UploadError(403, "the bearer token is not valid")
 
-    def read_upload(self, upload: Upload) -> Image.Image:
-        """Decode one uploaded image within the service's limits."""
-        return read_upload(upload, max_bytes=self.max_upload_bytes, max_pixels=self.max_pixels)
+    # ------------------------------------------------------------------ freshness
+    def index_changed(self) -> bool:
+        """True when another process committed a version of the index other than the one served.
+
+        One read of the committed version from the database's settings table, on a short-lived read-only
+        connection (the index's own connection keeps its snapshot open, so it cannot see newer versions).
+        """
+        database = (self.index_dir / DATABASE_NAME).resolve()
+        with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True, timeout=10)) as db:
+            (value,) = db.execute("SELECT value FROM settings WHERE key = 'version'").fetchone()
+        return int(json.loads(value)) != self.index.version
+
+    def refresh_if_changed(self) -> None:
+        """Move the index to the newest committed version when another process wrote to it."""
+        if self.index_changed():
+            self.index.refresh()
+
+    # ------------------------------------------------------------------ decoding
+    @contextlib.contextmanager
+    def decoded(self, uploads: Sequence[Upload]) -> Iterator[list[Image.Image]]:
+        """The uploads decoded to RGB, for the body of the ``with`` block only.
+
+        Headers are checked first (each image within ``max_upload_bytes``, all together within
+        ``max_pixels``); the pixels are then decoded while the request holds them from the pixel budget.
+
+        Raises:
+            UploadError: 4xx for a refused upload, 503 when the budget stays busy.
+        """
+        opened = open_uploads(uploads, max_bytes=self.max_upload_bytes, max_pixels=self.max_pixels)
+        with self.pixels.hold(sum(image.size[0] * image.size[1] for _, image in opened)):
+            images = [load_rgb(image, name=name) for name, image in opened]
+            del opened
+            yield images
 
     # ------------------------------------------------------------------ operations
     def health(self) -> dict[str, Any]:
@@ -112,10 +168,20 @@ class Service:
             "uptime_s": round(time.time() - self.started, 1),
         }
 
-    def search(self, query: Image.Image, *, top_k: int, **filters: Any) -> list[SearchHit]:
-        """The gallery ranked by distance to ``query``; ``filters`` as for :meth:`reidkit.index.Index.search`."""
-        embedding = self.embedder.embed_images([query])
+    def search_upload(self, upload: Upload, *, top_k: int, **filters: Any) -> list[SearchHit]:
+        """Decode the uploaded query photo (within the limits) and rank the gallery by distance to it."""
+        with self.decoded([upload]) as images:
+            embedding = self.embedder.embed_images(images)
         return self.index.search(embedding, fingerprint=self.embedder.fingerprint, top_k=top_k, **filters)[0]
+
+    def add_uploads(self, uploads: Sequence[Upload], entries: Sequence[dict[str, Any]]) -> np.ndarray:
+        """Decode uploaded images (within the limits) and add them with :meth:`add`.
+
+        Returns:
+            ``[N]`` new ids.
+        """
+        with self.decoded(uploads) as images:
+            return self.add(images, entries)
 
     def add(self, images: Sequence[Image.Image], entries: Sequence[dict[str, Any]]) -> np.ndarray:
         """Embed images, store them under ``media_dir`` and add them with their metadata in one write.
@@ -156,6 +222,7 @@ class Service:
 
     def delete(self, item_id: int) -> None:
         """Remove one item, and its image when the service stored it."""
+        check_int64(item_id, "item id")
         with self.write_lock:
             item = self.index.get(item_id)
             if item is None:
@@ -166,22 +233,30 @@ class Service:
             stored.unlink(missing_ok=True)
 
     def image_jpeg(self, item_id: int, size: str) -> bytes:
-        """An item's image as JPEG bytes: a thumbnail (``size="thumb"``) or the whole image (``"full"``)."""
+        """An item's image as JPEG bytes: a thumbnail (``size="thumb"``) or the whole image (``"full"``).
+
+        The stored image is decoded within the pixel budget, like an upload.
+        """
         if size not in ("thumb", "full"):
             raise UploadError(422, f"size must be 'thumb' or 'full', got {size!r}")
-        item = self.index.get(item_id)
+        item = self.index.get(check_int64(item_id, "item id"))
         if item is None:
             raise UploadError(404, f"no gallery item with id {item_id}")
         try:
-            with Image.open(self.image_path(item.path)) as image:
+            with (
+                Image.open(self.image_path(item.path)) as image,
+                self.pixels.hold(image.size[0] * image.size[1]),
+            ):
                 image.load()
                 image = image.convert("RGB")
+                if size == "thumb":
+                    image.thumbnail(THUMBNAIL_SIZE)
+                buffer = io.BytesIO()
+                image.save(buffer, format="JPEG", quality=88)
+        except UploadError:
+            raise
         except FileNotFoundError:
             raise UploadError(404, f"the image file of item {item_id} is missing on the server") from None
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
             raise UploadError(404, f"the image file of item {item_id} cannot be read") from None
-        if size == "thumb":
-            image.thumbnail(THUMBNAIL_SIZE)
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=88)
         return buffer.getvalue()
