@@ -173,8 +173,11 @@ def run_search(args: argparse.Namespace) -> int:
         ranked = RankedList(
             args.query, [h.item.path for h in existing], [False] * len(existing), [h.distance for h in existing]
         )
-        ranked_grid([ranked], out / "results.png", top_k=len(existing), neutral=True)
-        write_results_page(out / "results.html", args.query, hits)
+        try:
+            ranked_grid([ranked], out / "results.png", top_k=len(existing), neutral=True)
+            write_results_page(out / "results.html", args.query, hits)
+        except OSError as error:
+            raise ReidkitError(f"--out {out}: cannot write the results there ({error.strerror or error})") from None
         print(f"results: {out / 'results.png'}, {out / 'results.html'}")
     return 0
 
