@@ -74,10 +74,12 @@ def create_app(
         raise ImportError("the HTTP service needs FastAPI: pip install 'reidkit[serve]'") from error
     from reidkit.serve.guard import BodyCounter, RequestGuard
     from reidkit.serve.routes import router
+    from reidkit.serve.uploads import use_large_decode_blocks
 
     for name, value in (("body_timeout_s", body_timeout_s), ("body_idle_timeout_s", body_idle_timeout_s)):
         if not value > 0:
             raise ValueError(f"{name} must be > 0 seconds, got {value!r}")
+    use_large_decode_blocks()  # freed pixels go back to the system: memory stays within the decode budget
     index_dir = Path(index_dir)
     service = Service(
         index_dir,
