@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -136,8 +137,9 @@ def run_index_write(args: argparse.Namespace) -> int:
             done = index_images(index, embedder, paths, items, batch_size=args.batch_size, progress=not args.quiet)
             total = len(index)
     except BaseException:
-        if created:  # a build that committed nothing leaves nothing behind
-            discard_unwritten(Path(target))
+        if created:  # a build that committed nothing leaves nothing behind; the original error is reported
+            with contextlib.suppress(ReidkitError, OSError):
+                discard_unwritten(Path(target))
         raise
     print(f"indexed {done.added} images into {target} ({done.skipped} already there, skipped; {total} in all)")
     if done.replaced:
