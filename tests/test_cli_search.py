@@ -209,3 +209,79 @@ def test_bad_inputs(tmp_path, checkpoints, capsys):
     assert "nowhere is not a folder" in capsys.readouterr().err
     assert main(["index", "build", "--images", str(tmp_path), "--out", str(tmp_path / "i")]) == 2
     assert "exactly one of" in capsys.readouterr().err
+
+
+def _build(checkpoint, images, out, *extra) -> int:
+    return main(
+        [
+            "index",
+            "build",
+            "--checkpoint",
+            str(checkpoint),
+            "--images",
+            str(images),
+            "--out",
+            str(out),
+            "--quiet",
+            *extra,
+        ]
+    )
+
+
+def _folder_with_a_broken_image(synthetic_root, folder, broken: str) -> list:
+    """Eight gallery images ``00.jpg`` .. ``07.jpg`` and a file ``broken`` that is not an image."""
+    folder.mkdir()
+    sources = sorted((synthetic_root / "bounding_box_test").glob("*.jpg"))[:8]
+    for n, source in enumerate(sources):
+        (folder / f"{n:02d}.jpg").write_bytes(source.read_bytes())
+    (folder / broken).write_bytes(b"not a jpeg")
+    return sources
+
+
+def test_failed_build_resumes_and_re_add_skips(synthetic_root, checkpoints, tmp_path, capsys):
+    images, index = tmp_path / "images", tmp_path / "gallery.index"
+    _folder_with_a_broken_image(synthetic_root, images, "04b.jpg")  # sorted: the 6th of 9
+    assert _build(checkpoints[0], images, index, "--batch-size", "2") == 2
+    assert "04b.jpg" in capsys.readouterr().err
+    assert main(["index", "info", str(index), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 4  # the two chunks before the broken one
+
+    (images / "04b.jpg").unlink()
+    assert _build(checkpoints[0], images, index, "--batch-size", "2") == 0
+    out = capsys.readouterr().out
+    assert f"resuming the build in {index}: it holds 4 images from an earlier build" in out
+    assert f"indexed 4 images into {index} (4 already there, skipped; 8 in all)" in out
+
+    add = [
+        "index",
+        "add",
+        str(index),
+        "--checkpoint",
+        str(checkpoints[0]),
+        "--images",
+        str(images),
+        "--quiet",
+    ]
+    assert main(add) == 0
+    assert f"indexed 0 images into {index} (8 already there, skipped; 8 in all)" in capsys.readouterr().out
+
+    # other settings, or another model: refused, saying what differs and what to do
+    assert _build(checkpoints[0], images, index, "--metric", "l2") == 2
+    error = capsys.readouterr().err
+    assert "metric: 'ip' in the index, 'l2' asked" in error and "fingerprint" not in error
+    assert f"run `reidkit index add {index}`" in error and f"remove {index}" in error
+    assert _build(checkpoints[1], images, index) == 2
+    assert "fingerprint: " in capsys.readouterr().err
+    assert main(["index", "info", str(index), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 8
+
+
+def test_build_failing_before_its_first_commit_leaves_nothing(synthetic_root, checkpoints, tmp_path, capsys):
+    images, index = tmp_path / "images", tmp_path / "gallery.index"
+    _folder_with_a_broken_image(synthetic_root, images, "00a.jpg")  # sorted: the 2nd of 9, in the first chunk
+    assert _build(checkpoints[0], images, index) == 2
+    assert "00a.jpg" in capsys.readouterr().err
+    assert not index.exists()
+    (images / "00a.jpg").unlink()
+    assert _build(checkpoints[0], images, index, "--metric", "l2") == 0  # any settings: nothing blocks it
+    assert f"indexed 8 images into {index} (0 already there, skipped; 8 in all)" in capsys.readouterr().out

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -350,9 +351,40 @@ _WRITER = textwrap.dedent(
 )
 
 
-def _start_writer(directory: Path, mode: str, ready: Path) -> subprocess.Popen:
+_IMAGE_WRITER = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    import numpy as np
+    from reidkit.index import Index, index_images
+
+    directory, stall_at, ready, paths = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), sys.argv[4:]
+
+    class MeanColour:  # stalls for ever when asked for chunk ``stall_at`` (the chunks before it are committed)
+        name, fingerprint, dim, chunks = "mean-colour", "mean-colour-v1", 4, 0
+
+        def embed_images(self, images):
+            if self.chunks == stall_at:
+                ready.write_text("stalled")
+                time.sleep(600)
+            self.chunks += 1
+            rows = [np.append(np.asarray(i.convert("RGB"), np.float32).mean(axis=(0, 1)) / 255, 0.1) for i in images]
+            rows = np.asarray(rows, np.float32)
+            return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    with Index.open(directory) as index:
+        done = index_images(index, MeanColour(), paths, batch_size=4)
+    print(json.dumps({"added": done.added, "skipped": done.skipped}))
+    """
+)
+
+
+def _start_writer(
+    directory: Path, mode: str, ready: Path, *, script: str = _WRITER, args: list[str] | None = None, **popen
+) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, "-c", _WRITER, str(directory), mode, str(ready)], env=env)
+    command = [sys.executable, "-c", script, str(directory), mode, str(ready), *(args or [])]
+    return subprocess.Popen(command, env=env, **popen)
 
 
 def _check_consistent(directory: Path, initial: np.ndarray) -> int:
@@ -403,42 +435,34 @@ def test_writer_killed_while_writing_faiss_file(tmp_path, rng):
     assert _check_consistent(directory, initial) == 3050
 
 
-class _MeanColour:
-    name, fingerprint, dim, input_size = "mean-colour", "mean-colour-v1", 4, (4, 2)
-
-    def embed_images(self, images):
-        rows = [
-            np.append(np.asarray(i.convert("RGB"), np.float32).mean(axis=(0, 1)) / 255.0, 0.1) for i in images
-        ]
-        rows = np.asarray(rows, np.float32)
-        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
-
-
-def test_index_images_in_chunks(tmp_path):
+def test_killed_image_add_rerun_adds_the_rest_without_duplicates(tmp_path):
     from PIL import Image
 
-    from reidkit.errors import DatasetError
-    from reidkit.index import index_images
-
-    colours = [(250, 10, 10), (10, 250, 10), (10, 10, 250), (200, 200, 0), (0, 200, 200)]
     paths = []
-    for position, colour in enumerate(colours):
-        paths.append(str(tmp_path / f"{position}.png"))
-        Image.new("RGB", (6, 12), colour).save(paths[-1])
-    embedder = _MeanColour()
-    with Index.create(tmp_path / "index", dim=4, fingerprint=embedder.fingerprint) as index:
-        items = [{"path": p, "camera": str(n % 2)} for n, p in enumerate(paths)]
-        ids = index_images(index, embedder, paths, items, batch_size=2)
-        assert ids.tolist() == [1, 2, 3, 4, 5] and index.version == 3  # three chunks, three commits
-        assert sorted(p.name for p in (tmp_path / "index").glob("vectors-*.faiss")) == ["vectors-3.faiss"]
-        with pytest.raises(DatasetError, match="missing.png"):
-            index_images(index, embedder, [str(tmp_path / "missing.png")])
-        with pytest.raises(FingerprintMismatchError):
-            index_images(index, type("Other", (_MeanColour,), {"fingerprint": "x"})(), paths)
-    with Index.open(tmp_path / "index") as index:
-        hits = index.search(
-            embedder.embed_images([Image.new("RGB", (3, 3), colours[3])]),
-            fingerprint=embedder.fingerprint,
-            top_k=1,
-        )
-        assert hits[0][0].item.path == paths[3] and hits[0][0].distance < 1e-6
+    for n in range(30):
+        paths.append(str(tmp_path / f"{n:02d}.png"))
+        Image.new("RGB", (6, 12), (10 + 5 * n, 200 - 4 * n, 100)).save(paths[-1])
+    directory, ready = tmp_path / "index", tmp_path / "ready"
+    Index.create(directory, dim=4, fingerprint="mean-colour-v1").close()
+    writer = _start_writer(directory, "3", ready, script=_IMAGE_WRITER, args=paths)  # 3 chunks of 4 commit
+    deadline = time.monotonic() + 60
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ready.exists(), "the writer never reached its fourth chunk"
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    with Index.open(directory, readonly=True) as index:
+        assert len(index) == 12
+    rerun = _start_writer(
+        directory, "-1", ready, script=_IMAGE_WRITER, args=paths, stdout=subprocess.PIPE, text=True
+    )
+    output, _ = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0
+    assert json.loads(output.strip().splitlines()[-1]) == {"added": 18, "skipped": 12}
+    with Index.open(directory, readonly=True) as index:
+        ids = index.ids()
+        stored = [index.get(int(i)).path for i in ids]
+        assert sorted(stored) == sorted(str(Path(p).resolve()) for p in paths)  # each image once
+        hits = index.search(index.vectors(ids[:5]), fingerprint="mean-colour-v1", top_k=2)
+        for item_id, (first, second) in zip(ids[:5], hits, strict=True):
+            assert first.id == item_id and second.item.path != first.item.path

@@ -128,3 +128,15 @@ def test_an_index_without_refine_reads_as_no_refinement(tmp_path):
     _database_with(tmp_path, refine=None)  # written before the key existed
     with Index.open(tmp_path / "index") as index:
         assert index.settings.refine == 1 and index.info()["refine"] == 1
+
+
+def test_differences_name_each_creation_setting_and_ignore_state():
+    settings = _settings()
+    assert settings.differences(_settings(model_name="another label")) == []
+    trained = dataclasses.replace(settings, trained_nlist=12, version=9)
+    assert trained.differences(settings) == [] and settings.differences(trained) == []
+    assert settings.differences(_settings(metric="l2", fingerprint="other", nprobe=5)) == [
+        "fingerprint: 'm' in the index, 'other' asked",
+        "metric: 'ip' in the index, 'l2' asked",
+        "nprobe: 3 in the index, 5 asked",
+    ]

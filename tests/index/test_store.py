@@ -9,8 +9,21 @@ import pytest
 
 pytest.importorskip("faiss", reason="the index needs faiss-cpu: pip install 'reidkit[faiss]'")
 
-from reidkit.index import GalleryIndexError, GalleryItem, Index, IndexSettings  # noqa: E402
-from reidkit.index.store import ID_CHUNK, GalleryStore, create_database, rows_for_ids  # noqa: E402
+from reidkit.index import (  # noqa: E402
+    DATABASE_NAME,
+    GalleryIndexError,
+    GalleryItem,
+    Index,
+    IndexSettings,
+    SettingsMismatchError,
+)
+from reidkit.index.store import (  # noqa: E402
+    ID_CHUNK,
+    GalleryStore,
+    create_database,
+    discard_unwritten,
+    rows_for_keys,
+)
 
 DIM = 4
 
@@ -45,7 +58,7 @@ def test_more_ids_than_the_chunk_run_in_chunks_under_the_variable_limit(store):
     with pytest.raises(sqlite3.OperationalError, match="too many SQL variables"):
         connection.execute(f"SELECT id FROM items WHERE id IN ({','.join('?' * len(wanted))})", wanted)
     statements = _statements(connection)
-    rows = rows_for_ids(connection, "SELECT id, path FROM items WHERE id IN ({ids})", np.array(wanted))
+    rows = rows_for_keys(connection, "SELECT id, path FROM items WHERE id IN ({keys})", np.array(wanted))
     assert len(statements) == 3  # 1901 distinct ids in chunks of 900
     assert sorted(row[0] for row in rows) == wanted[:-1]
     assert all(path == f"{item_id}.jpg" for item_id, path in rows)
@@ -53,7 +66,7 @@ def test_more_ids_than_the_chunk_run_in_chunks_under_the_variable_limit(store):
 
 def test_empty_id_list_runs_no_statement(store):
     statements = _statements(store.connection)
-    assert rows_for_ids(store.connection, "SELECT id FROM items WHERE id IN ({ids})", []) == []
+    assert rows_for_keys(store.connection, "SELECT id FROM items WHERE id IN ({keys})", []) == []
     assert store.items([]) == {} and store.vectors(np.array([], np.int64)) == {}
     assert store.existing_ids([]).tolist() == []
     assert statements == []
@@ -62,7 +75,7 @@ def test_empty_id_list_runs_no_statement(store):
 def test_duplicate_ids_give_one_row_each_even_across_chunks(store):
     statements = _statements(store.connection)
     ids = [7, 3, 7, 3, 7, np.int64(3), 5]
-    rows = rows_for_ids(store.connection, "SELECT id FROM items WHERE id IN ({ids})", ids, chunk=1)
+    rows = rows_for_keys(store.connection, "SELECT id FROM items WHERE id IN ({keys})", ids, chunk=1)
     assert [row[0] for row in rows] == [7, 3, 5]  # first occurrences, in order
     assert len(statements) == 3
     assert store.existing_ids([5, 5, 2, 10**9]).tolist() == [2, 5]
@@ -109,3 +122,49 @@ def test_filters(store):
 def test_open_refuses_a_folder_without_a_database(tmp_path):
     with pytest.raises(GalleryIndexError, match="not a reidkit index"):
         GalleryStore(tmp_path)
+
+
+def _one_item(index: Index) -> None:
+    index.add(np.eye(1, DIM, dtype=np.float32), [{"path": "a.jpg"}], fingerprint="m")
+
+
+def test_create_or_resume_reopens_an_index_with_the_same_settings(tmp_path):
+    directory = tmp_path / "index"
+    index, resumed = Index.create_or_resume(directory, dim=DIM, fingerprint="m", model_name="x")
+    assert not resumed
+    with index:
+        _one_item(index)
+    index, resumed = Index.create_or_resume(directory, dim=DIM, fingerprint="m", model_name="renamed")
+    with index:
+        assert resumed and len(index) == 1
+    with pytest.raises(SettingsMismatchError) as caught:
+        Index.create_or_resume(directory, dim=DIM, fingerprint="other", metric="l2")
+    assert caught.value.differences == [
+        "fingerprint: 'm' in the index, 'other' asked",
+        "metric: 'ip' in the index, 'l2' asked",
+    ]
+    assert f"{directory} already holds an index with other settings" in str(caught.value)
+    with Index.open(directory) as index:
+        assert len(index) == 1  # refused: left as it was
+
+
+def test_an_index_never_written_to_blocks_no_build(tmp_path):
+    directory = tmp_path / "index"
+    Index.create(directory, dim=DIM, fingerprint="m").close()
+    index, resumed = Index.create_or_resume(directory, dim=2 * DIM, fingerprint="other", metric="l2")
+    with index:
+        assert not resumed and (index.dim, index.fingerprint, index.settings.metric) == (8, "other", "l2")
+    assert sorted(p.name for p in directory.iterdir()) == [DATABASE_NAME, "vectors-0.faiss"]
+
+
+def test_discard_unwritten_removes_only_an_untouched_index(tmp_path):
+    written, untouched, foreign = tmp_path / "written", tmp_path / "untouched", tmp_path / "foreign"
+    with Index.create(written, dim=DIM, fingerprint="m") as index:
+        _one_item(index)
+        index.delete(index.ids())  # empty again, but written to: kept
+    for directory in (untouched, foreign):
+        Index.create(directory, dim=DIM, fingerprint="m").close()
+    (foreign / "notes.txt").write_text("mine")
+    assert not discard_unwritten(written) and (written / DATABASE_NAME).is_file()
+    assert not discard_unwritten(foreign) and (foreign / "notes.txt").is_file()
+    assert discard_unwritten(untouched) and not untouched.exists()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reidkit.cli._common import (
     add_dataset_arguments,
@@ -19,6 +21,10 @@ from reidkit.cli._common import (
     split_samples,
 )
 from reidkit.errors import ReidkitError
+
+if TYPE_CHECKING:
+    from reidkit.embed import Embedder
+    from reidkit.index import Index
 
 
 def add_index(commands) -> None:
@@ -85,13 +91,16 @@ def run_index_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_index_write(args: argparse.Namespace) -> int:
-    from reidkit.index import Index, index_images
+def _open_for_build(args: argparse.Namespace, embedder: Embedder) -> tuple[Index, bool]:
+    """The index of ``--out``: created, or resumed when an earlier build with the same settings left it.
 
-    embedder = embedder_from_args(args)
-    paths, items = _gallery_items(args)
-    if args.index_command == "build":
-        index = Index.create(
+    Returns:
+        The open index, and whether it was created now (False: resumed).
+    """
+    from reidkit.index import Index, SettingsMismatchError
+
+    try:
+        index, resumed = Index.create_or_resume(
             args.out,
             dim=embedder.dim,
             fingerprint=embedder.fingerprint,
@@ -99,14 +108,46 @@ def run_index_write(args: argparse.Namespace) -> int:
             metric=args.metric,
             kind=args.kind,
         )
+    except SettingsMismatchError as error:
+        raise ReidkitError(
+            f"--out {args.out} already holds an index built with other settings or another model: "
+            f"{'; '.join(error.differences)}. To add these images to it, run `reidkit index add {args.out}` "
+            f"with the model it was built with; to build a new index, remove {args.out} or choose another --out"
+        ) from None
+    if resumed:
+        print(
+            f"resuming the build in {args.out}: it holds {len(index)} images from an earlier build with the "
+            "same settings and model; the images already there are skipped"
+        )
+    return index, not resumed
+
+
+def run_index_write(args: argparse.Namespace) -> int:
+    from reidkit.index import Index, index_images
+    from reidkit.index.store import discard_unwritten
+
+    embedder = embedder_from_args(args)
+    paths, items = _gallery_items(args)
+    if args.index_command == "build":
         target = args.out
+        index, created = _open_for_build(args, embedder)
     else:
+        target, created = args.index, False
         index = Index.open(args.index)
-        target = args.index
-    with index:
-        ids = index_images(index, embedder, paths, items, batch_size=args.batch_size, progress=not args.quiet)
-        total = len(index)
-    print(f"indexed {len(ids)} images into {target} ({total} in all)")
+    try:
+        with index:
+            done = index_images(index, embedder, paths, items, batch_size=args.batch_size, progress=not args.quiet)
+            total = len(index)
+    except BaseException:
+        if created:  # a build that committed nothing leaves nothing behind; the original error is reported
+            with contextlib.suppress(ReidkitError, OSError):
+                discard_unwritten(Path(target))
+        raise
+    print(f"indexed {done.added} images into {target} ({done.skipped} already there, skipped; {total} in all)")
+    if done.replaced:
+        print(f"{done.replaced} of them had changed since they were indexed: re-embedded, old entries replaced")
+    if done.repeated:
+        print(f"{done.repeated} paths were given more than once and indexed once")
     return 0
 
 

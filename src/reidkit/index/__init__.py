@@ -13,9 +13,16 @@ A writer killed at any moment leaves either the old or the new version committed
 FAISS file does not match the committed version rebuilds the FAISS structure from the stored embeddings.
 
 Snapshots: an :class:`Index` keeps one SQLite read transaction open between its own writes, so the metadata
-it returns always matches the vectors it searches, even while another process adds or deletes. Call
-:meth:`Index.refresh` to move to the newest committed version. Inside one process the object is thread-safe:
-searches, adds and deletes are serialised by a lock.
+it returns always matches the vectors it searches, even while another process adds or deletes. A long-running
+reader calls :meth:`Index.changed` (one small query on the settings table, cheap enough for every request) to
+learn that another process committed a write, and :meth:`Index.refresh` to move to the newest committed
+version (it reloads only when there is one). Inside one process the object is thread-safe: searches, adds
+and deletes are serialised by a lock.
+
+Re-adding images: :func:`index_images` keys an image by its resolved path and skips, before embedding, every
+image already in the index whose file is unchanged, so a killed ``add`` or ``build`` re-run finishes the job
+without duplicates; a file that changed since it was indexed is re-embedded and its old entry replaced.
+:meth:`Index.create_or_resume` reopens the index of an earlier build with the same settings and model.
 
 Threads: FAISS parallelises with OpenMP. On a machine whose cores are busy with other work, single-query
 searches are faster with ``OMP_NUM_THREADS=1`` (flat, 100k x 256: 60 ms with 2 threads vs 13 ms with 1 on a
@@ -44,13 +51,15 @@ import numpy as np
 from reidkit._io import atomic_write_bytes
 from reidkit.index import faiss_side
 from reidkit.index.faiss_side import default_nlist
-from reidkit.index.images import index_images
+from reidkit.index.images import IndexedImages, index_images
 from reidkit.index.items import (
     ITEM_FIELDS,
+    FileSource,
     FingerprintMismatchError,
     GalleryIndexError,
     GalleryItem,
     SearchHit,
+    SettingsMismatchError,
     as_items,
     check_embeddings,
     is_integer,
@@ -58,7 +67,7 @@ from reidkit.index.items import (
 )
 from reidkit.index.settings import FORMAT_VERSION, KINDS, METRICS, IndexSettings
 from reidkit.index.snapshot import Snapshot
-from reidkit.index.store import DATABASE_NAME, GalleryStore, create_database
+from reidkit.index.store import DATABASE_NAME, GalleryStore, create_database, discard_unwritten
 
 __all__ = [
     "DATABASE_NAME",
@@ -66,12 +75,15 @@ __all__ = [
     "ITEM_FIELDS",
     "KINDS",
     "METRICS",
+    "FileSource",
     "FingerprintMismatchError",
     "GalleryIndexError",
     "GalleryItem",
     "Index",
     "IndexSettings",
+    "IndexedImages",
     "SearchHit",
+    "SettingsMismatchError",
     "default_nlist",
     "index_images",
     "to_timestamp",
@@ -96,7 +108,6 @@ class Index:
         self._snapshot = Snapshot(store, readonly=readonly, write_bytes=_write_vector_file)
         self._closed = False
 
-    # ------------------------------------------------------------------ creating and opening
     @classmethod
     def create(cls, directory: str | Path, **settings: Any) -> Index:
         """Create an empty index directory (atomically: it appears complete or not at all).
@@ -110,6 +121,40 @@ class Index:
         faiss_side.import_faiss()
         create_database(Path(directory), settings)
         return cls.open(directory)
+
+    @classmethod
+    def create_or_resume(cls, directory: str | Path, **settings: Any) -> tuple[Index, bool]:
+        """Create an index, or reopen the one an earlier (killed or failed) build left with the same settings.
+
+        An index never written to (its build stopped before the first commit) blocks nothing: with other
+        settings it is removed and created afresh.
+
+        Args:
+            directory: the index directory.
+            **settings: the arguments of :meth:`create`.
+
+        Returns:
+            The open index, and True when it is an existing one (resumed), False when created now.
+
+        Raises:
+            SettingsMismatchError: ``directory`` holds an index written with other settings or another model;
+                the message and ``differences`` say what differs.
+            GalleryIndexError: ``directory`` exists and is neither an index nor an empty folder.
+        """
+        directory = Path(directory)
+        asked = IndexSettings.create(**settings)
+        if (directory / DATABASE_NAME).is_file():
+            index = cls.open(directory)
+            differences = index.settings.differences(asked)
+            if not differences:
+                return index, True
+            index.close()
+            if not discard_unwritten(directory):
+                raise SettingsMismatchError(
+                    f"{directory} already holds an index with other settings ({'; '.join(differences)})",
+                    differences,
+                )
+        return cls.create(directory, **settings), False
 
     @classmethod
     def open(cls, directory: str | Path, *, readonly: bool = False) -> Index:
@@ -135,10 +180,23 @@ class Index:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def refresh(self) -> None:
-        """Move this object to the newest committed version of the index."""
+    def refresh(self) -> bool:
+        """Move this object to the newest committed version of the index (reloading only if there is one).
+
+        Returns:
+            True when it moved to another version, False when it already saw the newest.
+        """
         with self._lock:
-            self._open_snapshot().begin()
+            return self._open_snapshot().begin()
+
+    def changed(self) -> bool:
+        """True when a newer version was committed (by any process) than the one this object sees.
+
+        One query on the settings table, outside this object's snapshot: cheap enough to call per request.
+        """
+        with self._lock:
+            snapshot = self._open_snapshot()
+            return snapshot.store.committed_version() != snapshot.version
 
     def _open_snapshot(self) -> Snapshot:
         if self._closed:
@@ -150,7 +208,6 @@ class Index:
         """The settings of the version this object sees (dim, metric, kind, fingerprint, version, ...)."""
         return self._snapshot.settings
 
-    # ------------------------------------------------------------------ writing
     def _check_fingerprint(self, fingerprint: str, what: str) -> None:
         self._open_snapshot().check_fingerprint(fingerprint, what)
 
@@ -166,8 +223,13 @@ class Index:
         *,
         fingerprint: str,
         save: bool = True,
+        sources: Sequence[FileSource | None] | None = None,
+        replace: Sequence[int] | np.ndarray = (),
     ) -> np.ndarray:
         """Add embeddings with their metadata in one atomic write.
+
+        Items are not checked for paths already stored: :func:`index_images` is the idempotent way to add
+        image files.
 
         Args:
             embeddings: ``[N, D]`` float32 (L2-normalised for ``metric="ip"``).
@@ -176,6 +238,9 @@ class Index:
             save: write the FAISS file now. Building a large index in chunks, pass False and call
                 :meth:`save` (or :meth:`close`) at the end: the items are committed either way, and an index
                 whose FAISS file is missing is rebuilt from the stored embeddings when opened.
+            sources: per item, what its image file was when embedded (None for an item without one), so
+                that :func:`index_images` can tell a changed file on a later re-add.
+            replace: ids to delete in the same write (the stale entries of re-embedded files).
 
         Returns:
             ``[N]`` int64 ids, new and never reused.
@@ -187,25 +252,21 @@ class Index:
             if len(items) != len(vectors):
                 raise GalleryIndexError(f"{len(vectors)} embeddings but {len(items)} metadata items")
             records = as_items(items)
-
-            def apply():
-                ids = snapshot.store.insert(records, vectors)
-                return ids, lambda: snapshot.structure.add_with_ids(vectors, ids) if len(ids) else None
-
-            return snapshot.write(apply, save=save)
+            if sources is not None and len(sources) != len(records):
+                raise GalleryIndexError(f"{len(records)} metadata items but {len(sources)} sources")
+            return snapshot.add(records, vectors, sources=sources, replace=replace, save=save)
 
     def delete(self, ids: Sequence[int] | np.ndarray) -> int:
         """Delete items by id in one atomic write; returns how many existed."""
         with self._lock:
+            return self._open_snapshot().delete(ids)
+
+    def stored_files(self, paths: Sequence[str]) -> dict[str, list[tuple[int, FileSource | None]]]:
+        """path -> ``(id, source)`` of the items stored with each of these paths (writable index only)."""
+        with self._lock:
             snapshot = self._open_snapshot()
-            wanted = np.unique(np.asarray(list(ids), dtype=np.int64))
-
-            def apply():
-                present = snapshot.store.existing_ids(wanted)
-                snapshot.store.delete(present)
-                return len(present), lambda: snapshot.structure.remove_ids(present) if len(present) else None
-
-            return snapshot.write(apply)
+            snapshot.check_writable()
+            return snapshot.store.stored_files(paths)
 
     def rebuild(self) -> None:
         """Rebuild the FAISS structure from the stored embeddings; IVF kinds are (re)trained on all of them.
@@ -215,7 +276,6 @@ class Index:
         with self._lock:
             self._open_snapshot().rebuild()
 
-    # ------------------------------------------------------------------ reading
     def __len__(self) -> int:
         return self._snapshot.count
 

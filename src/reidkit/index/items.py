@@ -1,9 +1,11 @@
-"""Records and checks of the gallery index: items, hits, timestamps, embeddings and the index's errors."""
+"""Records and checks of the gallery index: items, hits, image-file sources, timestamps, embeddings and errors."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -23,6 +25,18 @@ class GalleryIndexError(ReidkitError, ValueError):
 
 class FingerprintMismatchError(GalleryIndexError):
     """Embeddings from a model other than the one the index was built with."""
+
+
+class SettingsMismatchError(GalleryIndexError):
+    """An existing index built with other settings (or another model) than the ones asked for.
+
+    Attributes:
+        differences: one line per differing setting, e.g. ``"metric: 'ip' in the index, 'l2' asked"``.
+    """
+
+    def __init__(self, message: str, differences: list[str]) -> None:
+        super().__init__(message)
+        self.differences = differences
 
 
 def is_integer(value: Any) -> bool:
@@ -117,6 +131,48 @@ def as_items(items: Sequence[GalleryItem | Mapping[str, Any]]) -> list[GalleryIt
         item if isinstance(item, GalleryItem) else GalleryItem.from_mapping(item, where=f"items[{n}]")
         for n, item in enumerate(items)
     ]
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """What an image file was when it was embedded: enough to tell, on a re-add, whether it changed since.
+
+    A file whose size and modification time are unchanged is taken as unchanged without reading it; otherwise
+    its SHA-256 decides.
+
+    Attributes:
+        size: bytes.
+        mtime_ns: modification time, nanoseconds since the epoch.
+        sha256: hex digest of the content.
+    """
+
+    size: int
+    mtime_ns: int
+    sha256: str
+
+    @classmethod
+    def of_file(cls, path: str | os.PathLike[str]) -> FileSource | None:
+        """The file's size, modification time and SHA-256; None when it cannot be read."""
+        try:
+            digest = hashlib.sha256()
+            with open(path, "rb") as stream:
+                status = os.fstat(stream.fileno())
+                for block in iter(lambda: stream.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError:
+            return None
+        return cls(status.st_size, status.st_mtime_ns, digest.hexdigest())
+
+    def same_file(self, path: str | os.PathLike[str]) -> bool:
+        """True when ``path`` still holds the content this record was taken from."""
+        try:
+            status = os.stat(path)
+        except OSError:
+            return False
+        if (status.st_size, status.st_mtime_ns) == (self.size, self.mtime_ns):
+            return True
+        now = FileSource.of_file(path)
+        return now is not None and now.sha256 == self.sha256
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ KINDS = ("flat", "ivf", "ivfpq")
 MAX_PQ_BITS = 16
 #: keys an index written before they existed may lack, with the value that index behaves as.
 _DEFAULTS = {"refine": 1}
+#: the settings an index is created with that decide what it holds and how it searches (see ``differences``).
+_CREATION_FIELDS = ("fingerprint", "dim", "metric", "kind", "nlist", "pq_m", "pq_bits", "nprobe", "refine")
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,21 @@ class IndexSettings:
     def refine_factor(self) -> int:
         """Candidates fetched per wanted hit: ``refine`` for a trained IVF-PQ structure, else 1."""
         return self.refine if self.structure == "ivfpq" else 1
+
+    def differences(self, asked: IndexSettings) -> list[str]:
+        """What differs between these settings and ``asked`` in what an index is created with.
+
+        Compares every argument of :meth:`create` but ``model_name`` (a label: the fingerprint identifies the
+        model); the state of the index (``trained_nlist``, ``version``) is not compared.
+
+        Returns:
+            One line per difference, e.g. ``"metric: 'ip' in the index, 'l2' asked"``; empty when none.
+        """
+        return [
+            f"{name}: {getattr(self, name)!r} in the index, {getattr(asked, name)!r} asked"
+            for name in _CREATION_FIELDS
+            if getattr(self, name) != getattr(asked, name)
+        ]
 
     # ------------------------------------------------------------------ building
     @classmethod

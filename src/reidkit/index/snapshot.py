@@ -11,12 +11,14 @@ database on the next open.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from reidkit.index import faiss_side
-from reidkit.index.items import FingerprintMismatchError, GalleryIndexError
+from reidkit.index.items import FileSource, FingerprintMismatchError, GalleryIndexError, GalleryItem
 from reidkit.index.settings import IndexSettings
 from reidkit.index.store import GalleryStore
 
@@ -55,18 +57,26 @@ class Snapshot:
         self.structure: Any = None
         self.version = -1
         self.count = 0
+        if not readonly:
+            store.upgrade_schema()
         self.begin()
 
     @property
     def directory(self) -> Path:
         return self.store.directory
 
-    def begin(self) -> None:
-        """Start a read transaction and make the in-memory structure match its version."""
+    def begin(self) -> bool:
+        """Start a read transaction and make the in-memory structure match its version.
+
+        Returns:
+            True when that is another version than the one this snapshot had (the structure was reloaded).
+        """
         self.store.begin_read()
         settings = self.store.read_settings()
         if settings.version != self.version or self.structure is None:
             self._load(settings)
+            return True
+        return False
 
     def _load(self, settings: IndexSettings) -> None:
         """Adopt ``settings`` (read in the open transaction) and the structure of their version."""
@@ -86,6 +96,10 @@ class Snapshot:
             )
 
     # ------------------------------------------------------------------ writing
+    def check_writable(self) -> None:
+        if self.readonly:
+            raise GalleryIndexError(f"index {self.directory} was opened read-only")
+
     def write(self, apply: Apply, *, save: bool = True) -> Any:
         """Run ``apply()`` inside an IMMEDIATE transaction on the newest version, bump the version, commit,
         then bring the in-memory structure and (``save``) the FAISS file to the new version.
@@ -93,8 +107,7 @@ class Snapshot:
         Returns:
             What ``apply`` returned first.
         """
-        if self.readonly:
-            raise GalleryIndexError(f"index {self.directory} was opened read-only")
+        self.check_writable()
         store = self.store
         store.begin_write()
         try:
@@ -121,6 +134,48 @@ class Snapshot:
         finally:
             self.begin()
         return result
+
+    def add(
+        self,
+        records: Sequence[GalleryItem],
+        vectors: np.ndarray,
+        *,
+        sources: Sequence[FileSource | None] | None,
+        replace: Iterable[int],
+        save: bool,
+    ) -> np.ndarray:
+        """Store checked items and ``[N, D]`` embeddings, deleting the ids ``replace`` in the same write.
+
+        Returns:
+            ``[N]`` int64 new ids.
+        """
+        stale = np.unique(np.asarray(list(replace), dtype=np.int64))
+
+        def apply() -> tuple[np.ndarray, Callable[[], None]]:
+            present = self.store.existing_ids(stale)
+            self.store.delete(present)
+            ids = self.store.insert(records, vectors, sources)
+
+            def update_memory() -> None:
+                if len(present):
+                    self.structure.remove_ids(present)
+                if len(ids):
+                    self.structure.add_with_ids(vectors, ids)
+
+            return ids, update_memory
+
+        return self.write(apply, save=save)
+
+    def delete(self, ids: Iterable[int]) -> int:
+        """Delete items by id in one write; returns how many existed."""
+        wanted = np.unique(np.asarray(list(ids), dtype=np.int64))
+
+        def apply() -> tuple[int, Callable[[], None]]:
+            present = self.store.existing_ids(wanted)
+            self.store.delete(present)
+            return len(present), lambda: self.structure.remove_ids(present) if len(present) else None
+
+        return self.write(apply)
 
     def _train_and_commit(self, nlist: int) -> None:
         """Train the IVF structure on the stored embeddings, committed as a version of its own."""

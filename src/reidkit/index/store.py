@@ -2,14 +2,21 @@
 
 The database is the source of truth. It runs in WAL mode with ``synchronous=FULL``; the connection is in
 autocommit mode (``isolation_level=None``) so that transactions are begun and ended only by
-:class:`GalleryStore`'s ``begin_*`` / ``commit`` / ``rollback`` calls. Every query over a list of ids goes
-through :func:`rows_for_ids`, which keeps each statement under SQLite's limit on bound variables.
+:class:`GalleryStore`'s ``begin_*`` / ``commit`` / ``rollback`` calls. Every query over a list of ids or paths
+goes through :func:`rows_for_keys`, which keeps each statement under SQLite's limit on bound variables.
+
+The ``sources`` table records, for an item embedded from an image file, the file's size, modification time
+and SHA-256 (:class:`~reidkit.index.items.FileSource`), so that a re-add can tell an unchanged file (skipped)
+from one that changed since it was indexed (re-embedded). Indexes written before that table existed get it,
+and the index on ``items.path``, when first opened for writing (:meth:`GalleryStore.upgrade_schema`); their
+items have no source row.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -19,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from reidkit.index.items import GalleryIndexError, GalleryItem, is_integer, to_timestamp
+from reidkit.index.items import FileSource, GalleryIndexError, GalleryItem, is_integer, to_timestamp
 from reidkit.index.settings import IndexSettings
 
 DATABASE_NAME = "gallery.sqlite"
@@ -43,29 +50,35 @@ CREATE INDEX items_camera ON items (camera);
 CREATE INDEX items_timestamp ON items (timestamp);
 CREATE INDEX items_pid ON items (pid);
 """
+#: tables and indexes added after format version 1 was first written: created when missing.
+_LATER_SCHEMA = {
+    "sources": "CREATE TABLE IF NOT EXISTS sources "
+    "(id INTEGER PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL)",
+    "items_path": "CREATE INDEX IF NOT EXISTS items_path ON items (path)",
+}
 
 
-def rows_for_ids(
-    connection: sqlite3.Connection, statement: str, ids: Iterable[int], *, chunk: int = ID_CHUNK
+def rows_for_keys(
+    connection: sqlite3.Connection, statement: str, keys: Iterable[int | str], *, chunk: int = ID_CHUNK
 ) -> list[tuple]:
-    """Run a statement over a list of ids, ``chunk`` ids at a time, and return all its rows.
+    """Run a statement over a list of ids or paths, ``chunk`` keys at a time, and return all its rows.
 
     Args:
         connection: the database.
-        statement: SQL with one ``{ids}`` where the comma-separated marks go, e.g.
-            ``"SELECT id, vector FROM items WHERE id IN ({ids})"`` (a DELETE returns no rows).
-        ids: any integers (NumPy included); duplicates are dropped, the first occurrence keeps its place,
-            so a row is returned once however often its id is listed. No ids: no statement is run.
-        chunk: ids bound per statement.
+        statement: SQL with one ``{keys}`` where the comma-separated marks go, e.g.
+            ``"SELECT id, vector FROM items WHERE id IN ({keys})"`` (a DELETE returns no rows).
+        keys: integers (NumPy included) or strings; duplicates are dropped, the first occurrence keeps its
+            place, so a row is returned once however often its key is listed. No keys: no statement is run.
+        chunk: keys bound per statement.
 
     Returns:
-        The rows of every chunk, chunk after chunk (the chunks follow the order of the distinct ids).
+        The rows of every chunk, chunk after chunk (the chunks follow the order of the distinct keys).
     """
-    unique = list(dict.fromkeys(int(item_id) for item_id in ids))
+    unique = list(dict.fromkeys(key if isinstance(key, str) else int(key) for key in keys))
     rows: list[tuple] = []
     for start in range(0, len(unique), chunk):
         part = unique[start : start + chunk]
-        rows += connection.execute(statement.format(ids=",".join("?" * len(part))), part).fetchall()
+        rows += connection.execute(statement.format(keys=",".join("?" * len(part))), part).fetchall()
     return rows
 
 
@@ -96,6 +109,8 @@ def create_database(directory: Path, settings: IndexSettings) -> None:
     try:
         connection = sqlite3.connect(staging / DATABASE_NAME)
         connection.executescript(_SCHEMA)
+        for statement in _LATER_SCHEMA.values():
+            connection.execute(statement)
         settings.insert(connection)
         connection.commit()
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -112,6 +127,35 @@ def create_database(directory: Path, settings: IndexSettings) -> None:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def discard_unwritten(directory: Path) -> bool:
+    """Remove an index directory that was created but never written to (version 0, no items).
+
+    This is what a build killed or failed before its first commit leaves; removing it lets the next build
+    start afresh, with any settings. Only the index's own files are removed: a directory holding anything
+    else is left as it is.
+
+    Returns:
+        True when the directory was removed.
+    """
+    store = GalleryStore(directory)
+    try:
+        store.begin_read()
+        unwritten = store.read_settings().version == 0 and store.count() == 0
+    finally:
+        store.close()
+    own = re.compile(
+        rf"^({re.escape(DATABASE_NAME)}(-wal|-shm|-journal)?|\.?vectors-\d+\.faiss(\..+\.tmp)?)$"
+    )
+    names = os.listdir(directory)
+    if not unwritten or not all(own.match(name) for name in names):
+        return False
+    for name in names:
+        os.unlink(directory / name)
+    directory.rmdir()
+    fsync_directory(directory.parent)
+    return True
 
 
 class GalleryStore:
@@ -141,6 +185,37 @@ class GalleryStore:
                 f"{self.database} cannot be opened as an index database: {error}"
             ) from None
         self.connection = connection
+        self._probe: sqlite3.Connection | None = None
+
+    def upgrade_schema(self) -> None:
+        """Create the tables and indexes added since the index was written, if any are missing (one commit)."""
+        present = {
+            row[0]
+            for row in rows_for_keys(
+                self.connection, "SELECT name FROM sqlite_master WHERE name IN ({keys})", _LATER_SCHEMA
+            )
+        }
+        if present == set(_LATER_SCHEMA):
+            return
+        self.begin_write()
+        try:
+            for statement in _LATER_SCHEMA.values():
+                self.connection.execute(statement)
+            self.commit()
+        except BaseException:
+            self.rollback()
+            raise
+
+    def committed_version(self) -> int:
+        """The newest committed version, read outside this store's snapshot (one small query)."""
+        if self._probe is None:
+            self._probe = sqlite3.connect(
+                self.database, isolation_level=None, check_same_thread=False, timeout=60
+            )
+        row = self._probe.execute("SELECT value FROM settings WHERE key = 'version'").fetchone()
+        if row is None:
+            raise GalleryIndexError(f"{self.database}: the settings table lacks 'version'")
+        return int(json.loads(row[0]))
 
     # ------------------------------------------------------------------ transactions
     def begin_read(self) -> None:
@@ -169,6 +244,8 @@ class GalleryStore:
     def close(self) -> None:
         self.end()
         self.connection.close()
+        if self._probe is not None:
+            self._probe.close()
 
     # ------------------------------------------------------------------ settings
     def read_settings(self) -> IndexSettings:
@@ -195,14 +272,14 @@ class GalleryStore:
 
     def existing_ids(self, ids: Iterable[int]) -> np.ndarray:
         """``[M]`` int64: those of ``ids`` that are stored, ascending and distinct."""
-        rows = rows_for_ids(self.connection, "SELECT id FROM items WHERE id IN ({ids})", ids)
+        rows = rows_for_keys(self.connection, "SELECT id FROM items WHERE id IN ({keys})", ids)
         return np.array(sorted(row[0] for row in rows), dtype=np.int64)
 
     def items(self, ids: Iterable[int]) -> dict[int, GalleryItem]:
         """id -> metadata, for those of ``ids`` that are stored."""
-        rows = rows_for_ids(
+        rows = rows_for_keys(
             self.connection,
-            "SELECT id, path, camera, timestamp, frame, pid, extra FROM items WHERE id IN ({ids})",
+            "SELECT id, path, camera, timestamp, frame, pid, extra FROM items WHERE id IN ({keys})",
             ids,
         )
         return {
@@ -212,7 +289,7 @@ class GalleryStore:
 
     def vectors(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
         """id -> stored ``[D]`` float32 embedding (read-only), for those of ``ids`` that are stored."""
-        rows = rows_for_ids(self.connection, "SELECT id, vector FROM items WHERE id IN ({ids})", ids)
+        rows = rows_for_keys(self.connection, "SELECT id, vector FROM items WHERE id IN ({keys})", ids)
         return {item_id: np.frombuffer(blob, dtype=np.float32) for item_id, blob in rows}
 
     def iter_vectors(self, dim: int, chunk: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -231,8 +308,31 @@ class GalleryStore:
             last = int(ids[-1])
             yield ids, vectors
 
-    def insert(self, records: Sequence[GalleryItem], vectors: np.ndarray) -> np.ndarray:
-        """Store items with their ``[N, D]`` float32 embeddings in the open transaction.
+    def stored_files(self, paths: Iterable[str]) -> dict[str, list[tuple[int, FileSource | None]]]:
+        """path -> ``(id, source)`` of each stored item with that path, ascending id, for those of ``paths`` stored.
+
+        ``source`` is None for an item stored without one (added by :meth:`reidkit.index.Index.add` without
+        ``sources``, or by a reidkit that did not record them).
+        """
+        rows = rows_for_keys(
+            self.connection,
+            "SELECT items.id, items.path, sources.size, sources.mtime_ns, sources.sha256 FROM items "
+            "LEFT JOIN sources ON sources.id = items.id WHERE items.path IN ({keys})",
+            paths,
+        )
+        found: dict[str, list[tuple[int, FileSource | None]]] = {}
+        for item_id, path, size, mtime_ns, sha256 in sorted(rows):
+            source = None if sha256 is None else FileSource(size, mtime_ns, sha256)
+            found.setdefault(path, []).append((item_id, source))
+        return found
+
+    def insert(
+        self,
+        records: Sequence[GalleryItem],
+        vectors: np.ndarray,
+        sources: Sequence[FileSource | None] | None = None,
+    ) -> np.ndarray:
+        """Store items with their ``[N, D]`` float32 embeddings (and image-file sources) in the open transaction.
 
         Returns:
             ``[N]`` int64 new ids, above every id ever stored (deleted ids are never reused).
@@ -248,11 +348,22 @@ class GalleryStore:
                 for i, r, v in zip(ids, records, vectors, strict=True)
             ),
         )
+        if sources is not None:
+            self.connection.executemany(
+                "INSERT INTO sources (id, size, mtime_ns, sha256) VALUES (?, ?, ?, ?)",
+                (
+                    (int(i), s.size, s.mtime_ns, s.sha256)
+                    for i, s in zip(ids, sources, strict=True)
+                    if s is not None
+                ),
+            )
         return ids
 
     def delete(self, ids: Iterable[int]) -> None:
-        """Delete these ids in the open transaction (absent ids are ignored)."""
-        rows_for_ids(self.connection, "DELETE FROM items WHERE id IN ({ids})", ids)
+        """Delete these ids (and their sources) in the open transaction (absent ids are ignored)."""
+        ids = list(ids)
+        rows_for_keys(self.connection, "DELETE FROM items WHERE id IN ({keys})", ids)
+        rows_for_keys(self.connection, "DELETE FROM sources WHERE id IN ({keys})", ids)
 
     # ------------------------------------------------------------------ filters
     def filter_ids(
