@@ -16,8 +16,6 @@ from __future__ import annotations
 import contextlib
 import hmac
 import io
-import json
-import sqlite3
 import threading
 import time
 import uuid
@@ -29,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from reidkit._io import atomic_write_bytes
-from reidkit.index import DATABASE_NAME, FingerprintMismatchError, Index, SearchHit
+from reidkit.index import FingerprintMismatchError, Index, SearchHit
 from reidkit.serve.budget import PixelBudget
 from reidkit.serve.uploads import (
     DEFAULT_DECODE_WAIT_S,
@@ -119,20 +117,9 @@ class Service:
             raise UploadError(403, "the bearer token is not valid")
 
     # ------------------------------------------------------------------ freshness
-    def index_changed(self) -> bool:
-        """True when another process committed a version of the index other than the one served.
-
-        One read of the committed version from the database's settings table, on a short-lived read-only
-        connection (the index's own connection keeps its snapshot open, so it cannot see newer versions).
-        """
-        database = (self.index_dir / DATABASE_NAME).resolve()
-        with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True, timeout=10)) as db:
-            (value,) = db.execute("SELECT value FROM settings WHERE key = 'version'").fetchone()
-        return int(json.loads(value)) != self.index.version
-
     def refresh_if_changed(self) -> None:
-        """Move the index to the newest committed version when another process wrote to it."""
-        if self.index_changed():
+        """Move the index to the newest committed version when any process wrote to it (one small query)."""
+        if self.index.changed():
             self.index.refresh()
 
     # ------------------------------------------------------------------ decoding
