@@ -111,6 +111,13 @@ def test_build_search_add_and_refuse_other_model(synthetic_root, checkpoints, tm
         == 0
     )
     assert (out / "results.png").stat().st_size > 0 and "query" in (out / "results.html").read_text()
+    # an --out that cannot be written is an error naming it (a file stands where the folder should be)
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file")
+    capsys.readouterr()
+    argv = ["search", "--index", str(index), "--checkpoint", str(checkpoints[0]), "--query", str(query)]
+    assert main([*argv, "--out", str(blocked / "results")]) == 2
+    assert f"--out {blocked / 'results'}: cannot write the results there" in capsys.readouterr().err
 
     # adding the query folder grows the index
     assert (
