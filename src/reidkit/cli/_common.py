@@ -90,14 +90,12 @@ def embedder_from_args(args: argparse.Namespace):
 
 def checkpoint_embedder(args: argparse.Namespace, *, batch_size: int = 64):
     """``(checkpoint, TorchEmbedder)`` of ``--checkpoint`` with ``--no-flip`` and ``--device``."""
-    from reidkit import checkpoint as checkpoints
-    from reidkit.embed import TorchEmbedder
+    from reidkit.embed import load_embedder
 
-    checkpoint = checkpoints.load(args.checkpoint, map_location=args.device).without_training()
-    embedder = TorchEmbedder.from_checkpoint(
-        checkpoint, flip=not args.no_flip, device=args.device, batch_size=batch_size
+    embedder = load_embedder(
+        checkpoint=args.checkpoint, flip=not args.no_flip, device=args.device, batch_size=batch_size
     )
-    return checkpoint, embedder
+    return embedder.checkpoint, embedder
 
 
 def positive(value: str) -> int:

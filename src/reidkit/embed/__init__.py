@@ -68,7 +68,7 @@ def load_embedder(
         from reidkit import checkpoint as checkpoints
 
         return TorchEmbedder.from_checkpoint(
-            checkpoints.load(checkpoint, map_location=device),
+            checkpoints.load(checkpoint, map_location=device).without_training(),
             flip=True if flip is None else flip,
             device=device,
             batch_size=batch_size,

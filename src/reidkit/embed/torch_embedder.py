@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -58,7 +59,12 @@ class TorchEmbedder(BatchEmbedder):
         self.preprocess, self.batch_size, self.name = preprocess, batch_size, name
         self.checkpoint: Checkpoint | None = None  # set by from_checkpoint
         self.dim = int(getattr(model, "embedding_dim", 0)) or self._probe_dim()
-        self.fingerprint = model_fingerprint(model, preprocess)
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """:func:`model_fingerprint` of the weights at first use (hashing them costs a pass over every weight,
+        which evaluation during training never needs)."""
+        return model_fingerprint(self.model, self.preprocess)
 
     @classmethod
     def from_checkpoint(
