@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from reidkit import __version__
-from reidkit.cli import data, evaluate, search, train
+from reidkit.cli import data, evaluate, search, synth_video, train
 from reidkit.errors import ReidkitError
 
 EXIT_BAD_INPUT = 2
@@ -21,6 +21,7 @@ EXIT_BAD_INPUT = 2
 COMMANDS = (
     data.add_synth,
     data.add_datasets,
+    synth_video.add_synth_video,
     train.add_train,
     evaluate.add_eval,
     evaluate.add_extract,
