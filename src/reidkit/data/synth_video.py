@@ -264,7 +264,8 @@ def generate_video(
         progress: show a progress bar.
 
     Returns:
-        The output folder.
+        The output folder. ``meta.json`` lists the visits that show in the frames; in a very short video an
+        identity may walk only before the first or after the last frame and then has no ground-truth row.
 
     Raises:
         ConfigError: a bad argument (names the argument and what was expected).
