@@ -2,7 +2,8 @@
 
 One module per family of commands, each command one ``add_<name>(commands)`` (its parser) and one
 ``run_<name>(args)`` (its handler): :mod:`.data` (synth, datasets), :mod:`.train`, :mod:`.evaluate` (eval,
-extract), :mod:`.search` (index, search, serve, export). Bad input ends with ``error: <message>`` and exit
+extract), :mod:`.search` (index, search, serve, export), :mod:`.synth_video`, :mod:`.track`, :mod:`.track_eval`.
+Bad input ends with ``error: <message>`` and exit
 status 2.
 """
 
@@ -12,7 +13,7 @@ import argparse
 import sys
 
 from reidkit import __version__
-from reidkit.cli import data, evaluate, search, track_eval, train
+from reidkit.cli import data, evaluate, search, synth_video, track, track_eval, train
 from reidkit.errors import ReidkitError
 
 EXIT_BAD_INPUT = 2
@@ -21,6 +22,7 @@ EXIT_BAD_INPUT = 2
 COMMANDS = (
     data.add_synth,
     data.add_datasets,
+    synth_video.add_synth_video,
     train.add_train,
     evaluate.add_eval,
     evaluate.add_extract,
@@ -28,6 +30,7 @@ COMMANDS = (
     search.add_search,
     search.add_serve,
     search.add_export,
+    track.add_track,
     track_eval.add_track_eval,
 )
 
