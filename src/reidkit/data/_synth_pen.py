@@ -88,16 +88,16 @@ class _Pen:
             thick = step * 0.45
             y = -phase * step
             while y < size[1]:
-                draw.rectangle((0, y, size[0], y + thick - 1), fill=colour)
+                draw.rectangle((0, y, size[0], y + max(thick - 1, 0)), fill=colour)
                 y += step
         else:
             thick = max(1.0, step * 0.28)
             y = -phase * step
             while y < size[1]:
-                draw.rectangle((0, y, size[0], y + thick - 1), fill=colour)
+                draw.rectangle((0, y, size[0], y + max(thick - 1, 0)), fill=colour)
                 y += step
             x = (size[0] / 2) % step - step
             while x < size[0]:
-                draw.rectangle((x, 0, x + thick - 1, size[1]), fill=colour)
+                draw.rectangle((x, 0, x + max(thick - 1, 0), size[1]), fill=colour)
                 x += step
         self.image.paste(tile, (x0, y0), mask)
