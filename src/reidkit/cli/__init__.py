@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from reidkit import __version__
-from reidkit.cli import data, evaluate, search, train
+from reidkit.cli import cluster, data, evaluate, search, train
 from reidkit.errors import ReidkitError
 
 EXIT_BAD_INPUT = 2
@@ -28,6 +28,7 @@ COMMANDS = (
     search.add_search,
     search.add_serve,
     search.add_export,
+    cluster.add_cluster,
 )
 
 
