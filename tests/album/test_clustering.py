@@ -134,3 +134,15 @@ def test_bad_embeddings_are_refused():
         cluster(np.array([[1.0, np.nan], [1.0, 0.0]]), "dbscan")
     with pytest.raises(ConfigError, match="1 embeddings are all zero"):
         cluster(np.array([[0.0, 0.0], [1.0, 0.0]]), "agglomerative")
+
+
+def test_agglomerative_is_sklearns_average_linkage_on_cosine():
+    cluster_module = pytest.importorskip("sklearn.cluster")
+    rng = np.random.default_rng(6)
+    embeddings = rng.normal(size=(60, 8))  # no structure: many merges near the threshold
+    for threshold in (0.3, 0.6, 0.9):
+        expected = cluster_module.AgglomerativeClustering(
+            n_clusters=None, distance_threshold=threshold, metric="cosine", linkage="average"
+        ).fit_predict(embeddings)
+        labels = cluster(embeddings, "agglomerative", threshold=threshold)
+        assert labels.tolist() == tidy_labels(expected).tolist()

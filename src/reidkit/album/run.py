@@ -159,12 +159,17 @@ def _csv_text(result: AlbumResult) -> str:
     return buffer.getvalue()
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def describe(summary: Mapping) -> list[str]:
     """Human-readable lines of a summary: method and parameters, counts, scores."""
     parameters = ", ".join(f"{k}={v}" for k, v in summary["parameters"].items())
     counts = summary["counts"]
     lines = [
-        f"{counts['images']} images, {counts['clusters']} clusters, {counts['unclustered']} unclustered",
+        f"{_count(counts['images'], 'image')}, {_count(counts['clusters'], 'cluster')}, "
+        f"{counts['unclustered']} unclustered",
         f"method {summary['method']} ({parameters}); model {summary['model']['name']}",
     ]
     scores = summary.get("scores")
@@ -195,6 +200,6 @@ def write_album(out: str | Path, result: AlbumResult, *, thumb_height: int = 128
         thumbs,
         result.labels,
         person_ids=result.person_ids,
-        heading=f"Album: {counts['images']} images in {counts['clusters']} clusters",
+        heading=f"Album: {_count(counts['images'], 'image')} in {_count(counts['clusters'], 'cluster')}",
         details=describe(result.summary),
     )

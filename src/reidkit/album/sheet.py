@@ -3,7 +3,8 @@
 Rows are in cluster order (largest first), the unclustered images last. Each thumbnail links to its original
 image by a relative path and names it in its tooltip. With known person ids (scored albums) every thumbnail is
 captioned with its id, a row's heading names its most common person, and the images of other people in the row
-get a red border, so merge errors show at a glance.
+get a red border, so merge errors show at a glance (photos of unknown identity are captioned "unknown", not
+flagged).
 
 The thumbnails are written to a fresh folder beside ``OUT/thumbs`` and swapped in when all are done; the page is
 written atomically, after them.
@@ -17,6 +18,7 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -42,29 +44,41 @@ figure.other img{border-color:#d22828}
 """
 
 
-def _thumbnail(source: str, target: Path, height: int) -> None:
+@dataclass(frozen=True)
+class Thumbnail:
+    """A written thumbnail: its path relative to the output folder and its size in pixels."""
+
+    path: str
+    width: int
+    height: int
+
+
+def _thumbnail(source: str, target: Path, height: int) -> int:
+    """Write ``target`` from ``source``, ``height`` pixels high (the width at most 3x that); its width."""
     try:
         with Image.open(source) as image:
             image = image.convert("RGB")
             width = max(1, min(3 * height, round(image.width * height / max(image.height, 1))))
             image.resize((width, height), Image.BILINEAR).save(target, format="JPEG", quality=_JPEG_QUALITY)
+            return width
     except (OSError, ValueError) as error:
         raise DatasetError(f"{source}: cannot be read as an image for its thumbnail ({error})") from None
 
 
-def write_thumbnails(out: str | Path, paths: Sequence[str], *, height: int = 128) -> list[str]:
+def write_thumbnails(out: str | Path, paths: Sequence[str], *, height: int = 128) -> list[Thumbnail]:
     """Thumbnails of ``paths`` (``height`` pixels high) into ``out/thumbs``, replacing what was there.
 
     Returns:
-        Each image's thumbnail path relative to ``out`` (``thumbs/000000.jpg``, ...), in the order of ``paths``.
+        Each image's thumbnail (path relative to ``out``: ``thumbs/000000.jpg``, ...), in the order of ``paths``.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{THUMBS}.", dir=out))
     names = [f"{index:06d}.jpg" for index in range(len(paths))]
     try:
-        for source, name in zip(paths, names, strict=True):
-            _thumbnail(source, staging / name, height)
+        widths = [
+            _thumbnail(source, staging / name, height) for source, name in zip(paths, names, strict=True)
+        ]
         final, retired = out / THUMBS, None
         if final.exists():
             retired = Path(tempfile.mkdtemp(prefix=f".{THUMBS}.old.", dir=out))
@@ -75,7 +89,7 @@ def write_thumbnails(out: str | Path, paths: Sequence[str], *, height: int = 128
         raise
     if retired is not None:
         shutil.rmtree(retired, ignore_errors=True)
-    return [f"{THUMBS}/{name}" for name in names]
+    return [Thumbnail(f"{THUMBS}/{name}", width, height) for name, width in zip(names, widths, strict=True)]
 
 
 def _link(source: str, out: Path) -> str:
@@ -86,11 +100,12 @@ def _link(source: str, out: Path) -> str:
     return quote(Path(relative).as_posix())
 
 
-def _figure(source: str, thumb: str, out: Path, caption: str, other: bool) -> str:
+def _figure(source: str, thumb: Thumbnail, out: Path, caption: str, other: bool) -> str:
     name = html.escape(Path(source).name)
     return (
         f'<figure{" class=other" if other else ""}><a href="{html.escape(_link(source, out))}">'
-        f'<img src="{html.escape(thumb)}" alt="{name}" title="{html.escape(source)}" loading=lazy></a>'
+        f'<img src="{html.escape(thumb.path)}" width={thumb.width} height={thumb.height} alt="{name}" '
+        f'title="{html.escape(source)}" loading=lazy></a>'
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"
     )
 
@@ -108,7 +123,7 @@ def _row(label: int, members: np.ndarray, paths, thumbs, out: Path, person_ids) 
     for i in members:
         pid = None if person_ids is None else int(person_ids[i])
         caption = Path(paths[i]).stem if pid is None else ("unknown" if pid < 0 else f"person {pid}")
-        other = majority is not None and pid != majority
+        other = majority is not None and pid is not None and pid >= 0 and pid != majority
         figures.append(_figure(paths[i], thumbs[i], out, caption, other))
     return (
         f'<section class="cluster{" noise" if label < 0 else ""}" data-cluster="{label}" '
@@ -120,7 +135,7 @@ def _row(label: int, members: np.ndarray, paths, thumbs, out: Path, person_ids) 
 def write_page(
     out: str | Path,
     paths: Sequence[str],
-    thumbs: Sequence[str],
+    thumbs: Sequence[Thumbnail],
     labels: np.ndarray,
     *,
     person_ids: np.ndarray | None = None,
@@ -132,7 +147,7 @@ def write_page(
     Args:
         out: output folder.
         paths: ``[N]`` image files.
-        thumbs: ``[N]`` their thumbnails, relative to ``out``.
+        thumbs: ``[N]`` their thumbnails.
         labels: ``[N]`` cluster ids (0.. largest first, ``-1`` = unclustered).
         person_ids: ``[N]`` known person ids (``-1`` unknown) to caption and check the rows with, or None.
         heading: the page's title line.
