@@ -2,7 +2,7 @@
 
 One module per family of commands, each command one ``add_<name>(commands)`` (its parser) and one
 ``run_<name>(args)`` (its handler): :mod:`.data` (synth, datasets), :mod:`.train`, :mod:`.evaluate` (eval,
-extract), :mod:`.search` (index, search, serve, export), :mod:`.synth_video`, :mod:`.track`, :mod:`.track_eval`.
+extract), :mod:`.search` (index, search, serve, export), :mod:`.synth_video`, :mod:`.track`, :mod:`.track_eval`, :mod:`.cluster`.
 Bad input ends with ``error: <message>`` and exit
 status 2.
 """
@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from reidkit import __version__
-from reidkit.cli import data, evaluate, search, synth_video, track, track_eval, train
+from reidkit.cli import cluster, data, evaluate, search, synth_video, track, track_eval, train
 from reidkit.errors import ReidkitError
 
 EXIT_BAD_INPUT = 2
@@ -32,6 +32,7 @@ COMMANDS = (
     search.add_export,
     track.add_track,
     track_eval.add_track_eval,
+    cluster.add_cluster,
 )
 
 
