@@ -60,7 +60,7 @@ def test_timeline_shows_segments_and_plays_them(browser, tmp_path):  # noqa: F81
         assert card.locator(".axis").inner_text().split() == ["22:13:22", "22:13:25", "22:13:29"]
 
         _bar(page, id_of, ("cam1", 1)).click()
-        page.wait_for_function(f"{VIDEO} && {VIDEO}.currentTime >= 2.0 && !{VIDEO}.paused", timeout=5000)
+        page.wait_for_function(f"{VIDEO} && {VIDEO}.currentTime >= 2.0 && !{VIDEO}.paused", timeout=10000)
         caption = card.locator(".caption").inner_text()
         assert "camera cam1" in caption and "2023-11-14 22:13:22.000 – 22:13:24.900 UTC" in caption
         page.wait_for_function(f"{VIDEO}.videoWidth === 64")
@@ -69,11 +69,12 @@ def test_timeline_shows_segments_and_plays_them(browser, tmp_path):  # noqa: F81
             page.wait_for_timeout(500)
             page.screenshot(path=str(Path(target).with_name(Path(target).stem + "-segments.png")))
         # it stops at the end of the segment (frame 50: 5.0 s into the video)
-        page.wait_for_function(f"{VIDEO}.paused", timeout=8000)
-        assert 4.8 <= page.evaluate(f"{VIDEO}.currentTime") <= 5.3
+        page.wait_for_function(f"{VIDEO}.paused", timeout=15000)
+        assert 4.8 <= page.evaluate(f"{VIDEO}.currentTime") <= 5.5
         # another segment of the same camera: the player seeks there
         _bar(page, id_of, ("cam1", 4)).click()
-        page.wait_for_function(f"{VIDEO}.currentTime >= 9.0 && {VIDEO}.currentTime < 9.6", timeout=5000)
+        page.wait_for_function(f"{VIDEO}.currentTime >= 9.0", timeout=10000)
+        assert page.evaluate(f"{VIDEO}.currentTime") <= 10.0
         assert "active" in _bar(page, id_of, ("cam1", 4)).get_attribute("class")
         # a camera without video: its crop and times, no player
         _bar(page, id_of, ("cam2", 3)).click()
