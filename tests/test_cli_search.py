@@ -292,3 +292,60 @@ def test_build_failing_before_its_first_commit_leaves_nothing(synthetic_root, ch
     (images / "00a.jpg").unlink()
     assert _build(checkpoints[0], images, index, "--metric", "l2") == 0  # any settings: nothing blocks it
     assert f"indexed 8 images into {index} (0 already there, skipped; 8 in all)" in capsys.readouterr().out
+
+
+def test_index_tracks_and_search_segments(checkpoints, tmp_path, capsys):
+    pytest.importorskip("cv2", reason="the test run's video needs opencv")
+    from reidkit.embed import load_embedder
+    from segments_data import START, query_photo, write_tracked_run
+
+    run = write_tracked_run(tmp_path / "run", load_embedder(checkpoint=checkpoints[0])).resolve()
+    index = tmp_path / "tracks.index"
+    # build from the run alone: the index takes the run's model, no embedder flags needed
+    assert main(["index", "build", "--tracks", str(run), "--out", str(index), "--quiet"]) == 0
+    assert (
+        f"indexed 6 tracklets of {run} into {index} (0 already there, skipped; 6 in all)"
+        in capsys.readouterr().out
+    )
+    assert main(["index", "add", str(index), "--tracks", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert f"indexed 0 tracklets of {run} into {index} (6 already there, skipped; 6 in all)" in out
+    assert "1 tracklets have no feature" in out
+
+    query = query_photo(tmp_path / "query.png")
+    argv = ["search", "--index", str(index), "--checkpoint", str(checkpoints[0]), "--query", str(query)]
+    assert main([*argv, "--top-k", "1", "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert len(answer["results"]) == 1 and answer["results"][0]["extra"]["kind"] == "tracklet"
+    (person,) = answer["identities"]
+    assert (person["run"], person["global_id"], person["cameras"]) == (str(run), 1, ["cam1", "cam2"])
+    segments = person["segments"]
+    # person 1: cam1 frames 21-50, cam2 61-80, cam1 91-100, at 10 fps from START; the first is the hit
+    assert [(s["camera"], s["first_frame"], s["last_frame"], s["hit"]) for s in segments] == [
+        ("cam1", 21, 50, True),
+        ("cam2", 61, 80, False),
+        ("cam1", 91, 100, False),
+    ]
+    times = [t - START for s in segments for t in (s["start_time"], s["end_time"])]
+    assert times == pytest.approx([2.0, 4.9, 6.0, 7.9, 9.0, 9.9])
+    assert segments[0]["start_iso"] == "2023-11-14T22:13:22.000Z"
+    assert person["distance"] == segments[0]["distance"] == pytest.approx(0.0, abs=1e-5)
+    assert segments[0]["video"] == str(run / "cam1.webm") and segments[1]["video"] is None
+
+    out_dir = tmp_path / "results"
+    assert main([*argv, "--top-k", "1", "--out", str(out_dir)]) == 0
+    table = capsys.readouterr().out
+    assert f"#1  global id 1 in {run}" in table and "3 segments on cam1, cam2" in table
+    line = next(row for row in table.splitlines() if "22:13:22.000Z" in row)
+    assert line.split()[:3] == ["cam1", f"{START + 2:.2f}", f"{START + 4.9:.2f}"]
+    page = (out_dir / "results.html").read_text()
+    assert "cam1.webm#t=2.000,5.000" in page and "global id 1" in page
+
+    # a run tracked with another model is refused, and nothing is added
+    other = write_tracked_run(tmp_path / "other", load_embedder(checkpoint=checkpoints[1]), video=False)
+    assert main(["index", "add", str(index), "--tracks", str(other)]) == 2
+    assert "embed with the same model" in capsys.readouterr().err
+    assert main(["index", "add", str(index), "--tracks", str(tmp_path / "nothing")]) == 2
+    assert "run.json is missing" in capsys.readouterr().err
+    assert main(["index", "info", str(index), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 6

@@ -127,10 +127,49 @@ def ranked_lists(split: Split, distmat: np.ndarray, *, queries: int = 6, top_k: 
     return rows
 
 
-def write_results_page(path: str | Path, query: str, hits: Sequence) -> None:
-    """A static HTML page of a search: the query photo, then each hit with rank, distance and camera.
+def _segments_html(identities: Sequence) -> str:
+    """Sections of the results page: one per identity, a table of its segments with a player when there is a video."""
+    import html
 
-    ``hits`` are :class:`reidkit.index.SearchHit` (``distance``, ``item.path``, ``item.camera``).
+    sections = []
+    for rank, answer in enumerate(identities, 1):
+        who = (
+            f"global id {answer.global_id}" if answer.global_id is not None else "tracklet without global id"
+        )
+        rows = []
+        for segment in answer.segments:
+            entry = segment.to_dict()
+            thumbnail = Path(segment.thumbnail)
+            image = f'<img src="{html.escape(thumbnail.resolve().as_uri())}">' if thumbnail.is_file() else ""
+            times = f"{segment.start_time:.2f} – {segment.end_time:.2f} s"
+            if entry["start_iso"]:
+                times += f"<br>{html.escape(entry['start_iso'])} – {html.escape(entry['end_iso'])}"
+            player = ""
+            if segment.video:
+                source = f"{Path(segment.video).resolve().as_uri()}#t={entry['video_start']:.3f},{entry['video_end']:.3f}"
+                player = f'<video controls muted preload="metadata" src="{html.escape(source)}"></video>'
+            rows.append(
+                f"<tr><td>{image}</td><td>{html.escape(str(segment.camera))}</td><td>{times}</td>"
+                f"<td>{segment.distance:.3f}</td><td>{player}</td></tr>"
+            )
+        sections.append(
+            f"<section><h2>#{rank} {html.escape(who)} · distance {answer.distance:.3f} · "
+            f"{html.escape(', '.join(answer.cameras))}</h2><p class=run>{html.escape(answer.run)}</p>"
+            "<table><tr><th></th><th>camera</th><th>time</th><th>distance</th><th>video</th></tr>"
+            f"{''.join(rows)}</table></section>"
+        )
+    return "".join(sections)
+
+
+def write_results_page(path: str | Path, query: str, hits: Sequence, *, identities: Sequence = ()) -> None:
+    """A static HTML page of a search: the query photo, the identities found in tracked video, then each hit.
+
+    Args:
+        path: the HTML file to write.
+        query: the query photo.
+        hits: :class:`reidkit.index.SearchHit` (``distance``, ``item.path``, ``item.camera``) shown as a grid.
+        identities: :class:`reidkit.index.IdentityAnswer` shown as one table of segments each (thumbnail,
+            camera, times, distance, and the segment's video when the camera has one).
     """
     import html
 
@@ -142,8 +181,10 @@ def write_results_page(path: str | Path, query: str, hits: Sequence) -> None:
     page = (
         "<!doctype html><meta charset=utf-8><title>reidkit search</title>"
         "<style>body{font-family:sans-serif}figure{display:inline-block;margin:4px;text-align:center}"
-        "img{height:160px;border:3px solid #ccc}figure.q img{border-color:#2858d2}</style>"
+        "img{height:160px;border:3px solid #ccc}figure.q img{border-color:#2858d2}"
+        "table{border-collapse:collapse}td,th{padding:4px 8px;border-bottom:1px solid #ddd;text-align:left}"
+        "td img{height:96px}video{height:120px}h2{font-size:16px;margin:18px 0 2px}.run{color:#667;margin:0}</style>"
         f'<figure class=q><img src="{html.escape(Path(query).resolve().as_uri())}"><figcaption>query</figcaption></figure>'
-        f"{cells}"
+        f"{_segments_html(identities)}{cells}"
     )
     atomic_write_text(path, page)

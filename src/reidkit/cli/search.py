@@ -7,7 +7,8 @@ import contextlib
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 from reidkit.cli._common import (
     add_dataset_arguments,
@@ -23,7 +24,6 @@ from reidkit.cli._common import (
 from reidkit.errors import ReidkitError
 
 if TYPE_CHECKING:
-    from reidkit.embed import Embedder
     from reidkit.index import Index
 
 
@@ -46,6 +46,13 @@ def add_index(commands) -> None:
             )
         add_embedder_arguments(s)
         s.add_argument("--images", help="a folder of images (camera = sub-folder name)")
+        s.add_argument(
+            "--tracks",
+            action="append",
+            metavar="RUN",
+            help="a tracking run folder (reidkit track --out RUN): its tracklets, with their features, "
+            "thumbnails, cameras and times; repeatable; needs no embedder flags",
+        )
         add_dataset_arguments(s, defaults_from_checkpoint=False)
         s.add_argument("--split", choices=["train", "query", "gallery"], default="gallery")
         s.add_argument("--batch-size", type=positive, default=64)
@@ -70,12 +77,14 @@ def _gallery_items(args: argparse.Namespace) -> tuple[list[str], list[dict]]:
             items.append({"path": path, "camera": None if parent == folder else parent.name})
         return paths, items
     if not args.dataset or not args.root:
-        raise ReidkitError("give --images DIR, or --dataset NAME with --root R")
+        raise ReidkitError("give --images DIR, or --dataset NAME with --root R, or --tracks RUN")
     from reidkit.data.datasets import load_dataset
 
     samples = split_samples(load_dataset(args.dataset, args.root, **dataset_options(args.option)), args.split)
     if not samples:
-        raise ReidkitError(f"the {args.split} split of {args.dataset} at {args.root} is empty: nothing to index")
+        raise ReidkitError(
+            f"the {args.split} split of {args.dataset} at {args.root} is empty: nothing to index"
+        )
     items = [
         {"path": s.path, "camera": None if s.camid == NO_CAMERA else s.camid, "pid": s.pid} for s in samples
     ]
@@ -87,12 +96,21 @@ def run_index_info(args: argparse.Namespace) -> int:
 
     with Index.open(args.index, readonly=True) as index:
         info = index.info()
-    print(json.dumps(info, indent=2, default=str) if args.json else "\n".join(f"{k}: {v}" for k, v in info.items()))
+    print(
+        json.dumps(info, indent=2, default=str)
+        if args.json
+        else "\n".join(f"{k}: {v}" for k, v in info.items())
+    )
     return 0
 
 
-def _open_for_build(args: argparse.Namespace, embedder: Embedder) -> tuple[Index, bool]:
+def _open_for_build(args: argparse.Namespace, model: Any) -> tuple[Index, bool]:
     """The index of ``--out``: created, or resumed when an earlier build with the same settings left it.
+
+    Args:
+        args: the parsed arguments.
+        model: what the index is built for: ``name``, ``fingerprint`` and ``dim`` (an embedder, or the
+            embedder of a tracking run).
 
     Returns:
         The open index, and whether it was created now (False: resumed).
@@ -102,9 +120,9 @@ def _open_for_build(args: argparse.Namespace, embedder: Embedder) -> tuple[Index
     try:
         index, resumed = Index.create_or_resume(
             args.out,
-            dim=embedder.dim,
-            fingerprint=embedder.fingerprint,
-            model_name=embedder.name,
+            dim=model.dim,
+            fingerprint=model.fingerprint,
+            model_name=model.name,
             metric=args.metric,
             kind=args.kind,
         )
@@ -122,30 +140,78 @@ def _open_for_build(args: argparse.Namespace, embedder: Embedder) -> tuple[Index
     return index, not resumed
 
 
+def _run_model(run: str) -> SimpleNamespace:
+    """The embedder (name, fingerprint, dim) that made the tracklet features of run folder ``run``."""
+    from reidkit.track.runfiles import read_run_files
+
+    info = read_run_files(run).info
+    if info.fingerprint is None:
+        raise ReidkitError(
+            f"--tracks {run}: the run was tracked without an embedder, so its tracklets have no features to index"
+        )
+    return SimpleNamespace(name=info.embedder["name"], fingerprint=info.fingerprint, dim=info.dim)
+
+
+def _add_tracks(index: Index, runs: list[str], target: str) -> None:
+    from reidkit.index import index_tracks
+
+    for run in runs:
+        done = index_tracks(index, run)
+        print(
+            f"indexed {done.added} tracklets of {run} into {target} ({done.skipped} already there, skipped; "
+            f"{len(index)} in all)"
+        )
+        if done.replaced or done.removed:
+            print(
+                f"the run changed since it was indexed: {done.replaced} tracklets re-added, "
+                f"{done.removed} no longer in it removed"
+            )
+        if done.without_feature:
+            print(
+                f"{done.without_feature} tracklets have no feature (no crop good enough) and are not indexed"
+            )
+
+
+def _has_embedder(args: argparse.Namespace) -> bool:
+    return any(getattr(args, name) for name in ("checkpoint", "onnx", "openvino"))
+
+
 def run_index_write(args: argparse.Namespace) -> int:
     from reidkit.index import Index, index_images
     from reidkit.index.store import discard_unwritten
 
-    embedder = embedder_from_args(args)
-    paths, items = _gallery_items(args)
+    runs = args.tracks or []
+    images = bool(args.images or args.dataset or not runs)
+    embedder = embedder_from_args(args) if images or _has_embedder(args) else None
+    paths, items = _gallery_items(args) if images else ([], [])
     if args.index_command == "build":
         target = args.out
-        index, created = _open_for_build(args, embedder)
+        index, created = _open_for_build(args, embedder if embedder is not None else _run_model(runs[0]))
     else:
         target, created = args.index, False
         index = Index.open(args.index)
     try:
         with index:
-            done = index_images(index, embedder, paths, items, batch_size=args.batch_size, progress=not args.quiet)
+            if images:
+                done = index_images(
+                    index, embedder, paths, items, batch_size=args.batch_size, progress=not args.quiet
+                )
+            _add_tracks(index, runs, target)
             total = len(index)
     except BaseException:
         if created:  # a build that committed nothing leaves nothing behind; the original error is reported
             with contextlib.suppress(ReidkitError, OSError):
                 discard_unwritten(Path(target))
         raise
-    print(f"indexed {done.added} images into {target} ({done.skipped} already there, skipped; {total} in all)")
+    if not images:
+        return 0
+    print(
+        f"indexed {done.added} images into {target} ({done.skipped} already there, skipped; {total} in all)"
+    )
     if done.replaced:
-        print(f"{done.replaced} of them had changed since they were indexed: re-embedded, old entries replaced")
+        print(
+            f"{done.replaced} of them had changed since they were indexed: re-embedded, old entries replaced"
+        )
     if done.repeated:
         print(f"{done.repeated} paths were given more than once and indexed once")
     return 0
@@ -184,14 +250,45 @@ def _print_hits(hits: list) -> None:
     print(f"{'rank':>4}  {'distance':>8}  {'camera':<10} {'time':<20} {'pid':>5}  path")
     for rank, hit in enumerate(hits, 1):
         item = hit.item
-        when = "" if item.timestamp is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(item.timestamp))
+        when = (
+            "" if item.timestamp is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(item.timestamp))
+        )
         pid = "" if item.pid is None else item.pid
-        print(f"{rank:>4}  {hit.distance:8.4f}  {str(item.camera or ''):<10} {when:<20} {pid:>5}  {item.path}")
+        print(
+            f"{rank:>4}  {hit.distance:8.4f}  {str(item.camera or ''):<10} {when:<20} {pid:>5}  {item.path}"
+        )
+
+
+def _print_identities(identities: list) -> None:
+    """One block per identity: its best distance, then one line per segment (camera, times, distance)."""
+    for rank, answer in enumerate(identities, 1):
+        who = (
+            f"global id {answer.global_id}"
+            if answer.global_id is not None
+            else "a tracklet without global id"
+        )
+        cameras = ", ".join(answer.cameras)
+        print(
+            f"#{rank}  {who} in {answer.run}  distance {answer.distance:.4f}  "
+            f"{len(answer.segments)} segments on {cameras}"
+        )
+        print(
+            f"    {'camera':<10} {'start s':>14} {'end s':>14}  {'start (UTC)':<24} {'end (UTC)':<24} {'distance':>8}  thumbnail"
+        )
+        for segment in answer.segments:
+            entry = segment.to_dict()
+            print(
+                f"    {str(segment.camera):<10} {segment.start_time:14.2f} {segment.end_time:14.2f}  "
+                f"{entry['start_iso'] or '-':<24} {entry['end_iso'] or '-':<24} {segment.distance:8.4f}"
+                f"{'' if segment.hit else '*'} {segment.thumbnail}"
+            )
+    if any(not segment.hit for answer in identities for segment in answer.segments):
+        print("* a segment of an identity found, not itself among the top hits")
 
 
 def run_search(args: argparse.Namespace) -> int:
     from reidkit.data.transforms import read_image
-    from reidkit.index import Index
+    from reidkit.index import Index, search_segments
     from reidkit.viz import RankedList, ranked_grid, write_results_page
 
     embedder = embedder_from_args(args)
@@ -200,25 +297,55 @@ def run_search(args: argparse.Namespace) -> int:
     fetch = max(args.top_k * 5, 50) if args.rerank else args.top_k
     with Index.open(args.index, readonly=True) as index:
         hits = index.search(
-            query, fingerprint=embedder.fingerprint, top_k=fetch, camera=camera, since=args.since, until=args.until
+            query,
+            fingerprint=embedder.fingerprint,
+            top_k=fetch,
+            camera=camera,
+            since=args.since,
+            until=args.until,
         )[0]
         if args.rerank:
             hits = _rerank_hits(index, query, hits, args.top_k)
+        # with re-ranking, the segments not among the hits would have distances on another scale: not listed
+        found = search_segments(
+            index,
+            query,
+            fingerprint=embedder.fingerprint,
+            hits=hits,
+            complete=not args.rerank,
+            camera=camera,
+            since=args.since,
+            until=args.until,
+        )
+    identities = [answer.to_dict() for answer in found.identities]
     if args.json:
-        print(json.dumps([hit.to_dict() for hit in hits], indent=2, default=str))
+        answer = [hit.to_dict() for hit in hits]
+        if identities:
+            answer = {"identities": identities, "results": answer}
+        print(json.dumps(answer, indent=2, default=str))
+    elif identities:
+        _print_identities(found.identities)
+        if found.hits:
+            print("images:")
+            _print_hits(found.hits)
     else:
         _print_hits(hits)
     if args.out:
         out = Path(args.out)
         existing = [hit for hit in hits if Path(hit.item.path).is_file()]
         ranked = RankedList(
-            args.query, [h.item.path for h in existing], [False] * len(existing), [h.distance for h in existing]
+            args.query,
+            [h.item.path for h in existing],
+            [False] * len(existing),
+            [h.distance for h in existing],
         )
         try:
             ranked_grid([ranked], out / "results.png", top_k=len(existing), neutral=True)
-            write_results_page(out / "results.html", args.query, hits)
+            write_results_page(out / "results.html", args.query, found.hits, identities=found.identities)
         except OSError as error:
-            raise ReidkitError(f"--out {out}: cannot write the results there ({error.strerror or error})") from None
+            raise ReidkitError(
+                f"--out {out}: cannot write the results there ({error.strerror or error})"
+            ) from None
         print(f"results: {out / 'results.png'}, {out / 'results.html'}")
     return 0
 
@@ -292,6 +419,10 @@ def run_export(args: argparse.Namespace) -> int:
     from reidkit.export import export_main
 
     export_main(
-        checkpoint=args.checkpoint, out=args.out, format=args.format, flip=not args.no_flip, images=args.images
+        checkpoint=args.checkpoint,
+        out=args.out,
+        format=args.format,
+        flip=not args.no_flip,
+        images=args.images,
     )
     return 0

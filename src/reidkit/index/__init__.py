@@ -34,7 +34,8 @@ ranked by increasing distance.
 
 Modules: :mod:`~reidkit.index.settings` (what an index was built with), :mod:`~reidkit.index.store` (SQLite),
 :mod:`~reidkit.index.faiss_side` (FAISS), :mod:`~reidkit.index.items` (records and errors),
-:mod:`~reidkit.index.images` (embedding image files into an index); this module holds the :class:`Index` facade
+:mod:`~reidkit.index.images` (embedding image files into an index), :mod:`~reidkit.index.tracks` (tracklets of a
+tracking run, and search answers as video segments per identity); this module holds the :class:`Index` facade
 that keeps the two sides on one committed version.
 """
 
@@ -68,6 +69,14 @@ from reidkit.index.items import (
 from reidkit.index.settings import FORMAT_VERSION, KINDS, METRICS, IndexSettings
 from reidkit.index.snapshot import Snapshot
 from reidkit.index.store import DATABASE_NAME, GalleryStore, create_database, discard_unwritten
+from reidkit.index.tracks import (
+    IdentityAnswer,
+    IndexedTracks,
+    Segment,
+    SegmentSearch,
+    index_tracks,
+    search_segments,
+)
 
 __all__ = [
     "DATABASE_NAME",
@@ -79,13 +88,19 @@ __all__ = [
     "FingerprintMismatchError",
     "GalleryIndexError",
     "GalleryItem",
+    "IdentityAnswer",
     "Index",
+    "IndexedTracks",
     "IndexSettings",
     "IndexedImages",
     "SearchHit",
+    "Segment",
+    "SegmentSearch",
     "SettingsMismatchError",
     "default_nlist",
     "index_images",
+    "index_tracks",
+    "search_segments",
     "to_timestamp",
 ]
 
@@ -334,6 +349,35 @@ class Index:
             if not wanted:
                 return np.zeros((0, self.dim), dtype=np.float32)
             return np.stack([found[i] for i in wanted])
+
+    def ids_with_extra(self, **values: str | int) -> np.ndarray:
+        """``[M]`` int64 ids, ascending, of the items whose ``extra`` holds all these values in this snapshot.
+
+        E.g. ``index.ids_with_extra(kind="tracklet", run="/data/run1")``; a scan of the items table.
+        """
+        with self._lock:
+            return self._open_snapshot().store.ids_with_extra(values)
+
+    def items(self, ids: Sequence[int] | np.ndarray) -> dict[int, GalleryItem]:
+        """id -> metadata of those of ``ids`` that are in this snapshot."""
+        with self._lock:
+            return self._open_snapshot().store.items(int(i) for i in ids)
+
+    def matching_ids(
+        self,
+        *,
+        camera: str | int | Sequence[str | int] | None = None,
+        exclude_camera: str | int | Sequence[str | int] | None = None,
+        since: float | str | datetime | None = None,
+        until: float | str | datetime | None = None,
+        pid: int | Sequence[int] | None = None,
+        frames: tuple[int | None, int | None] | None = None,
+    ) -> np.ndarray | None:
+        """``[M]`` int64 ids passing the metadata filters of :meth:`search`, or None when no filter is set."""
+        with self._lock:
+            return self._open_snapshot().store.filter_ids(
+                camera=camera, exclude_camera=exclude_camera, since=since, until=until, pid=pid, frames=frames
+            )
 
     def ids(self) -> np.ndarray:
         """All ids in this snapshot, ascending."""

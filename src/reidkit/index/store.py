@@ -365,6 +365,26 @@ class GalleryStore:
         rows_for_keys(self.connection, "DELETE FROM items WHERE id IN ({keys})", ids)
         rows_for_keys(self.connection, "DELETE FROM sources WHERE id IN ({keys})", ids)
 
+    def ids_with_extra(self, values: dict[str, str | int]) -> np.ndarray:
+        """``[M]`` int64 ids, ascending, of the items whose ``extra`` has every key of ``values`` with that value.
+
+        Raises:
+            GalleryIndexError: a key that is not a plain name, or a value that is not a string or an integer.
+        """
+        clauses, bound = [], []
+        for key, value in values.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise GalleryIndexError(f"extra key {key!r} must be a plain name (letters, digits, _)")
+            if not (isinstance(value, str) or is_integer(value)):
+                raise GalleryIndexError(
+                    f"extra {key!r} must be matched with a string or an integer, got {value!r}"
+                )
+            clauses.append(f"json_extract(extra, '$.{key}') = ?")
+            bound.append(value if isinstance(value, str) else int(value))
+        where = " AND ".join(clauses) or "1"
+        rows = self.connection.execute(f"SELECT id FROM items WHERE {where} ORDER BY id", bound)
+        return np.array([row[0] for row in rows], dtype=np.int64)
+
     # ------------------------------------------------------------------ filters
     def filter_ids(
         self,

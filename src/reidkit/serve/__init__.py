@@ -2,13 +2,21 @@
 
 Endpoints (OpenAPI docs at ``/docs``):
 
-- ``GET /``: the search page (upload or drop a photo, see the ranked gallery).
+- ``GET /``: the search page (upload or drop a photo, see the ranked gallery, and the people found in tracked
+  video as timelines whose segments play in the page).
 - ``POST /search``: multipart ``image`` + form fields ``top_k``, ``camera``, ``exclude_camera`` (comma-separated),
-  ``since``, ``until`` (seconds or ISO-8601), ``pid`` -> ranked hits with distances and metadata.
+  ``since``, ``until`` (seconds or ISO-8601), ``pid`` -> ranked hits with distances and metadata, and, for
+  hits that are tracklets of a tracked video (``reidkit index add --tracks``), ``identities``: one answer per
+  person (run, global id, best distance, cameras, time span) with every segment where the person is seen
+  (camera, start/end time, ISO times when the camera has a clock, frames, ``video_start``/``video_end`` seconds
+  into the camera's video, distance, ``thumbnail_url``, ``video_url``).
 - ``POST /gallery`` (bearer token): multipart ``images`` (one or more) + ``metadata`` (JSON: one object for
   all images, or a list with one object per image: camera, timestamp, frame, pid, extra) -> new ids.
 - ``DELETE /gallery/{id}`` (bearer token).
 - ``GET /gallery/{id}/image?size=thumb|full``: the gallery image (thumbnail by default).
+- ``GET /gallery/{id}/video``: the playable video (WebM) of a tracklet's camera, with HTTP range requests
+  (206) so that a browser can seek to a segment. Only the video named by the ``run.json`` of the run the
+  tracklet was indexed from is served; the path never comes from the request.
 - ``GET /health``: model, index size and settings.
 
 Requests are checked before their body is read (:mod:`~reidkit.serve.guard`): write endpoints need

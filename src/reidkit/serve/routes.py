@@ -12,9 +12,9 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Header, Request, UploadFile
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from reidkit.index import SearchHit
+from reidkit.index import IdentityAnswer, SearchHit
 from reidkit.serve.page import read_page
 from reidkit.serve.service import Service
 from reidkit.serve.uploads import MAX_IMAGES_PER_REQUEST, UploadError, parse_metadata, parse_pids, split_list
@@ -41,6 +41,21 @@ def hit_json(hit: SearchHit) -> dict[str, Any]:
     return entry
 
 
+def identity_json(answer: IdentityAnswer) -> dict[str, Any]:
+    """One identity of a search answer: best distance, cameras, time span and its segments, with URLs.
+
+    Each segment gets ``thumbnail_url`` and ``video_url`` (None when its camera has no playable video); play
+    it from ``video_start`` to ``video_end`` seconds into that video.
+    """
+    entry = answer.to_dict()
+    entry["distance"] = round(entry["distance"], 6)
+    for segment in entry["segments"]:
+        segment["distance"] = round(segment["distance"], 6)
+        segment["thumbnail_url"] = f"/gallery/{segment['id']}/image"
+        segment["video_url"] = None if segment["video"] is None else f"/gallery/{segment['id']}/video"
+    return entry
+
+
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def page() -> HTMLResponse:
     return HTMLResponse(read_page())
@@ -63,9 +78,9 @@ def search(
     until: Annotated[str | None, Form(description="latest timestamp: seconds or ISO-8601")] = None,
     pid: Annotated[str | None, Form(description="only these identities, comma-separated")] = None,
 ) -> dict[str, Any]:
-    """Rank the gallery by distance to the uploaded photo."""
+    """Rank the gallery by distance to the uploaded photo; tracklet hits are also answered per identity."""
     started = time.perf_counter()
-    hits = service.search_upload(
+    hits, found = service.search_identities(
         image,
         top_k=top_k,
         camera=split_list(camera, "camera"),
@@ -78,6 +93,7 @@ def search(
         "model": service.embedder.name,
         "count": len(hits),
         "results": [hit_json(hit) for hit in hits],
+        "identities": [identity_json(answer) for answer in found.identities],
         "elapsed_ms": round(1000 * (time.perf_counter() - started), 2),
     }
 
@@ -116,3 +132,10 @@ def gallery_image(service: ServiceDependency, item_id: int, size: str = "thumb")
     return Response(
         service.image_jpeg(item_id, size), media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"}
     )
+
+
+@router.get("/gallery/{item_id}/video")
+def gallery_video(service: ServiceDependency, item_id: int) -> FileResponse:
+    """The video of a tracklet's camera (HTTP ranges supported, for seeking); only videos of indexed runs."""
+    path, media_type = service.video_file(item_id)
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "max-age=3600"})

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import io
+import json
 import threading
 import time
 import uuid
@@ -27,7 +28,8 @@ import numpy as np
 from PIL import Image
 
 from reidkit._io import atomic_write_bytes
-from reidkit.index import FingerprintMismatchError, Index, SearchHit
+from reidkit.index import FingerprintMismatchError, Index, SearchHit, SegmentSearch, search_segments
+from reidkit.index.tracks import is_tracklet
 from reidkit.serve.budget import PixelBudget
 from reidkit.serve.uploads import (
     DEFAULT_DECODE_WAIT_S,
@@ -40,6 +42,8 @@ from reidkit.serve.uploads import (
 )
 
 THUMBNAIL_SIZE = (128, 256)  # width, height bound
+#: the video files the service plays, by suffix: their media type.
+VIDEO_TYPES = {".webm": "video/webm", ".mp4": "video/mp4", ".ogv": "video/ogg"}
 
 
 class Service:
@@ -101,6 +105,8 @@ class Service:
         self.media_dir = media_dir
         self.started = time.time()
         self.write_lock = threading.Lock()
+        self._runs: dict[Path, tuple[int, Any]] = {}  # run.json -> (mtime_ns, RunInfo)
+        self._runs_lock = threading.Lock()
 
     def image_path(self, path: str) -> Path:
         """Where an item's image is: its path, relative to the index directory unless absolute."""
@@ -160,6 +166,68 @@ class Service:
         with self.decoded([upload]) as images:
             embedding = self.embedder.embed_images(images)
         return self.index.search(embedding, fingerprint=self.embedder.fingerprint, top_k=top_k, **filters)[0]
+
+    def search_identities(
+        self, upload: Upload, *, top_k: int, **filters: Any
+    ) -> tuple[list[SearchHit], SegmentSearch]:
+        """Search with the uploaded photo; also answer per identity for the hits that are tracklets.
+
+        Returns:
+            The ranked hits, and the identities (with all their segments passing ``filters``) and other hits.
+        """
+        with self.decoded([upload]) as images:
+            embedding = self.embedder.embed_images(images)
+        fingerprint = self.embedder.fingerprint
+        hits = self.index.search(embedding, fingerprint=fingerprint, top_k=top_k, **filters)[0]
+        found = search_segments(self.index, embedding, fingerprint=fingerprint, hits=hits, **filters)
+        return hits, found
+
+    def _run_info(self, run_dir: Path) -> Any:
+        """The ``run.json`` of a run folder (cached until the file changes), or None when it cannot be read."""
+        from reidkit.track.runfiles import RUN_NAME, RunFileError, RunInfo
+
+        path = run_dir / RUN_NAME
+        try:
+            stamp = path.stat().st_mtime_ns
+            with self._runs_lock:
+                cached = self._runs.get(path)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+            info = RunInfo.from_json(json.loads(path.read_text(encoding="utf-8")), str(path))
+        except (OSError, ValueError, RunFileError):
+            return None
+        with self._runs_lock:
+            self._runs[path] = (stamp, info)
+        return info
+
+    def video_file(self, item_id: int) -> tuple[Path, str]:
+        """The playable video of a tracklet item's camera, and its media type.
+
+        Only a video named by the ``run.json`` of the run the item was indexed from is served: the path comes
+        from that file, never from the request.
+
+        Raises:
+            UploadError: 404 when the item is not a tracklet, its run or camera has no playable video, or the
+                file is missing.
+        """
+        item = self.index.get(check_int64(item_id, "item id"))
+        if item is None:
+            raise UploadError(404, f"no gallery item with id {item_id}")
+        if not is_tracklet(item):
+            raise UploadError(404, f"gallery item {item_id} is not a tracklet of a tracked video")
+        run_dir = Path(item.extra["run"])
+        info = self._run_info(run_dir)
+        if info is None:
+            raise UploadError(404, f"the tracking run of item {item_id} is missing on the server")
+        try:
+            video = info.camera(str(item.camera)).video_path(run_dir)
+        except KeyError:
+            video = None
+        if video is None or video.suffix.lower() not in VIDEO_TYPES:
+            raise UploadError(404, f"camera {item.camera!r} of item {item_id} has no playable video")
+        if not video.is_file():
+            raise UploadError(404, f"the video of camera {item.camera!r} is missing on the server")
+        return video, VIDEO_TYPES[video.suffix.lower()]
 
     def add_uploads(self, uploads: Sequence[Upload], entries: Sequence[dict[str, Any]]) -> np.ndarray:
         """Decode uploaded images (within the limits) and add them with :meth:`add`.

@@ -247,6 +247,11 @@ def _check_entry(entry: dict[str, Any], where: str) -> None:
     """Refuse the values of one metadata object the index could not store (more checks follow in the index)."""
     if "path" in entry:
         raise UploadError(422, f"{where}: 'path' is set by the server for uploaded images")
+    extra = entry.get("extra")
+    if isinstance(extra, dict) and extra.get("kind") == "tracklet":
+        raise UploadError(
+            422, f"{where}: extra kind 'tracklet' is kept for the tracklets of `reidkit index add --tracks`"
+        )
     camera = entry.get("camera")
     if camera is not None and not isinstance(camera, (str, int, float)):
         raise UploadError(422, f"{where}: 'camera' must be a string or a number, got {type(camera).__name__}")
