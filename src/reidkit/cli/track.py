@@ -39,7 +39,7 @@ def add_track(commands) -> None:
         "--tracker-param", action="append", metavar="KEY=VALUE",
         help="a tracker constructor parameter, e.g. lost_track_buffer=60",
     )
-    trk.add_argument("--samples-per-track", type=positive, default=8, help="crops embedded per tracklet")
+    trk.add_argument("--samples-per-track", type=positive, default=16, help="crops embedded per tracklet")
     trk.add_argument("--min-crop-height", type=non_negative_float, default=48.0, help="smallest crop embedded (px)")
 
     link = p.add_argument_group("identities")

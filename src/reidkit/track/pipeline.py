@@ -235,7 +235,8 @@ def track_cameras(
             seconds[stage] = seconds.get(stage, 0.0) + spent
     tracklets = [t for result in results for t in result.tracklets]
     began = time.perf_counter()
-    link_tracklets(tracklets, options.relink, options.link)
+    sizes = {result.camera: tuple(result.size) for result in results}
+    link_tracklets(tracklets, options.relink, options.link, frame_sizes=sizes)
     seconds["link"] = time.perf_counter() - began
 
     out.parent.mkdir(parents=True, exist_ok=True)
