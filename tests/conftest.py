@@ -16,3 +16,26 @@ def synthetic_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic") / "data"
     generate(root, ids=24, cams=3, seed=0, difficulty="easy")
     return root
+
+
+#: the smallest training setup the recipes accept (resnet18 at 64x32, P x K = 4 x 2)
+TINY_OVERRIDES = [
+    "model.backbone=resnet18",
+    "model.last_stride=2",
+    "data.height=64",
+    "data.width=32",
+    "data.p=4",
+    "data.k=2",
+]
+
+
+@pytest.fixture(scope="session")
+def untrained_checkpoint(synthetic_root, tmp_path_factory):
+    """A reidkit checkpoint of an untrained tiny model (``train.epochs=0``): real weights, real file format."""
+    from reidkit.checkpoint import CHECKPOINT_NAME
+    from reidkit.cli import main
+
+    out = tmp_path_factory.mktemp("untrained")
+    sets = [*TINY_OVERRIDES, f"data.root={synthetic_root}", "train.epochs=0", "data.workers=0"]
+    assert main(["train", "--out", str(out), "--quiet", *sum((["--set", s] for s in sets), [])]) == 0
+    return out / CHECKPOINT_NAME
