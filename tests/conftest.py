@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import pytest
 import torch
 
@@ -39,3 +42,33 @@ def untrained_checkpoint(synthetic_root, tmp_path_factory):
     sets = [*TINY_OVERRIDES, f"data.root={synthetic_root}", "train.epochs=0", "data.workers=0"]
     assert main(["train", "--out", str(out), "--quiet", *sum((["--set", s] for s in sets), [])]) == 0
     return out / CHECKPOINT_NAME
+
+
+# headless Chromium (Debian package) driven by Playwright, for the web-page tests
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+def _chromium() -> str:
+    for candidate in ("/usr/lib/chromium/chromium", "/usr/bin/chromium", shutil.which("chromium") or ""):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    pytest.skip("chromium is not installed (Debian: apt-get install chromium); skipping the browser test")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = _chromium()
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="the browser test needs: pip install playwright"
+    )
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()

@@ -19,27 +19,9 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from reidkit.index import FingerprintMismatchError, Index  # noqa: E402
 from reidkit.serve import BackgroundServer, create_app  # noqa: E402
+from segments_data import ColourEmbedder  # noqa: E402  (the stand-in model shared with the segment tests)
 
 TOKEN = "s3cret-token-0123"
-
-
-class ColourEmbedder:
-    """A deterministic stand-in model: the mean colour of the top and bottom halves of the image."""
-
-    name = "colour-halves"
-    fingerprint = "colour-halves-v1"
-    dim = 7
-    input_size = (8, 4)
-
-    def embed_images(self, images):
-        rows = []
-        for image in images:
-            pixels = np.asarray(image.convert("RGB").resize((4, 8), Image.BILINEAR), dtype=np.float64) / 255.0
-            feature = np.concatenate(
-                [pixels[:4].mean(axis=(0, 1)) - 0.5, pixels[4:].mean(axis=(0, 1)) - 0.5, [0.05]]
-            )
-            rows.append(feature / np.linalg.norm(feature))
-        return np.asarray(rows, dtype=np.float32).reshape(len(images), self.dim)
 
 
 def person(top: tuple[int, int, int], bottom: tuple[int, int, int], size=(16, 32)) -> Image.Image:

@@ -7,7 +7,6 @@ screenshot of the page with real results (the pedestrian-video test; the README'
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,33 +20,6 @@ from reidkit.index import Index  # noqa: E402
 from reidkit.serve import BackgroundServer, create_app  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-
-
-def _chromium() -> str:
-    for candidate in ("/usr/lib/chromium/chromium", "/usr/bin/chromium", shutil.which("chromium") or ""):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    pytest.skip("chromium is not installed (Debian: apt-get install chromium); skipping the browser test")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    executable = _chromium()
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="the browser test needs: pip install playwright"
-    )
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 class ColourEmbedder:

@@ -18,7 +18,6 @@ pytest.importorskip("cv2", reason="the test run's video needs opencv")
 from reidkit.index import Index, index_tracks  # noqa: E402
 from reidkit.serve import BackgroundServer, create_app  # noqa: E402
 from segments_data import ColourEmbedder, query_photo, write_tracked_run  # noqa: E402
-from test_serve_browser import browser  # noqa: E402, F401  (the headless Chromium fixture)
 
 VIDEO = "document.querySelector('.identity video')"
 
@@ -27,7 +26,7 @@ def _bar(page, local_id_of: dict, key: tuple[str, int]):
     return page.locator(f".segment[data-id='{local_id_of[key]}']")
 
 
-def test_timeline_shows_segments_and_plays_them(browser, tmp_path):  # noqa: F811
+def test_timeline_shows_segments_and_plays_them(browser, tmp_path):
     embedder = ColourEmbedder()
     run = write_tracked_run(tmp_path / "run", embedder)
     with Index.create(tmp_path / "index", dim=embedder.dim, fingerprint=embedder.fingerprint) as index:

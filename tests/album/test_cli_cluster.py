@@ -7,28 +7,14 @@ import json
 
 import pytest
 
-from reidkit.checkpoint import CHECKPOINT_NAME
 from reidkit.cli import main
 
 pytest.importorskip("sklearn", reason="album clustering needs scikit-learn")
 
-TINY = [
-    "model.backbone=resnet18",
-    "model.last_stride=2",
-    "data.height=64",
-    "data.width=32",
-    "data.p=4",
-    "data.k=2",
-]
-
-
 @pytest.fixture(scope="module")
-def checkpoint(synthetic_root, tmp_path_factory):
+def checkpoint(untrained_checkpoint):
     """An untrained checkpoint (random weights: a legitimate, if weak, embedder)."""
-    out = tmp_path_factory.mktemp("run")
-    sets = [*TINY, f"data.root={synthetic_root}", "train.epochs=0", "data.workers=0", "train.seed=0"]
-    assert main(["train", "--out", str(out), "--quiet", *sum((["--set", s] for s in sets), [])]) == 0
-    return out / CHECKPOINT_NAME
+    return untrained_checkpoint
 
 
 def _cluster(checkpoint, images, out, *extra) -> int:

@@ -7,7 +7,6 @@ screenshot of the sheet.
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
@@ -15,32 +14,6 @@ from reidkit.album import cluster_album
 
 pytest.importorskip("sklearn", reason="album clustering needs scikit-learn")
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--no-first-run",
-]
-
-
-def _chromium() -> str:
-    for candidate in ("/usr/lib/chromium/chromium", "/usr/bin/chromium", shutil.which("chromium") or ""):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    pytest.skip("chromium is not installed (Debian: apt-get install chromium); skipping the browser test")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    executable = _chromium()
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="the browser test needs: pip install playwright"
-    )
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 def test_contact_sheet_rows_thumbnails_and_mistakes(browser, colour_album, colour_embedder, tmp_path):
