@@ -99,7 +99,8 @@ def test_no_detections_gives_no_tracks_and_ages_them():
 def test_valid_params_reach_the_tracker():
     assert CameraTracker(TrackerSettings("bytetrack"), fps=30).lost_buffer == 30
     assert CameraTracker(TrackerSettings("bytetrack", {"lost_track_buffer": 60}), fps=30).lost_buffer == 60
-    assert CameraTracker(TrackerSettings("sort", {"lost_track_buffer": 60}), fps=15).lost_buffer == 30  # fps-scaled
+    # the library scales the buffer (given in 30 fps frames) to the camera's frame rate
+    assert CameraTracker(TrackerSettings("sort", {"lost_track_buffer": 60}), fps=15).lost_buffer == 30
     built = TrackerSettings("ocsort", {"minimum_iou_threshold": 0.5, "delta_t": 2}).build(30)
     assert built.minimum_iou_threshold == 0.5 and built.delta_t == 2
 
@@ -139,7 +140,8 @@ def test_numbers_are_coerced_to_the_default_type():
 
 def test_from_strings_reads_yaml_scalars():
     settings = TrackerSettings.from_strings(
-        "botsort", ["lost_track_buffer=45", "enable_cmc=false", "track_activation_threshold = 0.5", "cmc_method=orb"]
+        "botsort",
+        ["lost_track_buffer=45", "enable_cmc=false", "track_activation_threshold = 0.5", "cmc_method=orb"],
     )
     assert settings.params == {
         "lost_track_buffer": 45,

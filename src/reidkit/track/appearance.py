@@ -146,7 +146,8 @@ class CropSampler:
             return
         spacing = self.settings.min_spacing_frames
         close = [i for i, c in enumerate(crops) if abs(c.frame - frame) < spacing]
-        if close:  # it must beat every close crop, and replaces them all (crops stay spaced in any offer order)
+        if close:
+            # it must beat every close crop and replaces them all, so crops stay spaced in any order of offers
             if max(crops[i].quality for i in close) >= quality:
                 return
             replaced = close
