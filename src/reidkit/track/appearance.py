@@ -147,23 +147,22 @@ class CropSampler:
         spacing = self.settings.min_spacing_frames
         close = [i for i, c in enumerate(crops) if abs(c.frame - frame) < spacing]
         if close:
-            target = min(close, key=lambda i: crops[i].quality)
-            if crops[target].quality >= quality:
+            # it must beat every close crop and replaces them all, so crops stay spaced in any order of offers
+            if max(crops[i].quality for i in close) >= quality:
                 return
+            replaced = close
         elif len(crops) >= self.settings.samples_per_track:
             target = min(range(len(crops)), key=lambda i: crops[i].quality)
             if crops[target].quality >= quality:
                 return
+            replaced = [target]
         else:
-            target = None
+            replaced = []
         pixels = _cut(image, box, self.max_height, self.aspect)
         if not pixels.size:
             return
-        crop = Crop(frame, float(quality), pixels)
-        if target is None:
-            crops.append(crop)
-        else:
-            crops[target] = crop
+        crops[:] = [c for i, c in enumerate(crops) if i not in replaced]
+        crops.append(Crop(frame, float(quality), pixels))
         self._fallback.pop(track_id, None)
 
     def pop(self, track_id: int) -> list[Crop]:

@@ -6,7 +6,9 @@ their embeddings ``e_1..e_K``; for each split point ``s`` (at least ``min_crops`
 ``1 - cos(mean(e_1..e_s), mean(e_s+1..e_K))`` of the two quality-weighted means is computed, and the track is cut
 at the best ``s`` when that distance exceeds ``threshold``; both parts are examined again. The cut falls between
 the two crops' frames, on the frame where the box jumps most (``|dx| / h + |dh| / h`` of the box centre and
-height from one frame to the next), which is where the tracker moved from one person to the other.
+height from one frame to the next), which is where the tracker moved from one person to the other; when no frame
+stands out (jumps within :data:`JUMP_TIE` of the largest), the one nearest the middle of the gap between the two
+crops, since people who cross on straight paths swap where they cover each other, between the crops.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import numpy as np
 from reidkit.embed.aggregate import quality_weighted_mean
 
 __all__ = ["SwitchSettings", "split_points"]
+
+#: box jumps (in box heights) that differ by less than this from the largest count as equally large
+JUMP_TIE = 0.05
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,12 @@ def _cut_frame(frames: np.ndarray, boxes: np.ndarray, after: int, upto: int) -> 
             jumps.append(0.0)
             continue
         jumps.append(abs(centre[i] - centre[i - 1]) / height[i - 1] + abs(height[i] - height[i - 1]) / height[i - 1])
-    return int(frames[inside[int(np.argmax(jumps))]])
+    # jumps within JUMP_TIE of the largest are no clear sign; of those, the one nearest the gap's middle (people
+    # crossing on straight paths: no box jumps and the swap happens mid-gap, where they cover each other)
+    jumps = np.asarray(jumps)
+    candidates = inside[jumps >= jumps.max() - JUMP_TIE]
+    middle = (after + upto) / 2
+    return int(frames[candidates[int(np.argmin(np.abs(frames[candidates] - middle)))]])
 
 
 def split_points(
