@@ -26,6 +26,8 @@ SETTINGS = [
     ("dbscan", {"metric": "euclidean", "eps": 0.3, "min_samples": 3}),
     ("agglomerative", {}),
     ("agglomerative", {"threshold": 0.2, "linkage": "complete"}),
+    ("linked", {}),
+    ("linked", {"threshold": 0.2, "linkage": "single"}),
 ]
 
 
@@ -99,6 +101,7 @@ def test_method_parameters_are_the_functions_keywords():
     assert method_parameters("hdbscan") == {"metric": "cosine", "min_cluster_size": 2, "min_samples": None}
     assert method_parameters("dbscan") == {"metric": "cosine", "eps": 0.3, "min_samples": 2}
     assert method_parameters("agglomerative") == {"threshold": 0.5, "linkage": "average"}
+    assert method_parameters("linked") == {"threshold": 0.5, "linkage": "average"}
 
 
 @pytest.mark.parametrize(
@@ -117,6 +120,10 @@ def test_method_parameters_are_the_functions_keywords():
         ("dbscan", {"min_samples": 1.5}, "min_samples must be an integer"),
         ("agglomerative", {"threshold": -1.0}, "threshold must be a finite number > 0"),
         ("agglomerative", {"linkage": "ward"}, "linkage must be one of"),
+        ("linked", {"metric": "cosine"}, "'linked' does not take metric"),
+        ("linked", {"threshold": 0}, "threshold must be a finite number > 0, got 0"),
+        ("linked", {"threshold": 2.5}, "threshold must be at most 2"),
+        ("linked", {"linkage": "ward"}, "linkage must be one of"),
     ],
 )
 def test_bad_parameters_are_named(method, parameters, message):
@@ -146,3 +153,17 @@ def test_agglomerative_is_sklearns_average_linkage_on_cosine():
         ).fit_predict(embeddings)
         labels = cluster(embeddings, "agglomerative", threshold=threshold)
         assert labels.tolist() == tidy_labels(expected).tolist()
+
+
+@pytest.mark.parametrize("linkage", ["average", "complete", "single"])
+def test_linked_gives_the_partition_of_sklearns_agglomerative(linkage):
+    rng = np.random.default_rng(7)
+    clusters = []
+    for size, dim in ((60, 8), (40, 3)):  # no structure: many merges near the threshold, no exact ties
+        embeddings = rng.normal(size=(size, dim))
+        for threshold in (0.05, 0.1, 0.3, 0.6, 0.9, 1.2):
+            expected = cluster(embeddings, "agglomerative", threshold=threshold, linkage=linkage)
+            labels = cluster(embeddings, "linked", threshold=threshold, linkage=linkage)
+            assert labels.tolist() == expected.tolist(), (size, threshold)
+            clusters.append(int(expected.max()) + 1)
+    assert max(clusters) >= 5  # partitions with several clusters were compared, not only trivial ones

@@ -1,4 +1,4 @@
-"""Group ReID embeddings by person: HDBSCAN, DBSCAN or average-linkage agglomerative clustering.
+"""Group ReID embeddings by person: HDBSCAN, DBSCAN, or agglomerative clustering (scikit-learn's or reidkit's).
 
 Every method is one plain function ``(embeddings [N, D], *, <its parameters>) -> labels [N]`` in
 :data:`CLUSTERERS`; :func:`cluster` normalises the rows, checks the method name and the parameters (an unknown
@@ -12,7 +12,9 @@ large albums). The two give the same HDBSCAN clusters; DBSCAN's ``eps`` and the 
 are in the units of the metric. Good values depend on the model: measure them on labelled data (e.g. a
 synthetic album scored with :func:`reidkit.album.scores.score_clustering`).
 
-scikit-learn is needed (``pip install scikit-learn``; imported when a method runs).
+``linked`` is the clustering that links tracklets into identities in ``reidkit track``
+(:mod:`reidkit.track.agglomerative`), here without constraints. scikit-learn is needed for the other methods
+(``pip install scikit-learn``; imported when a method runs).
 """
 
 from __future__ import annotations
@@ -178,11 +180,35 @@ def agglomerative(embeddings: np.ndarray, *, threshold: float = 0.5, linkage: st
     return model.fit_predict(cosine_distances(embeddings))
 
 
+def linked(embeddings: np.ndarray, *, threshold: float = 0.5, linkage: str = "average") -> np.ndarray:
+    """The tracklet linking of ``reidkit track`` over photos: reidkit's own agglomerative clustering.
+
+    :func:`reidkit.track.agglomerative.constrained_agglomerative` on the cosine distances, without
+    cannot-links: two clusters merge while their ``linkage`` distance is below ``threshold``, as in
+    :func:`agglomerative` (the same partition away from exact ties; no scikit-learn needed).
+
+    Args:
+        embeddings: ``[N, D]`` unit rows.
+        threshold: cosine distance (0, 2] at which merging stops.
+        linkage: ``average`` (mean pair distance), ``complete`` (largest) or ``single`` (smallest).
+
+    Returns:
+        ``[N]`` labels (every image in some cluster; :func:`cluster` marks the singletons unclustered).
+    """
+    from reidkit.track.agglomerative import constrained_agglomerative
+
+    _check_distance("threshold", threshold)
+    if linkage not in LINKAGES:
+        raise ConfigError(f"linkage must be one of {list(LINKAGES)}, got {linkage!r}")
+    return constrained_agglomerative(cosine_distances(embeddings), float(threshold), linkage=linkage)
+
+
 #: method name -> ``function(embeddings [N, D] unit rows, **parameters) -> labels [N]``
 CLUSTERERS: dict[str, Callable[..., np.ndarray]] = {
     "hdbscan": hdbscan,
     "dbscan": dbscan,
     "agglomerative": agglomerative,
+    "linked": linked,
 }
 
 

@@ -234,7 +234,9 @@ def _distances(features: list[np.ndarray | None], settings: LinkSettings) -> np.
 def link_across_cameras(tracklets: list[Tracklet], settings: LinkSettings) -> list[Tracklet]:
     """Set ``t.global_id`` (1..K, by first appearance time, then camera) from the persons; returns ``tracklets``."""
     persons = _persons(tracklets)
-    keys = sorted(persons, key=lambda p: min((t.start_time, t.camera) for t in persons[p]))
+    # ties in first appearance (two persons entering one camera in the same frame) by person id, so the
+    # result does not depend on the order of ``tracklets``
+    keys = sorted(persons, key=lambda p: (min((t.start_time, t.camera) for t in persons[p]), p))
     groups = [persons[p] for p in keys]
     if settings.enabled and groups:
         features = [_person_feature(g) for g in groups]
