@@ -44,52 +44,68 @@ def _score(gt_root: Path, tracklets, cameras, out: Path):
     return report.combined, report.multi_camera
 
 
-def accuracy(args, embedder, work: Path) -> None:
+def _track_synthetic(args, embedder, work: Path, seed: int):
     from reidkit.data.synth_video import generate_video
     from reidkit.track.camera import track_camera
     from reidkit.track.detect import MotDetections
-    from reidkit.track.linking import LinkSettings, RelinkSettings, link_tracklets
     from reidkit.track.video import open_source
 
-    root = generate_video(work / "video", cams=args.cams, ids=args.ids, seconds=args.seconds, seed=args.seed)
+    root = generate_video(work / f"video{seed}", cams=args.cams, ids=args.ids, seconds=args.seconds, seed=seed)
     cameras = sorted(p.name for p in root.iterdir() if (p / "seqinfo.ini").is_file())
-    began = time.perf_counter()
     results = [
         track_camera(open_source(root / c), MotDetections(root / c / "det" / "det.txt"), embedder) for c in cameras
     ]
-    tracked = time.perf_counter() - began
+    return root, cameras, results
+
+
+def _stage_scores(root, cameras, results, relink, link, work: Path):
+    from reidkit.track.linking import link_tracklets
+
     tracklets = [t for r in results for t in r.tracklets]
-    sizes = {r.camera: r.size for r in results}
+    link_tracklets(tracklets, relink, link, frame_sizes={r.camera: r.size for r in results})
+    combined, multi = _score(root, tracklets, cameras, work)
+    return combined, multi, len({t.global_id for t in tracklets})
+
+
+def accuracy(args, embedder, work: Path) -> None:
+    from reidkit.track.linking import LinkSettings, RelinkSettings
+
+    seeds = [int(s) for s in args.seeds.split(",")]
+    runs = {seed: _track_synthetic(args, embedder, work, seed) for seed in seeds}
     relink, link = RelinkSettings(), LinkSettings()
     stages = [
         ("tracker only", replace(relink, enabled=False), replace(link, enabled=False)),
         ("+ re-linking", relink, replace(link, enabled=False)),
         ("+ cross-camera", relink, link),
-        ("+ cross-camera, re-ranked", relink, replace(link, rerank=True)),
+        ("+ cross-camera, re-ranked", relink, replace(link, rerank=True, threshold=0.5)),
     ]
+    counts = ", ".join(f"seed {s}: {sum(len(r.tracklets) for r in runs[s][2])}" for s in seeds)
     print(
-        f"\nsynthetic: {len(cameras)} cameras x {args.seconds:g} s at 10 fps, {args.ids} people, seed {args.seed}; "
-        f"{len(tracklets)} tracklets; tracking + embedding took {tracked:.1f} s"
+        f"\nsynthetic: {args.cams} cameras x {args.seconds:g} s at 10 fps, {args.ids} people; tracklets {counts}; "
+        f"mean over seeds {args.seeds}"
     )
-    header = f"{'stage':<28} {'HOTA':>6} {'MOTA':>6} {'IDF1':>6} {'IDSW':>5} {'ids':>4} {'MC-IDF1':>8} {'MC-HOTA':>8}"
+    header = f"{'stage':<28} {'HOTA':>6} {'MOTA':>6} {'IDF1':>6} {'IDSW':>5} {'ids':>5} {'MC-IDF1':>8} {'MC-HOTA':>8}"
     print(header + "\n" + "-" * len(header))
     for name, r, k in stages:
-        link_tracklets(tracklets, r, k, frame_sizes=sizes)
-        combined, multi = _score(root, tracklets, cameras, work / name.replace(" ", "_"))
-        ids = len({t.global_id for t in tracklets})
+        rows = [_stage_scores(*runs[s], r, k, work / f"{name}-{s}".replace(" ", "_")) for s in seeds]
+        mean = lambda f, rows=rows: sum(f(row) for row in rows) / len(rows)  # noqa: E731
         print(
-            f"{name:<28} {100 * combined.hota:6.2f} {100 * combined.mota:6.2f} {100 * combined.idf1:6.2f} "
-            f"{combined.idsw:5d} {ids:4d} {100 * multi.idf1:8.2f} {100 * multi.hota:8.2f}"
+            f"{name:<28} {100 * mean(lambda x: x[0].hota):6.2f} {100 * mean(lambda x: x[0].mota):6.2f} "
+            f"{100 * mean(lambda x: x[0].idf1):6.2f} {mean(lambda x: x[0].idsw):5.1f} {mean(lambda x: x[2]):5.1f} "
+            f"{100 * mean(lambda x: x[1].idf1):8.2f} {100 * mean(lambda x: x[1].hota):8.2f}"
         )
+    print(f"ground-truth identities: {args.ids} per seed")
     if args.sweep:
-        print(f"\nlink threshold sweep (re-link {relink.threshold}):")
-        print(f"{'threshold':>9} {'rerank':>6} {'IDF1':>6} {'MC-IDF1':>8} {'ids':>4}")
+        print(f"\nlink threshold sweep (re-link {relink.threshold}), means over seeds {args.seeds}:")
+        print(f"{'threshold':>9} {'rerank':>6} {'IDF1':>6} {'MC-IDF1':>8} {'ids':>5}")
         for rerank in (False, True):
             for threshold in (0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6):
-                link_tracklets(tracklets, relink, replace(link, threshold=threshold, rerank=rerank), frame_sizes=sizes)
-                combined, multi = _score(root, tracklets, cameras, work / "sweep")
-                ids = len({t.global_id for t in tracklets})
-                print(f"{threshold:9.2f} {str(rerank):>6} {100 * combined.idf1:6.2f} {100 * multi.idf1:8.2f} {ids:4d}")
+                k = replace(link, threshold=threshold, rerank=rerank)
+                rows = [_stage_scores(*runs[s], relink, k, work / "sweep") for s in seeds]
+                print(
+                    f"{threshold:9.2f} {str(rerank):>6} {100 * sum(r[0].idf1 for r in rows) / len(rows):6.2f} "
+                    f"{100 * sum(r[1].idf1 for r in rows) / len(rows):8.2f} {sum(r[2] for r in rows) / len(rows):5.1f}"
+                )
 
 
 def throughput(args, embedder, work: Path) -> None:
@@ -111,6 +127,10 @@ def throughput(args, embedder, work: Path) -> None:
         print(f"{stage:<12} {seconds:8.2f} {frames / max(seconds, 1e-9):9.1f}")
     print(f"{'whole run':<12} {total:8.2f} {frames / total:9.1f}   ({len(summary.tracklets)} tracklets, "
           f"{summary.identities} identities)")
+    import resource
+
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"most crops held at once: {summary.cameras[0].peak_crops}; peak RSS of this process {peak_mb:.0f} MB")
     if args.render:
         from reidkit.track.render import render_camera
         from reidkit.track.video import open_source
@@ -137,7 +157,7 @@ def main() -> None:
     parser.add_argument("--cams", type=int, default=3)
     parser.add_argument("--ids", type=int, default=12)
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0,1,2", help="synthetic videos, one per seed (comma-separated)")
     parser.add_argument("--sweep", action="store_true")
     parser.add_argument("--render", action="store_true", help="also time the annotated video of vtest")
     parser.add_argument("--keep", help="keep the vtest run folder here")

@@ -212,3 +212,13 @@ def test_summarise_weights_by_quality_and_picks_the_best_thumbnail():
     assert np.linalg.norm(feature) == pytest.approx(1.0, abs=1e-6)
     assert total == pytest.approx(1.5)
     assert thumbnail is crops[1].pixels
+
+
+def test_sampler_spreads_over_a_long_track_of_even_quality():
+    sampler = _sampler(samples_per_track=8, min_spacing_frames=2)
+    for frame in range(1, 401):
+        sampler.offer(1, frame, _image(), (10, 10, 20, 60), 0.5)
+    frames = [c.frame for c in sampler.pop(1)]
+    assert len(frames) == 8
+    assert frames[0] <= 60 and frames[-1] >= 340  # not all from the start of the track
+    assert min(np.diff(frames)) >= 400 / 8 / 2  # no two bunched together

@@ -482,3 +482,23 @@ def test_distance_summary_by_hand():
     assert summary["nearest_other_camera"] == pytest.approx([a, a, (a + 1) / 2, 1, 1], abs=1e-6)
     assert distance_summary(tracklets[:1] + tracklets[3:4]) == {"must_differ": [], "nearest_other_camera": []}
     assert distance_summary(tracklets[:3])["nearest_other_camera"] == []
+
+
+def test_relink_prefers_one_close_link_to_two_mediocre_ones():
+    from reidkit.track.linking import _chain_links
+
+    def at(degrees):  # unit vectors on a circle: cosine distance = 1 - cos(angle between them)
+        return np.array([np.cos(np.radians(degrees)), np.sin(np.radians(degrees)), 0.0], dtype=np.float32)
+
+    def tracklet(local_id, first, feature):
+        return Tracklet("c1", local_id, [first, first + 1], [[100, 100, 20, 50]] * 2, [0.9, 0.9], 10.0, feature=feature)
+
+    theta = np.degrees(np.arccos(0.75))  # distance 0.25
+    a1, b2 = tracklet(1, 1, at(np.degrees(np.arccos(0.99)))), tracklet(4, 20, at(0.0))  # A1-B2: 0.01
+    b1 = tracklet(3, 20, at(np.degrees(np.arccos(0.99)) + theta))  # A1-B1: 0.25
+    a2 = tracklet(2, 1, at(-theta))  # A2-B2: 0.25, A2-B1: about 1.0 (not allowed)
+    distance = {k: 1 - float(x.feature @ y.feature) for k, (x, y) in {"a1b1": (a1, b1), "a2b2": (a2, b2), "a2b1": (a2, b1)}.items()}
+    assert distance["a1b1"] < 0.3 and distance["a2b2"] < 0.3 and distance["a2b1"] > 0.3
+    # two links (A1-B1, A2-B2: 0.5 in all) would beat one only if each open end cost nothing
+    labels = _chain_links([a1, a2, b1, b2], RelinkSettings(threshold=0.3, max_gap_s=10), False, None)
+    assert labels[0] == labels[3] and len(set(labels)) == 3

@@ -7,7 +7,8 @@ the same frame by more than ``max_overlap`` of its own area (``overlap = max_j |
 used: their scale differs between detectors.
 
 **Sampling** (:class:`CropSampler`): per track at most ``samples_per_track`` crops, the best ones, kept at least
-``min_spacing_frames`` apart (a better crop replaces a close one), copied out of the frame and downscaled to
+``min_spacing_frames`` apart (a better crop replaces a close one) and spread over the whole track (when the
+slots are full, a distant new crop thins the tightest pair of kept ones), copied out of the frame and downscaled to
 at most 1.5 times the embedder's input height, so memory is bounded by tracks x samples x crop size and frames
 can be freed at once. A box narrower than the embedder's input aspect ratio is widened to it with the frame's
 pixels (``widen``). A track none of whose boxes passes keeps its largest box as a fallback crop with a tiny
@@ -128,6 +129,7 @@ class CropSampler:
         self.aspect = input_size[1] / input_size[0] if settings.widen else None
         self._crops: dict[int, list[Crop]] = {}
         self._fallback: dict[int, tuple[float, Crop]] = {}
+        self._first: dict[int, int] = {}
 
     @property
     def held(self) -> int:
@@ -137,6 +139,7 @@ class CropSampler:
     def offer(self, track_id: int, frame: int, image: np.ndarray, box, quality: float) -> None:
         """Consider one box of a track; keeps a copy of its pixels only when it is among the best."""
         crops = self._crops.setdefault(track_id, [])
+        self._first.setdefault(track_id, frame)
         if quality <= 0:
             area = float(box[2] * box[3])
             if not crops and (track_id not in self._fallback or area > self._fallback[track_id][0]):
@@ -144,7 +147,8 @@ class CropSampler:
                 if pixels.size:
                     self._fallback[track_id] = (area, Crop(frame, FALLBACK_WEIGHT, pixels))
             return
-        spacing = self.settings.min_spacing_frames
+        length = frame - self._first[track_id]
+        spacing = max(self.settings.min_spacing_frames, length / self.settings.samples_per_track)
         close = [i for i, c in enumerate(crops) if abs(c.frame - frame) < spacing]
         if close:
             # it must beat every close crop and replaces them all, so crops stay spaced in any order of offers
@@ -152,10 +156,9 @@ class CropSampler:
                 return
             replaced = close
         elif len(crops) >= self.settings.samples_per_track:
-            target = min(range(len(crops)), key=lambda i: crops[i].quality)
-            if crops[target].quality >= quality:
+            replaced = self._thin(crops, length, quality)
+            if not replaced:
                 return
-            replaced = [target]
         else:
             replaced = []
         pixels = _cut(image, box, self.max_height, self.aspect)
@@ -165,8 +168,26 @@ class CropSampler:
         crops.append(Crop(frame, float(quality), pixels))
         self._fallback.pop(track_id, None)
 
+    def _thin(self, crops: list[Crop], length: int, quality: float) -> list[int]:
+        """Which kept crop a new, distant crop replaces when all slots are full (none: keep them all).
+
+        While the two closest kept crops are nearer than ``length / samples_per_track`` frames (the crops bunch
+        up at the start of a long track), the worse of them goes, so the sample spreads over the whole track;
+        once they are spread, the worst crop goes if the new one is better.
+        """
+        order = sorted(range(len(crops)), key=lambda i: crops[i].frame)
+        gaps = [(crops[order[n + 1]].frame - crops[order[n]].frame, n) for n in range(len(order) - 1)]
+        if gaps:
+            gap, n = min(gaps)
+            if gap < length / self.settings.samples_per_track:
+                a, b = order[n], order[n + 1]
+                return [a if crops[a].quality < crops[b].quality else b]
+        worst = min(range(len(crops)), key=lambda i: crops[i].quality)
+        return [worst] if crops[worst].quality < quality else []
+
     def pop(self, track_id: int) -> list[Crop]:
         """The crops of a finished track (its fallback crop when none passed), forgotten here."""
+        self._first.pop(track_id, None)
         crops = self._crops.pop(track_id, [])
         fallback = self._fallback.pop(track_id, None)
         if not crops and fallback is not None:

@@ -4,7 +4,8 @@
 in a crowd and starts a new id. Tracklet ``A`` is linked to a later tracklet ``B`` of the same camera when ``B``
 starts after ``A`` ends, within ``max_gap_s`` seconds, and their features are closer than ``threshold``; each
 tracklet gets at most one successor and one predecessor, chosen by a minimum-cost assignment
-(``scipy.optimize.linear_sum_assignment``) over all allowed pairs. Chains of links are the persons, so the
+(``scipy.optimize.linear_sum_assignment``) that minimises the summed distance of the links plus ``threshold / 2``
+for each tracklet end left open (so one close link beats two mediocre ones). Chains of links are the persons, so the
 tracklets of one person never overlap in time. With ``reentries="split"`` a link is refused when ``A`` ends at
 the frame edge and ``B`` starts at the frame edge: the person left the view and came back, which the
 MOTChallenge convention counts as a new identity.
@@ -120,10 +121,19 @@ def _chain_links(items: list[Tracklet], settings: RelinkSettings, split: bool, s
     successor = [-1] * n
     allowed = np.isfinite(cost)
     if allowed.any():
+        # rows: predecessors + "no successor" slots; columns: successors + "no predecessor" slots. Leaving a
+        # tracklet without successor (or predecessor) costs threshold / 2, so a link pays off exactly when its
+        # distance is below the threshold, and the assignment minimises the summed distance, not the link count.
         big = 1e6
-        rows, cols = linear_sum_assignment(np.where(allowed, cost, big))
+        half = settings.threshold / 2
+        square = np.full((2 * n, 2 * n), big)
+        square[:n, :n] = np.where(allowed, cost, big)
+        square[np.arange(n), n + np.arange(n)] = half
+        square[n + np.arange(n), np.arange(n)] = half
+        square[n:, n:] = 0.0
+        rows, cols = linear_sum_assignment(square)
         for i, j in zip(rows, cols, strict=True):
-            if allowed[i, j]:
+            if i < n and j < n and allowed[i, j]:
                 successor[i] = int(j)
     has_predecessor = set(successor) - {-1}
     labels = [-1] * n
