@@ -39,6 +39,7 @@ def _cluster(checkpoint, images, out, *extra) -> int:
         ["--method", "hdbscan"],
         ["--method", "dbscan", "--eps", "0.05"],
         ["--method", "agglomerative", "--threshold", "0.1"],
+        ["--method", "linked", "--threshold", "0.1"],
     ],
 )
 def test_cluster_a_synthetic_album(checkpoint, synthetic_album, tmp_path, capsys, method):

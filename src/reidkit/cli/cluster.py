@@ -1,4 +1,4 @@
-"""``reidkit cluster``: group a folder of photos by person (HDBSCAN, DBSCAN or agglomerative over ReID embeddings)."""
+"""``reidkit cluster``: group a folder of photos by person (HDBSCAN, DBSCAN, agglomerative or linked over ReID embeddings)."""
 
 from __future__ import annotations
 
@@ -61,10 +61,10 @@ def add_cluster(commands) -> None:
     group.add_argument(
         "--threshold",
         type=positive_float,
-        help="agglomerative: cosine distance where merging stops (default 0.5)",
+        help="agglomerative, linked: cosine distance where merging stops (default 0.5)",
     )
     group.add_argument(
-        "--linkage", choices=LINKAGES, help="agglomerative: cluster distance (default average)"
+        "--linkage", choices=LINKAGES, help="agglomerative, linked: cluster distance (default average)"
     )
     p.add_argument(
         "--labels-from-names",

@@ -311,17 +311,11 @@ class Index:
         with self._lock:
             snapshot = self._open_snapshot()
             settings = snapshot.settings
+            names = ("dim", "metric", "kind", "structure", "trained_nlist", "nprobe", "refine", "pq_m")
             return {
                 "directory": str(self.directory),
                 "count": snapshot.count,
-                "dim": settings.dim,
-                "metric": settings.metric,
-                "kind": settings.kind,
-                "structure": settings.structure,
-                "trained_nlist": settings.trained_nlist,
-                "nprobe": settings.nprobe,
-                "refine": settings.refine,
-                "pq_m": settings.pq_m,
+                **{name: getattr(settings, name) for name in names},
                 "fingerprint": settings.fingerprint,
                 "model_name": settings.model_name,
                 "version": snapshot.version,
@@ -340,15 +334,7 @@ class Index:
             GalleryIndexError: an id that is not in this snapshot.
         """
         with self._lock:
-            store = self._open_snapshot().store
-            wanted = [int(i) for i in ids]
-            found = store.vectors(wanted)
-            missing = [i for i in dict.fromkeys(wanted) if i not in found]
-            if missing:
-                raise GalleryIndexError(f"no items with ids {missing[:10]} in index {self.directory}")
-            if not wanted:
-                return np.zeros((0, self.dim), dtype=np.float32)
-            return np.stack([found[i] for i in wanted])
+            return self._open_snapshot().vectors(ids)
 
     def ids_with_extra(self, **values: str | int) -> np.ndarray:
         """``[M]`` int64 ids, ascending, of the items whose ``extra`` holds all these values in this snapshot.
@@ -422,20 +408,5 @@ class Index:
             vectors = check_embeddings(queries, self.dim, "queries")
             if not is_integer(top_k) or top_k < 1:
                 raise GalleryIndexError(f"top_k must be a positive integer, got {top_k!r}")
-            allowed = snapshot.store.filter_ids(
-                camera=camera, exclude_camera=exclude_camera, since=since, until=until, pid=pid, frames=frames
-            )
-            limit = snapshot.count if allowed is None else len(allowed)
-            if limit == 0 or len(vectors) == 0:
-                return [[] for _ in range(len(vectors))]
-            scores, labels = faiss_side.search(
-                snapshot.structure,
-                snapshot.settings,
-                snapshot.store,
-                vectors,
-                k=int(min(top_k, limit)),
-                limit=limit,
-                allowed=allowed,
-            )
-            items = snapshot.store.items(int(i) for i in labels.ravel() if i >= 0)
-            return faiss_side.to_hits(scores, labels, items, snapshot.settings.metric)
+            filters = {"camera": camera, "exclude_camera": exclude_camera, "since": since, "until": until}
+            return snapshot.search(vectors, int(top_k), {**filters, "pid": pid, "frames": frames})

@@ -96,6 +96,29 @@ class Snapshot:
             )
 
     # ------------------------------------------------------------------ writing
+    def vectors(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The stored embeddings ``[len(ids), D]`` of these ids, in order; an id not in this version is an error."""
+        wanted = [int(i) for i in ids]
+        found = self.store.vectors(wanted)
+        missing = [i for i in dict.fromkeys(wanted) if i not in found]
+        if missing:
+            raise GalleryIndexError(f"no items with ids {missing[:10]} in index {self.directory}")
+        if not wanted:
+            return np.zeros((0, self.settings.dim), dtype=np.float32)
+        return np.stack([found[i] for i in wanted])
+
+    def search(self, vectors: np.ndarray, top_k: int, filters: dict[str, Any]) -> list[list[Any]]:
+        """Up to ``top_k`` hits per row of ``vectors`` among the items passing ``filters`` (exact under filters)."""
+        allowed = self.store.filter_ids(**filters)
+        limit = self.count if allowed is None else len(allowed)
+        if limit == 0 or len(vectors) == 0:
+            return [[] for _ in range(len(vectors))]
+        scores, labels = faiss_side.search(
+            self.structure, self.settings, self.store, vectors, k=min(top_k, limit), limit=limit, allowed=allowed
+        )
+        items = self.store.items(int(i) for i in labels.ravel() if i >= 0)
+        return faiss_side.to_hits(scores, labels, items, self.settings.metric)
+
     def check_writable(self) -> None:
         if self.readonly:
             raise GalleryIndexError(f"index {self.directory} was opened read-only")
