@@ -42,6 +42,11 @@ def add_track(commands) -> None:
     trk.add_argument("--samples-per-track", type=positive, default=16, help="crops embedded per tracklet")
     trk.add_argument("--min-crop-height", type=non_negative_float, default=48.0, help="smallest crop embedded (px)")
 
+    trk.add_argument(
+        "--no-cut", action="store_true", help="do not cut tracks where their appearance changes (id swaps)"
+    )
+    trk.add_argument("--cut-threshold", type=non_negative_float, default=0.45, help="cosine distance")
+
     link = p.add_argument_group("identities")
     link.add_argument("--no-relink", action="store_true", help="do not re-link tracklets inside a camera")
     link.add_argument("--relink-threshold", type=non_negative_float, default=0.3, help="cosine distance")
@@ -99,6 +104,7 @@ def _options(args: argparse.Namespace, transit):
     from reidkit.track.appearance import AppearanceSettings
     from reidkit.track.linking import LinkSettings, RelinkSettings
     from reidkit.track.pipeline import DetectorSettings, TrackOptions
+    from reidkit.track.switches import SwitchSettings
     from reidkit.track.tracking import TrackerSettings
 
     return TrackOptions(
@@ -111,6 +117,7 @@ def _options(args: argparse.Namespace, transit):
         ),
         tracker=TrackerSettings.from_strings(args.tracker, args.tracker_param or []),
         appearance=AppearanceSettings(samples_per_track=args.samples_per_track, min_height=args.min_crop_height),
+        switches=SwitchSettings(enabled=not args.no_cut, threshold=args.cut_threshold),
         relink=RelinkSettings(
             enabled=not args.no_relink, threshold=args.relink_threshold, max_gap_s=args.relink_max_gap
         ),

@@ -26,6 +26,7 @@ from reidkit.track.camera import CameraResult, track_camera
 from reidkit.track.cameras import CameraInput
 from reidkit.track.linking import LinkSettings, RelinkSettings, link_tracklets
 from reidkit.track.records import Tracklet
+from reidkit.track.switches import SwitchSettings
 from reidkit.track.tracking import TrackerSettings
 from reidkit.track.video import open_source
 
@@ -100,6 +101,7 @@ class TrackOptions:
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     tracker: TrackerSettings = field(default_factory=TrackerSettings)
     appearance: AppearanceSettings = field(default_factory=AppearanceSettings)
+    switches: SwitchSettings = field(default_factory=SwitchSettings)
     relink: RelinkSettings = field(default_factory=RelinkSettings)
     link: LinkSettings = field(default_factory=LinkSettings)
     render: bool = False
@@ -226,6 +228,7 @@ def track_cameras(
             embedder,
             tracker=options.tracker,
             appearance=options.appearance,
+            switches=options.switches,
             camera_start=camera.start,
             batch_frames=options.detector.batch_size,
             progress=progress,
@@ -290,6 +293,6 @@ def _settings_dict(options: TrackOptions) -> dict:
             return str(value)
         return value
 
-    return {name: plain(asdict(getattr(options, name))) for name in ("detector", "tracker", "appearance", "relink", "link")} | {
+    return {name: plain(asdict(getattr(options, name))) for name in ("detector", "tracker", "appearance", "switches", "relink", "link")} | {
         "render": options.render
     }
