@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from reidkit._io import fsync_directory
 from reidkit.index.items import FileSource, GalleryIndexError, GalleryItem, is_integer, to_timestamp
 from reidkit.index.settings import IndexSettings
 
@@ -80,15 +81,6 @@ def rows_for_keys(
         part = unique[start : start + chunk]
         rows += connection.execute(statement.format(keys=",".join("?" * len(part))), part).fetchall()
     return rows
-
-
-def fsync_directory(directory: Path) -> None:
-    """Flush a directory's entries (a rename in it) to disk."""
-    handle = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
 
 
 def create_database(directory: Path, settings: IndexSettings) -> None:

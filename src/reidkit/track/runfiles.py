@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from reidkit._io import atomic_write_bytes
+from reidkit._io import atomic_write_bytes, fsync_directory
 from reidkit.track.records import TRACKLET_COLUMNS, Tracklet
 from reidkit.track.runinfo import RUN_NAME, CameraInfo, RunFileError, RunInfo, inside_run
 
@@ -89,14 +89,6 @@ def thumbnail_name(camera: str, local_id: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- writing
-def _fsync_directory(directory: Path) -> None:
-    handle = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
-
-
 def _write_bytes(path: Path, data: bytes) -> None:
     # looked up in this module when called, so that tests can replace it with one that dies half-way
     atomic_write_bytes(path, data)
@@ -260,8 +252,8 @@ def write_run(run_dir: str | Path, info: RunInfo, tracklets: Sequence[Tracklet])
     for stale in (run_dir / THUMBS_DIR).glob("*.jpg"):
         if f"{THUMBS_DIR}/{stale.name}" not in thumbnails:
             stale.unlink(missing_ok=True)
-    _fsync_directory(run_dir / THUMBS_DIR)
-    _fsync_directory(run_dir)
+    fsync_directory(run_dir / THUMBS_DIR)
+    fsync_directory(run_dir)
 
 
 def _first_repeat(keys: list) -> Any:
