@@ -158,6 +158,12 @@ def dbscan(
     )
 
 
+def _check_linkage(threshold: float, linkage: str) -> None:
+    _check_distance("threshold", threshold)
+    if linkage not in LINKAGES:
+        raise ConfigError(f"linkage must be one of {list(LINKAGES)}, got {linkage!r}")
+
+
 def agglomerative(embeddings: np.ndarray, *, threshold: float = 0.5, linkage: str = "average") -> np.ndarray:
     """Agglomerative clustering on cosine distances (scikit-learn ``AgglomerativeClustering``).
 
@@ -171,9 +177,7 @@ def agglomerative(embeddings: np.ndarray, *, threshold: float = 0.5, linkage: st
     Returns:
         ``[N]`` labels (every image in some cluster; :func:`cluster` marks the singletons unclustered).
     """
-    _check_distance("threshold", threshold)
-    if linkage not in LINKAGES:
-        raise ConfigError(f"linkage must be one of {list(LINKAGES)}, got {linkage!r}")
+    _check_linkage(threshold, linkage)
     model = _sklearn_cluster().AgglomerativeClustering(
         n_clusters=None, distance_threshold=float(threshold), metric="precomputed", linkage=linkage
     )
@@ -185,21 +189,12 @@ def linked(embeddings: np.ndarray, *, threshold: float = 0.5, linkage: str = "av
 
     :func:`reidkit.track.agglomerative.constrained_agglomerative` on the cosine distances, without
     cannot-links: two clusters merge while their ``linkage`` distance is below ``threshold``, as in
-    :func:`agglomerative` (the same partition away from exact ties; no scikit-learn needed).
-
-    Args:
-        embeddings: ``[N, D]`` unit rows.
-        threshold: cosine distance (0, 2] at which merging stops.
-        linkage: ``average`` (mean pair distance), ``complete`` (largest) or ``single`` (smallest).
-
-    Returns:
-        ``[N]`` labels (every image in some cluster; :func:`cluster` marks the singletons unclustered).
+    :func:`agglomerative` (the same partition away from exact ties; no scikit-learn needed). Arguments and
+    result as for :func:`agglomerative`.
     """
     from reidkit.track.agglomerative import constrained_agglomerative
 
-    _check_distance("threshold", threshold)
-    if linkage not in LINKAGES:
-        raise ConfigError(f"linkage must be one of {list(LINKAGES)}, got {linkage!r}")
+    _check_linkage(threshold, linkage)
     return constrained_agglomerative(cosine_distances(embeddings), float(threshold), linkage=linkage)
 
 
