@@ -53,7 +53,10 @@ def _track_synthetic(args, embedder, work: Path, seed: int):
     root = generate_video(work / f"video{seed}", cams=args.cams, ids=args.ids, seconds=args.seconds, seed=seed)
     cameras = sorted(p.name for p in root.iterdir() if (p / "seqinfo.ini").is_file())
     results = [
-        track_camera(open_source(root / c), MotDetections(root / c / "det" / "det.txt"), embedder) for c in cameras
+        track_camera(
+            open_source(root / c), MotDetections(root / c / "det" / "det.txt"), embedder, min_boxes=args.min_boxes
+        )
+        for c in cameras
     ]
     return root, cameras, results
 
@@ -159,6 +162,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--seeds", default="0,1,2", help="synthetic videos, one per seed (comma-separated)")
     parser.add_argument("--sweep", action="store_true")
+    parser.add_argument("--min-boxes", type=int, default=3, help="drop tracks with fewer boxes (as reidkit track)")
     parser.add_argument("--render", action="store_true", help="also time the annotated video of vtest")
     parser.add_argument("--keep", help="keep the vtest run folder here")
     parser.add_argument("--skip-accuracy", action="store_true")

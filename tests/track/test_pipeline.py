@@ -161,3 +161,12 @@ def test_detector_settings_refuse_bad_values():
         DetectorSettings(kind="yolo")
     with pytest.raises(ConfigError, match="--detector-model"):
         DetectorSettings(kind="openvino")
+
+
+def test_min_boxes_drops_short_tracks(video, tmp_path):
+    base = TrackOptions(relink=RelinkSettings(enabled=False), link=LinkSettings(enabled=False), min_boxes=1)
+    lengths = sorted(len(t.frames) for t in track_cameras(cameras_from_folder(video), None, base, tmp_path / "a").tracklets)
+    cut = lengths[len(lengths) // 2]
+    summary = track_cameras(cameras_from_folder(video), None, replace(base, min_boxes=cut), tmp_path / "b")
+    assert sorted(len(t.frames) for t in summary.tracklets) == [n for n in lengths if n >= cut]
+    assert json.loads((tmp_path / "b" / "run.json").read_text())["settings"]["min_boxes"] == cut

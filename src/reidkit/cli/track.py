@@ -39,6 +39,9 @@ def add_track(commands) -> None:
         "--tracker-param", action="append", metavar="KEY=VALUE",
         help="a tracker constructor parameter, e.g. lost_track_buffer=60",
     )
+    trk.add_argument(
+        "--min-track-boxes", type=positive, default=3, help="drop tracks seen on fewer frames (flicker)"
+    )
     trk.add_argument("--samples-per-track", type=positive, default=16, help="crops embedded per tracklet")
     trk.add_argument("--min-crop-height", type=non_negative_float, default=48.0, help="smallest crop embedded (px)")
 
@@ -129,6 +132,7 @@ def _options(args: argparse.Namespace, transit):
             transit=transit,
             reentries=args.reentries,
         ),
+        min_boxes=args.min_track_boxes,
         render=args.render,
     )
 

@@ -95,11 +95,15 @@ def _parts(rows: np.ndarray, crops: list, embedded: np.ndarray, settings: Switch
     return [part for part in parts if len(part[0])]
 
 
-def _tracklets(rows_by_track, features, source: FrameSource, camera_start: float, switches: SwitchSettings):
+def _tracklets(
+    rows_by_track, features, source: FrameSource, camera_start: float, switches: SwitchSettings, min_boxes: int
+):
     tracklets = []
     next_id = max(rows_by_track, default=0) + 1
     for track_id in sorted(rows_by_track):
         rows = np.asarray(rows_by_track[track_id], dtype=np.float64)
+        if len(rows) < min_boxes:
+            continue
         crops, embedded = features.get(track_id, ([], None))
         for n, (part, part_crops, part_features) in enumerate(_parts(rows, crops, embedded, switches)):
             feature, quality, thumbnail = summarise(part_crops, part_features) if part_crops else (None, 0.0, None)
@@ -130,6 +134,7 @@ def track_camera(
     tracker: TrackerSettings | None = None,
     appearance: AppearanceSettings | None = None,
     switches: SwitchSettings | None = None,
+    min_boxes: int = 1,
     camera_start: float = 0.0,
     batch_frames: int = 8,
     progress: bool = False,
@@ -143,6 +148,7 @@ def track_camera(
         tracker: the tracker (ByteTrack by default).
         appearance: crop sampling settings.
         switches: when a track is cut where the tracker swapped people (:mod:`reidkit.track.switches`).
+        min_boxes: tracks the tracker reported on fewer frames are dropped (detector flicker).
         camera_start: the camera's start time, seconds.
         batch_frames: frames per detector call.
         progress: show a progress bar named after the camera.
@@ -205,7 +211,7 @@ def track_camera(
     finally:
         if bar is not None:
             bar.close()
-    tracklets = _tracklets(tracks.rows, features, source, camera_start, switches or SwitchSettings())
+    tracklets = _tracklets(tracks.rows, features, source, camera_start, switches or SwitchSettings(), min_boxes)
     return CameraResult(
         camera=source.camera,
         tracklets=tracklets,

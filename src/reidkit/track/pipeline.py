@@ -96,7 +96,8 @@ class DetectorSettings:
 
 @dataclass(frozen=True)
 class TrackOptions:
-    """Every setting of a tracking run (each stage's own settings object)."""
+    """Every setting of a tracking run (each stage's own settings object; tracks the tracker reported on fewer
+    than ``min_boxes`` frames are dropped as detector flicker)."""
 
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     tracker: TrackerSettings = field(default_factory=TrackerSettings)
@@ -104,6 +105,7 @@ class TrackOptions:
     switches: SwitchSettings = field(default_factory=SwitchSettings)
     relink: RelinkSettings = field(default_factory=RelinkSettings)
     link: LinkSettings = field(default_factory=LinkSettings)
+    min_boxes: int = 3
     render: bool = False
 
 
@@ -229,6 +231,7 @@ def track_cameras(
             tracker=options.tracker,
             appearance=options.appearance,
             switches=options.switches,
+            min_boxes=options.min_boxes,
             camera_start=camera.start,
             batch_frames=options.detector.batch_size,
             progress=progress,
@@ -294,5 +297,6 @@ def _settings_dict(options: TrackOptions) -> dict:
         return value
 
     return {name: plain(asdict(getattr(options, name))) for name in ("detector", "tracker", "appearance", "switches", "relink", "link")} | {
-        "render": options.render
+        "min_boxes": options.min_boxes,
+        "render": options.render,
     }
