@@ -72,10 +72,16 @@ def test_all_covers_every_frame_once_in_consecutive_chunks(num_frames, seq_len):
 @pytest.mark.parametrize("num_frames", [4, 7, 16, 33])
 def test_random_picks_one_frame_per_segment_and_is_deterministic(num_frames):
     seq_len = 4
-    clips = [sample_frames(num_frames, seq_len, "random", rng=np.random.default_rng(seed))[0] for seed in range(30)]
+    clips = [
+        sample_frames(num_frames, seq_len, "random", rng=np.random.default_rng(seed))[0] for seed in range(30)
+    ]
     for clip in clips:
         for i, index in enumerate(clip):
-            assert (i * num_frames) // seq_len <= index < max((i + 1) * num_frames // seq_len, 1 + (i * num_frames) // seq_len)
+            assert (
+                (i * num_frames) // seq_len
+                <= index
+                < max((i + 1) * num_frames // seq_len, 1 + (i * num_frames) // seq_len)
+            )
     assert clips[3] == sample_frames(num_frames, seq_len, "random", rng=np.random.default_rng(3))[0]
     assert clips[3] == sample_frames(num_frames, seq_len, "random", rng=3)[0]  # an integer seed
     if num_frames > seq_len:
@@ -97,7 +103,9 @@ def test_random_generator_state_advances_and_clip_rng_is_a_function_of_its_argum
     assert first != second
     a = sample_frames(40, 4, "random", rng=clip_rng(7, 2, 11))
     assert a == sample_frames(40, 4, "random", rng=clip_rng(7, 2, 11))
-    others = [sample_frames(40, 4, "random", rng=clip_rng(*args)) for args in [(8, 2, 11), (7, 3, 11), (7, 2, 12)]]
+    others = [
+        sample_frames(40, 4, "random", rng=clip_rng(*args)) for args in [(8, 2, 11), (7, 3, 11), (7, 2, 12)]
+    ]
     assert any(other != a for other in others)
 
 

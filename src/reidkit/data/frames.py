@@ -131,7 +131,9 @@ def check_clip_indices(clips: Sequence[Sequence[int]], num_frames: int) -> None:
         raise ValueError("expected at least one clip of frame indices, got none")
     lengths = {len(clip) for clip in clips}
     if len(lengths) != 1 or 0 in lengths:
-        raise ValueError(f"every clip must have the same number (>= 1) of frames, got lengths {sorted(lengths)}")
+        raise ValueError(
+            f"every clip must have the same number (>= 1) of frames, got lengths {sorted(lengths)}"
+        )
     for clip in clips:
         for index in clip:
             if not 0 <= int(index) < num_frames:
