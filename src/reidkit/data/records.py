@@ -101,6 +101,42 @@ def make_split(
     )
 
 
+@dataclass(frozen=True)
+class VideoSplit:
+    """A video dataset split into train / query / gallery tracklets.
+
+    The video counterpart of :class:`Split`: ``train`` is relabelled (pids 0..num_train_pids-1, by
+    :func:`relabel_tracklets`); ``query`` and ``gallery`` keep the original ids. ``train`` may be empty (a
+    test-only set); ``query`` is empty only for a gallery-only source (a tracking run). In a MARS gallery, pid -1
+    marks junk tracklets that the evaluation protocol excludes and pid 0 distractors.
+    """
+
+    train: tuple[Tracklet, ...]
+    query: tuple[Tracklet, ...]
+    gallery: tuple[Tracklet, ...]
+    name: str = ""
+    has_camids: bool = True
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def num_train_pids(self) -> int:
+        return len({t.pid for t in self.train})
+
+    @property
+    def num_train_cams(self) -> int:
+        return len({t.camid for t in self.train})
+
+
+def relabel_tracklets(tracklets: Sequence[Tracklet]) -> tuple[tuple[Tracklet, ...], dict[int, int]]:
+    """Map the identities of ``tracklets`` to 0..N-1 in order of sorted original id (as :func:`relabel`).
+
+    Returns:
+        (relabelled tracklets in the input order, {original pid: new label}).
+    """
+    mapping = {pid: label for label, pid in enumerate(sorted({t.pid for t in tracklets}))}
+    return tuple(replace(t, pid=mapping[t.pid]) for t in tracklets), mapping
+
+
 def split_by_identity(
     samples: Sequence[Sample], *, train_fraction: float, seed: int, cameras: bool
 ) -> tuple[list[Sample], list[Sample], list[Sample]]:
