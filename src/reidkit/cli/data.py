@@ -6,27 +6,90 @@ import argparse
 import json
 
 from reidkit.cli._common import dataset_options, non_negative, positive
+from reidkit.errors import ReidkitError
 
 
 def add_synth(commands) -> None:
-    p = commands.add_parser("synth", help="generate a synthetic pedestrian dataset (Market-1501 layout)")
+    p = commands.add_parser(
+        "synth",
+        help="generate a synthetic pedestrian dataset (Market-1501 layout, or DukeMTMC-VideoReID with --tracklets)",
+    )
     p.add_argument("out", help="output folder")
     p.add_argument("--ids", type=positive, default=100, help="number of identities (default 100)")
     p.add_argument("--cams", type=positive, default=6, help="number of cameras (default 6)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--difficulty", choices=["easy", "medium", "hard"], default="medium")
-    p.add_argument("--distractors", type=non_negative, default=0, help="distractor people (pid 0) in the gallery")
+    p.add_argument(
+        "--distractors", type=non_negative, default=0, help="distractor people (pid 0) in the gallery"
+    )
     p.add_argument("--workers", type=non_negative, default=2)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument(
-        "--sheet", metavar="PNG", help="also write a contact sheet of test identities across cameras"
+        "--sheet",
+        metavar="PNG",
+        help="also write a contact sheet of test identities across cameras (with --tracklets: a few "
+        "tracklets frame by frame, with their visible fractions)",
     )
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true")
+    video = p.add_argument_group(
+        "tracklets (DukeMTMC-VideoReID layout, frames.csv with the frames' visibility)"
+    )
+    video.add_argument(
+        "--tracklets",
+        action="store_true",
+        help="write walking tracklets of consecutive frames instead of images",
+    )
+    video.add_argument(
+        "--frames", type=int_range, metavar="N|LOW-HIGH", help="frames per tracklet (default 8-24)"
+    )
+    video.add_argument(
+        "--tracklets-per-camera",
+        type=int_range,
+        metavar="N|LOW-HIGH",
+        help="tracklets of an identity per camera it appears in (default 1-2)",
+    )
+    video.add_argument(
+        "--occlusion",
+        type=fraction,
+        help="fraction of the tracklets with a run of frames hidden by a passer-by or cut by the frame edge "
+        "(default 0.3)",
+    )
     p.set_defaults(func=run_synth)
 
 
+def int_range(value: str) -> tuple[int, int]:
+    """argparse type: ``N`` or ``LOW-HIGH`` (integers, LOW <= HIGH) -> ``(low, high)``."""
+    parts = value.split("-")
+    if len(parts) not in (1, 2) or not all(part.strip().isdigit() for part in parts):
+        raise argparse.ArgumentTypeError(f"expected N or LOW-HIGH (non-negative integers), got {value!r}")
+    low, high = int(parts[0]), int(parts[-1])
+    if low > high:
+        raise argparse.ArgumentTypeError(f"expected LOW <= HIGH, got {value!r}")
+    return low, high
+
+
+def fraction(value: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value!r}")
+    return number
+
+
 def run_synth(args: argparse.Namespace) -> int:
+    if args.tracklets:
+        return _run_synth_tracklets(args)
+    for option, value in (
+        ("--frames", args.frames),
+        ("--tracklets-per-camera", args.tracklets_per_camera),
+        ("--occlusion", args.occlusion),
+    ):
+        if value is not None:
+            raise ReidkitError(f"{option} is an option of tracklets: add --tracklets")
     from reidkit.data.synth import contact_sheet, generate
 
     summary = generate(
@@ -44,6 +107,40 @@ def run_synth(args: argparse.Namespace) -> int:
     if args.sheet:
         contact_sheet(args.sheet, args.out, seed=args.seed)
         print(f"contact sheet: {args.sheet}")
+    return 0
+
+
+def _run_synth_tracklets(args: argparse.Namespace) -> int:
+    from reidkit.data.synth_tracklets import generate_tracklets, tracklet_sheet
+
+    if args.distractors:
+        raise ReidkitError(
+            "--distractors: not available with --tracklets (every tracklet has a real identity)"
+        )
+    options = {
+        name: value
+        for name, value in (
+            ("frames", args.frames),
+            ("tracklets_per_camera", args.tracklets_per_camera),
+            ("occlusion", args.occlusion),
+        )
+        if value is not None
+    }
+    summary = generate_tracklets(
+        args.out,
+        ids=args.ids,
+        cams=args.cams,
+        seed=args.seed,
+        difficulty=args.difficulty,
+        workers=args.workers,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        **options,
+    )
+    print(json.dumps(summary, indent=2) if args.json else _format_synth(args.out, summary))
+    if args.sheet:
+        tracklet_sheet(args.sheet, args.out, seed=args.seed)
+        print(f"tracklet sheet: {args.sheet}")
     return 0
 
 

@@ -288,19 +288,44 @@ def render(
     if rng.random() < level.occlusion:
         draw_occluder(pen, camera, rng, other)
     image = canvas.resize((WIDTH, HEIGHT), Image.BILINEAR, box=_detector_box(level, rng))
+    return apply_camera(image, camera, level, rng)
+
+
+def apply_camera(
+    image: Image.Image,
+    camera: CameraStyle,
+    level: Nuisance,
+    rng: np.random.Generator,
+    *,
+    factor: float | None = None,
+    radius: float | None = None,
+    light: float | None = None,
+) -> Image.Image:
+    """The camera's imaging on a 128 x 64 crop: resolution, blur, colour cast, brightness, light gradient, noise.
+
+    Args:
+        factor: resolution factor (below 0.97 the crop is reduced and enlarged again); drawn from
+            ``camera.downscale`` when None.
+        radius: Gaussian blur radius; drawn from ``camera.blur`` when None.
+        light: overall brightness multiplier; ``camera.brightness`` times a random per-image light when None.
+            Fixed values keep these the same from frame to frame of a tracklet; the noise is always drawn.
+    """
     # camera: resolution, blur
-    low, high = camera.downscale
-    factor = rng.uniform(low, high)
+    if factor is None:
+        low, high = camera.downscale
+        factor = rng.uniform(low, high)
     if factor < 0.97:
         small = (max(8, round(WIDTH * factor)), max(16, round(HEIGHT * factor)))
         image = image.resize(small, Image.BILINEAR).resize((WIDTH, HEIGHT), Image.BILINEAR)
-    radius = rng.uniform(*camera.blur)
+    if radius is None:
+        radius = rng.uniform(*camera.blur)
     if radius > 0.2:
         image = image.filter(ImageFilter.GaussianBlur(radius))
     # camera: colour cast, brightness and a light gradient, sensor noise
     pixels = np.asarray(image, dtype=np.float32).reshape(-1, 3) @ camera.colour_matrix.T
     pixels = (pixels + camera.colour_offset).reshape(HEIGHT, WIDTH, 3)
-    light = camera.brightness * float(np.exp(level.image_light * rng.normal()))
+    if light is None:
+        light = camera.brightness * float(np.exp(level.image_light * rng.normal()))
     gradient = 1.0 + camera.light_slope * np.linspace(-0.5, 0.5, HEIGHT, dtype=np.float32)[:, None, None]
     pixels *= light * gradient
     if camera.noise > 0:
