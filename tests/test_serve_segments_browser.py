@@ -59,7 +59,7 @@ def test_timeline_shows_segments_and_plays_them(browser, tmp_path):
         assert card.locator(".axis").inner_text().split() == ["22:13:22", "22:13:25", "22:13:29"]
 
         _bar(page, id_of, ("cam1", 1)).click()
-        page.wait_for_function(f"{VIDEO} && {VIDEO}.currentTime >= 2.0 && !{VIDEO}.paused", timeout=10000)
+        page.wait_for_function(f"{VIDEO} && {VIDEO}.currentTime >= 2.0 && !{VIDEO}.paused", timeout=30000)
         caption = card.locator(".caption").inner_text()
         assert "camera cam1" in caption and "2023-11-14 22:13:22.000 – 22:13:24.900 UTC" in caption
         page.wait_for_function(f"{VIDEO}.videoWidth === 64")
@@ -68,11 +68,11 @@ def test_timeline_shows_segments_and_plays_them(browser, tmp_path):
             page.wait_for_timeout(500)
             page.screenshot(path=str(Path(target).with_name(Path(target).stem + "-segments.png")))
         # it stops at the end of the segment (frame 50: 5.0 s into the video)
-        page.wait_for_function(f"{VIDEO}.paused", timeout=15000)
+        page.wait_for_function(f"{VIDEO}.paused", timeout=30000)
         assert 4.8 <= page.evaluate(f"{VIDEO}.currentTime") <= 5.5
         # another segment of the same camera: the player seeks there
         _bar(page, id_of, ("cam1", 4)).click()
-        page.wait_for_function(f"{VIDEO}.currentTime >= 9.0", timeout=10000)
+        page.wait_for_function(f"{VIDEO}.currentTime >= 9.0", timeout=30000)
         assert page.evaluate(f"{VIDEO}.currentTime") <= 10.0
         assert "active" in _bar(page, id_of, ("cam1", 4)).get_attribute("class")
         # a camera without video: its crop and times, no player
