@@ -62,8 +62,9 @@ def _chromium() -> str:
     pytest.skip("chromium is not installed (Debian: apt-get install chromium); skipping the browser test")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser():
+    """One headless Chromium per test process, closed once at the end (not between modules)."""
     executable = _chromium()
     sync_api = pytest.importorskip(
         "playwright.sync_api", reason="the browser test needs: pip install playwright"

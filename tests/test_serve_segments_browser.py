@@ -82,4 +82,8 @@ def test_timeline_shows_segments_and_plays_them(browser, tmp_path):
         page.wait_for_function(
             "(() => { const i = document.querySelector('.stage img'); return !i.hidden && i.naturalWidth > 0; })()"
         )
+        # release the media pipeline (and the server's range connection) before the page and the server go
+        page.evaluate(
+            "document.querySelectorAll('video').forEach(v => { v.pause(); v.removeAttribute('src'); v.load(); })"
+        )
         page.close()
