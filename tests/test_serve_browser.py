@@ -18,27 +18,9 @@ pytest.importorskip("fastapi", reason="needs FastAPI: pip install 'reidkit[serve
 
 from reidkit.index import Index  # noqa: E402
 from reidkit.serve import BackgroundServer, create_app  # noqa: E402
+from segments_data import ColourEmbedder  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-class ColourEmbedder:
-    """A deterministic stand-in model: the mean colour of the top and bottom halves of the image."""
-
-    name = "colour-halves"
-    fingerprint = "colour-halves-v1"
-    dim = 7
-    input_size = (8, 4)
-
-    def embed_images(self, images):
-        rows = []
-        for image in images:
-            pixels = np.asarray(image.convert("RGB").resize((4, 8), Image.BILINEAR), dtype=np.float64) / 255.0
-            feature = np.concatenate(
-                [pixels[:4].mean(axis=(0, 1)) - 0.5, pixels[4:].mean(axis=(0, 1)) - 0.5, [0.05]]
-            )
-            rows.append(feature / np.linalg.norm(feature))
-        return np.asarray(rows, dtype=np.float32).reshape(len(images), self.dim)
 
 
 def _person(top, bottom) -> Image.Image:

@@ -444,23 +444,30 @@ def _meta(params: dict, counts: dict[str, dict[str, int]], groups: dict[str, lis
     }
 
 
-def _check_arguments(ids, cams, seed, difficulty, distractors, images_per_camera, train_fraction, workers):
-    def integer(value) -> bool:
-        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+def _integer(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
-    if not integer(ids) or not 2 <= ids <= MAX_IDS:
+
+def check_people_arguments(ids, cams, seed, difficulty) -> None:
+    """The checks every synthetic generator of these identities shares (ids, cameras, seed, difficulty)."""
+    if not _integer(ids) or not 2 <= ids <= MAX_IDS:
         raise ConfigError(
             f"ids: expected an integer in [2, {MAX_IDS}] (train and test need one identity each), got {ids!r}"
         )
-    if not integer(cams) or not 2 <= cams <= MAX_CAMERAS:
+    if not _integer(cams) or not 2 <= cams <= MAX_CAMERAS:
         raise ConfigError(
             f"cams: expected an integer in [2, {MAX_CAMERAS}] (every identity is seen by >= 2 "
-            f"cameras; Market-1501 names hold one camera digit), got {cams!r}"
+            f"cameras; file names hold one camera digit), got {cams!r}"
         )
-    if not integer(seed) or seed < 0:
+    if not _integer(seed) or seed < 0:
         raise ConfigError(f"seed: expected a non-negative integer, got {seed!r}")
     if difficulty not in DIFFICULTIES:
         raise ConfigError(f"difficulty: expected one of {', '.join(DIFFICULTIES)}, got {difficulty!r}")
+
+
+def _check_arguments(ids, cams, seed, difficulty, distractors, images_per_camera, train_fraction, workers):
+    integer = _integer
+    check_people_arguments(ids, cams, seed, difficulty)
     if not integer(distractors) or distractors < 0:
         raise ConfigError(f"distractors: expected a non-negative integer, got {distractors!r}")
     if integer(images_per_camera):

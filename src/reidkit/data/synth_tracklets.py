@@ -67,9 +67,6 @@ from reidkit.data import _synth_walk as walk
 from reidkit.data.synth import (
     _LEVELS,
     _TAG_CAMERA,
-    DIFFICULTIES,
-    MAX_CAMERAS,
-    MAX_IDS,
     OutputExistsError,
     _check_output,
     _group_colours,
@@ -79,6 +76,7 @@ from reidkit.data.synth import (
     _move_into_place,
     _Person,
     _rng,
+    check_people_arguments,
 )
 from reidkit.errors import ConfigError, ReidkitError
 
@@ -391,19 +389,7 @@ def _check_arguments(ids, cams, seed, difficulty, frames, tracklets_per_camera, 
             raise ConfigError(f"{name}: expected {low} <= low <= high <= {high}, got {tuple(value)!r}")
         return int(value[0]), int(value[1])
 
-    if not integer(ids) or not 2 <= ids <= MAX_IDS:
-        raise ConfigError(
-            f"ids: expected an integer in [2, {MAX_IDS}] (train and test need one identity each), got {ids!r}"
-        )
-    if not integer(cams) or not 2 <= cams <= MAX_CAMERAS:
-        raise ConfigError(
-            f"cams: expected an integer in [2, {MAX_CAMERAS}] (every identity is seen by >= 2 cameras; "
-            f"names hold one camera digit), got {cams!r}"
-        )
-    if not integer(seed) or seed < 0:
-        raise ConfigError(f"seed: expected a non-negative integer, got {seed!r}")
-    if difficulty not in DIFFICULTIES:
-        raise ConfigError(f"difficulty: expected one of {', '.join(DIFFICULTIES)}, got {difficulty!r}")
+    check_people_arguments(ids, cams, seed, difficulty)
     lengths = pair("frames", frames, 2, MAX_FRAMES)
     per_camera = pair("tracklets_per_camera", tracklets_per_camera, 1, MAX_TRACKLETS_PER_CAMERA)
     if isinstance(occlusion, bool) or not isinstance(occlusion, (int, float)) or not 0.0 <= occlusion <= 1.0:
