@@ -62,6 +62,10 @@ def build_model(
 def build_model_on(name: str, *, num_classes: int, trunk: TrunkSpec, **params: Any) -> nn.Module:
     """Build a registered model on a given trunk (:func:`build_model` with the trunk arguments in one).
 
+    The video parameters ``temporal`` (a head of :data:`reidkit.models.temporal.TEMPORAL_HEADS`),
+    ``temporal_hidden`` and ``rnn`` wrap the model in a :class:`~reidkit.models.temporal.TemporalModel` that
+    takes clips ``[B, T, 3, H, W]``; the other parameters go to the frame model.
+
     Args:
         name: one of :data:`MODELS`.
         num_classes: number of training identities.
@@ -71,6 +75,22 @@ def build_model_on(name: str, *, num_classes: int, trunk: TrunkSpec, **params: A
     Returns:
         The model, as :func:`build_model` returns it.
     """
+    temporal = params.pop("temporal", None)
+    video = {key: params.pop(key) for key in ("temporal_hidden", "rnn") if key in params}
+    if temporal is not None:
+        from reidkit.models.temporal import build_temporal_model
+
+        return build_temporal_model(
+            name,
+            temporal=temporal,
+            num_classes=num_classes,
+            trunk=trunk,
+            hidden=video.get("temporal_hidden", 256),
+            rnn=video.get("rnn", "lstm"),
+            **params,
+        )
+    if video:
+        raise ConfigError(f"model {name!r}: {sorted(video)} need a temporal head (temporal: avg, quality, ...)")
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
     try:
