@@ -55,6 +55,10 @@ class DataConfig:
     unlabelled: dict | None = None
     # CSV ``pid,<attr1>,<attr2>,...`` of integer attribute codes per training identity (attribute heads)
     attributes: str | None = None
+    # video datasets (tracklets): frames per training clip and how they are drawn (random | evenly); a model
+    # with model.temporal sees clips of seq_len frames, one without it trains on single frames
+    seq_len: int = 8
+    frames: str = "random"
 
 
 @dataclass
@@ -67,6 +71,10 @@ class ModelConfig:
     last_stride: int = 1
     params: dict = field(default_factory=dict)
     init: str | None = None  # a reidkit checkpoint whose matching weights initialise the model (fine-tuning)
+    # video ReID: the temporal head over a clip's frames (avg | max | attention | rnn | quality); null = images
+    temporal: str | None = None
+    temporal_hidden: int = 256  # hidden size of the attention / quality scorer and of the recurrent cell
+    rnn: str = "lstm"  # the rnn head's cell: lstm | gru
 
 
 @dataclass
@@ -125,6 +133,9 @@ class EvalConfig:
     query_expansion: int = 0  # alpha-QE neighbours; 0 disables
     # score query x gallery with the verification pair head (needs a 'verification' loss term; slow)
     pairwise: bool = False
+    # video datasets: v2v (tracklets), i2v (first query frame vs tracklets), v2i; test-time clips: all | evenly
+    video_mode: str = "v2v"
+    frames: str = "all"
 
 
 @dataclass
@@ -281,6 +292,7 @@ def validate(config: Config) -> None:
             isinstance(config.loss.terms, list) and len(config.loss.terms) > 0,
             "loss.terms must be a non-empty list",
         ),
+        *_video_checks(config),
     ]
     for ok, message in checks:
         if not ok:
@@ -297,6 +309,27 @@ def validate(config: Config) -> None:
     for index, term in enumerate(config.loss.terms):
         if not isinstance(term, dict) or "name" not in term:
             raise ConfigError(f"loss.terms[{index}] must be a mapping with at least a 'name', got {term!r}")
+
+
+def _video_checks(config: Config) -> list[tuple[bool, str]]:
+    """The video keys: clip length, frame sampling, temporal head, evaluation mode."""
+    model, data, settings = config.model, config.data, config.eval
+    heads = ("avg", "max", "attention", "rnn", "quality")
+    return [
+        (data.seq_len >= 1, "data.seq_len (frames per training clip) must be >= 1"),
+        (data.frames in ("random", "evenly"), f"data.frames must be random or evenly, got {data.frames!r}"),
+        (
+            model.temporal is None or model.temporal in heads,
+            f"model.temporal must be null or one of {', '.join(heads)}, got {model.temporal!r}",
+        ),
+        (model.temporal_hidden >= 1, "model.temporal_hidden must be >= 1"),
+        (model.rnn in ("lstm", "gru"), f"model.rnn must be lstm or gru, got {model.rnn!r}"),
+        (
+            settings.video_mode in ("v2v", "i2v", "v2i"),
+            f"eval.video_mode must be v2v, i2v or v2i, got {settings.video_mode!r}",
+        ),
+        (settings.frames in ("all", "evenly"), f"eval.frames must be all or evenly, got {settings.frames!r}"),
+    ]
 
 
 _UNLABELLED_KEYS = ("root", "per_batch")
