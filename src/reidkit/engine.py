@@ -154,7 +154,7 @@ def train_one_epoch(
         for group in optimizer.param_groups:
             group["lr"] = group["initial_lr"] * factor
         batch = batch.to(device, non_blocking=True)
-        if channels_last and device.type == "cuda":
+        if channels_last and device.type == "cuda" and batch.images.dim() == 4:
             batch = replace(batch, images=batch.images.contiguous(memory_format=torch.channels_last))
         try:
             loss, terms = train_step(
@@ -165,7 +165,7 @@ def train_one_epoch(
         state.batch += 1
         state.global_step += 1
         count += 1
-        images += len(batch)
+        images += batch.num_frames
         terms = {"loss": float(loss.detach()), **terms}
         for key, value in terms.items():
             sums[key] = sums.get(key, 0.0) + value

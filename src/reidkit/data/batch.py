@@ -34,10 +34,10 @@ class ImageItem:
 
 @dataclass(frozen=True)
 class Batch:
-    """A batch of ``B`` training images and their labels.
+    """A batch of ``B`` training images (or clips of a video dataset) and their labels.
 
     Attributes:
-        images: ``[B, 3, H, W]`` network input.
+        images: ``[B, 3, H, W]`` network input, or ``[B, T, 3, H, W]``: ``B`` clips of ``T`` frames.
         pids: ``[B]`` int64 identity labels (-1 for unlabelled images).
         camids: ``[B]`` int64 camera indices.
         attributes: ``{attribute name: [B] int64 codes}`` (-1: unknown), or None.
@@ -51,9 +51,10 @@ class Batch:
     def __post_init__(self) -> None:
         size = self.pids.shape[0] if self.pids.dim() == 1 else -1
         labels = [self.camids, *(self.attributes or {}).values()]
-        if size < 0 or self.images.dim() != 4 or self.images.shape[0] != size:
+        if size < 0 or self.images.dim() not in (4, 5) or self.images.shape[0] != size:
             raise ValueError(
-                f"Batch: expected images [B, 3, H, W] and pids [B], got {tuple(self.images.shape)} and "
+                f"Batch: expected images [B, 3, H, W] (or clips [B, T, 3, H, W]) and pids [B], got "
+                f"{tuple(self.images.shape)} and "
                 f"{tuple(self.pids.shape)}"
             )
         if any(tuple(label.shape) != (size,) for label in labels):
@@ -63,6 +64,11 @@ class Batch:
 
     def __len__(self) -> int:
         return int(self.pids.shape[0])
+
+    @property
+    def num_frames(self) -> int:
+        """Images in the batch: ``B``, or ``B * T`` for clips."""
+        return int(self.images.shape[0] * (self.images.shape[1] if self.images.dim() == 5 else 1))
 
     def to(self, device: str | torch.device, *, non_blocking: bool = False) -> Batch:
         """The same batch with every tensor on ``device``."""
