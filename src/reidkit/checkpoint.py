@@ -174,14 +174,20 @@ class Preprocess:
 
 @dataclass(frozen=True)
 class DataRef:
-    """The dataset a model was trained on: the default of ``eval`` / ``extract`` when none is given."""
+    """The dataset a model was trained on: the default of ``eval`` / ``extract`` when none is given.
+
+    ``seq_len`` is the clip length a video model was trained with (the default clip length of its
+    evaluation), None for an image dataset.
+    """
 
     name: str
     root: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    seq_len: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "root": self.root, "options": dict(self.options)}
+        values = {"name": self.name, "root": self.root, "options": dict(self.options)}
+        return values if self.seq_len is None else {**values, "seq_len": int(self.seq_len)}
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,9 @@ from torch import nn
 from reidkit import checkpoint
 from reidkit.checkpoint import DataRef, ModelSpec, Preprocess
 from reidkit.config import Config, EvalConfig, to_dict
+from reidkit.data.clip_dataset import ClipDataset, frame_samples
 from reidkit.data.image_dataset import ImageDataset
-from reidkit.data.records import Split
+from reidkit.data.records import Split, VideoSplit
 from reidkit.data.sampler import PKSampler, UnlabelledMixSampler
 from reidkit.engine import FitOptions
 from reidkit.errors import CheckpointError, ConfigError, DatasetError, EmbeddingError, ReidkitError
@@ -140,8 +141,10 @@ class TrainingRun:
     """The objects of one training run (what :func:`reidkit.engine.fit` trains) and what its checkpoint records.
 
     Attributes:
-        split: the dataset (``train`` for training, ``query`` / ``gallery`` for the periodic evaluation).
-        dataset: the training images (labelled, then any unlabelled extra images) -> ``ImageItem`` s.
+        split: the dataset (``train`` for training, ``query`` / ``gallery`` for the periodic evaluation); a
+            :class:`VideoSplit` of tracklets for a video dataset.
+        dataset: the training images (labelled, then any unlabelled extra images) -> ``ImageItem`` s; for a
+            video dataset the clips of its tracklets (a temporal model) or all their frames (a frame model).
         sampler: P x K batches of ``dataset`` indices (with unlabelled images mixed in, if any).
         model: the network, initialised (seeded, pretrained trunk or ``model.init`` weights).
         criterion: the weighted loss terms, with their learnable state.
@@ -156,8 +159,8 @@ class TrainingRun:
         config: the resolved config as a plain dict, kept in the checkpoint for the record.
     """
 
-    split: Split
-    dataset: ImageDataset
+    split: Split | VideoSplit
+    dataset: ImageDataset | ClipDataset
     sampler: PKSampler | UnlabelledMixSampler
     model: nn.Module
     criterion: Criterion
@@ -184,6 +187,29 @@ def _resolve_device(name: str) -> torch.device:
     return device
 
 
+def _train_transform(config: Config):
+    from reidkit.data.transforms import TrainTransform
+
+    data = config.data
+    return TrainTransform(
+        data.height,
+        data.width,
+        flip=data.flip,
+        pad=data.pad,
+        random_erasing=data.random_erasing,
+        color_jitter=data.color_jitter,
+        mean=tuple(data.mean),
+        std=tuple(data.std),
+    )
+
+
+def _pk_sampler(config: Config, pids: Sequence[int]) -> PKSampler:
+    try:
+        return PKSampler(list(pids), p=config.data.p, k=config.data.k, seed=config.train.seed)
+    except ValueError as error:
+        raise ReidkitError(f"data.p / data.k: {error}") from None
+
+
 def _training_data(
     config: Config, split: Split, model_params: dict[str, Any]
 ) -> tuple[ImageDataset, PKSampler | UnlabelledMixSampler]:
@@ -195,19 +221,8 @@ def _training_data(
         train_attribute_labels,
         unlabelled_samples,
     )
-    from reidkit.data.transforms import TrainTransform
 
     data = config.data
-    transform = TrainTransform(
-        data.height,
-        data.width,
-        flip=data.flip,
-        pad=data.pad,
-        random_erasing=data.random_erasing,
-        color_jitter=data.color_jitter,
-        mean=tuple(data.mean),
-        std=tuple(data.std),
-    )
     records = list(split.train)
     attribute_labels = None
     if data.attributes is not None:
@@ -231,16 +246,29 @@ def _training_data(
         if attribute_labels is not None:
             unknown = {name: UNKNOWN_ATTRIBUTE for name in model_params["attributes"]}
             attribute_labels += [dict(unknown) for _ in unlabelled]
-    dataset = ImageDataset(records + unlabelled, transform, attribute_labels=attribute_labels)
-    try:
-        sampler = PKSampler([s.pid for s in split.train], p=data.p, k=data.k, seed=config.train.seed)
-    except ValueError as error:
-        raise ReidkitError(f"data.p / data.k: {error}") from None
+    dataset = ImageDataset(records + unlabelled, _train_transform(config), attribute_labels=attribute_labels)
+    sampler = _pk_sampler(config, [s.pid for s in split.train])
     if unlabelled:
         # the extra images sit after the training images in the dataset
         extra_indices = range(len(records), len(records) + len(unlabelled))
         sampler = UnlabelledMixSampler(sampler, extra_indices, per_batch=data.unlabelled["per_batch"])
     return dataset, sampler
+
+
+def _video_training_data(config: Config, split: VideoSplit) -> tuple[ImageDataset | ClipDataset, PKSampler]:
+    """Clips of ``data.seq_len`` frames per tracklet (a temporal model), or every frame as an image (none)."""
+    data = config.data
+    for key, value in (("data.attributes", data.attributes), ("data.unlabelled", data.unlabelled)):
+        if value is not None:
+            raise ConfigError(f"{key} is for image datasets; {data.dataset!r} is a video dataset")
+    if config.model.temporal is None:  # a single-frame model: P identities x K frames
+        frames = frame_samples(split)
+        return ImageDataset(frames, _train_transform(config)), _pk_sampler(config, [s.pid for s in frames])
+    try:
+        dataset = ClipDataset(split.train, _train_transform(config), seq_len=data.seq_len, mode=data.frames)
+    except ValueError as error:
+        raise DatasetError(f"data: {error}") from None
+    return dataset, _pk_sampler(config, [t.pid for t in split.train])
 
 
 def _initialised_model(config: Config, spec: ModelSpec) -> nn.Module:
@@ -266,6 +294,22 @@ def _initialised_model(config: Config, spec: ModelSpec) -> nn.Module:
     return model
 
 
+def _load_split(config: Config) -> Split | VideoSplit:
+    """The dataset of ``data``: a video dataset's tracklets, or images (``model.temporal`` needs tracklets)."""
+    from reidkit.data.datasets import load_dataset
+    from reidkit.data.video_datasets import is_video_dataset, load_video_dataset
+
+    data = config.data
+    if is_video_dataset(data.dataset):
+        return load_video_dataset(data.dataset, data.root, **data.options)
+    if config.model.temporal is not None:
+        raise ConfigError(
+            f"model.temporal {config.model.temporal!r} needs a video dataset (tracklets: mars, ilidsvid, "
+            f"prid2011, dukemtmc_videoreid, custom_tracklets, tracked_run); {data.dataset!r} holds images"
+        )
+    return load_dataset(data.dataset, data.root, **data.options)
+
+
 def build_training(config: Config) -> TrainingRun:
     """The objects of one training run, built from a :class:`reidkit.config.Config`.
 
@@ -274,10 +318,8 @@ def build_training(config: Config) -> TrainingRun:
             split, too few identities for P x K, unknown model parameters, bad loss terms or LR factors, an
             unreadable ``model.init`` checkpoint, a bad attribute CSV or unlabelled-image folder.
     """
-    from reidkit.data.datasets import load_dataset
-
     data, model_config, train = config.data, config.model, config.train
-    split = load_dataset(data.dataset, data.root, **data.options)
+    split = _load_split(config)
     if not split.train:
         raise ReidkitError(f"dataset {data.dataset!r} at {data.root} has an empty train split")
     try:
@@ -285,7 +327,17 @@ def build_training(config: Config) -> TrainingRun:
     except EmbeddingError as error:
         raise ConfigError(f"data: {error}") from None
     model_params = dict(model_config.params)
-    dataset, sampler = _training_data(config, split, model_params)
+    if isinstance(split, VideoSplit):
+        dataset, sampler = _video_training_data(config, split)
+    else:
+        dataset, sampler = _training_data(config, split, model_params)
+    if model_config.temporal is not None:
+        for key in ("temporal", "temporal_hidden", "rnn"):
+            if key in model_params:
+                raise ConfigError(f"model.params.{key}: set model.{key} instead")
+        model_params.update(
+            temporal=model_config.temporal, temporal_hidden=model_config.temporal_hidden, rnn=model_config.rnn
+        )
     spec = ModelSpec(
         name=model_config.name,
         num_classes=split.num_train_pids,
@@ -339,7 +391,12 @@ def build_training(config: Config) -> TrainingRun:
         device=_resolve_device(train.device),
         spec=spec,
         preprocess=preprocess,
-        data=DataRef(name=data.dataset, root=str(data.root), options=dict(data.options)),
+        data=DataRef(
+            name=data.dataset,
+            root=str(data.root),
+            options=dict(data.options),
+            seq_len=data.seq_len if isinstance(split, VideoSplit) else None,
+        ),
         loss_terms=loss_terms,
         seed=train.seed,
         config=to_dict(config),
@@ -347,17 +404,10 @@ def build_training(config: Config) -> TrainingRun:
 
 
 # --------------------------------------------------------------------------------------- fit options
-def _scorer(settings: EvalConfig, criterion: nn.Module):
-    """The evaluation scorer of the ``eval`` settings; ``eval.pairwise`` scores with the live pair head."""
-    from reidkit.evaluation import GlobalDistance, global_scorer, pairwise_scorer
+def _distance(settings: EvalConfig):
+    from reidkit.evaluation import GlobalDistance
 
-    if settings.pairwise:
-        pair_head = criterion.pair_head()
-        if pair_head is None:
-            raise ConfigError("eval.pairwise needs a 'verification' loss term (its pair head scores the pairs)")
-        on = next(term.on for term in criterion.terms if term.name == "verification")
-        return pairwise_scorer(pair_head, on=on)
-    distance = GlobalDistance(
+    return GlobalDistance(
         metric=settings.metric,
         rerank=settings.rerank,
         k1=settings.k1,
@@ -365,33 +415,61 @@ def _scorer(settings: EvalConfig, criterion: nn.Module):
         lambda_value=settings.lambda_value,
         query_expansion=settings.query_expansion,
     )
-    return global_scorer(distance)
+
+
+def _split_evaluator(config: Config, run: TrainingRun) -> Callable:
+    """``evaluate(embedder) -> EvalResult`` on ``run.split`` with the ``eval`` settings (images or tracklets);
+    ``eval.pairwise`` scores with the live pair head of ``run.criterion``."""
+    from reidkit.evaluation import evaluate_split, global_scorer, pairwise_scorer
+
+    settings = config.eval
+    common = {"max_rank": settings.max_rank, "workers": config.data.workers}
+    if isinstance(run.split, VideoSplit):
+        from reidkit.video_evaluation import evaluate_video_split
+
+        if settings.pairwise:
+            raise ConfigError(
+                "eval.pairwise is for image datasets; score tracklets by distance (eval.metric)"
+            )
+        video = {"mode": settings.video_mode, "seq_len": config.data.seq_len, "frames": settings.frames}
+        return partial(
+            evaluate_video_split,
+            split=run.split,
+            distance=_distance(settings),
+            batch_size=settings.batch_size,
+            **video,
+            **common,
+        )
+    if settings.pairwise:
+        pair_head = run.criterion.pair_head()
+        if pair_head is None:
+            raise ConfigError(
+                "eval.pairwise needs a 'verification' loss term (its pair head scores the pairs)"
+            )
+        on = next(term.on for term in run.criterion.terms if term.name == "verification")
+        scorer = pairwise_scorer(pair_head, on=on)
+    else:
+        scorer = global_scorer(_distance(settings))
+    return partial(evaluate_split, split=run.split, scorer=scorer, **common)
 
 
 def make_evaluator(config: Config, run: TrainingRun, *, progress: bool) -> Callable[[nn.Module], dict]:
     """``evaluate(model) -> metrics dict`` for periodic evaluation during training (``eval`` settings).
 
-    With ``eval.pairwise`` the pair head of ``run.criterion`` (the one being trained) scores the pairs. The
-    model's train / eval mode is restored after each evaluation.
+    With ``eval.pairwise`` the pair head of ``run.criterion`` (the one being trained) scores the pairs. A video
+    dataset is evaluated tracklet against tracklet (``eval.video_mode``) with clips of ``data.seq_len`` frames.
+    The model's train / eval mode is restored after each evaluation.
     """
     from reidkit.embed import TorchEmbedder
-    from reidkit.evaluation import evaluate_split
 
     settings = config.eval
-    scorer = _scorer(settings, run.criterion)
+    evaluate_on_split = _split_evaluator(config, run)
     preprocess = replace(run.preprocess, flip=settings.flip)
 
     def evaluate(model: nn.Module) -> dict:
         was_training = model.training
         embedder = TorchEmbedder(model, preprocess, device=run.device, batch_size=settings.batch_size)
-        result = evaluate_split(
-            embedder,
-            run.split,
-            scorer,
-            max_rank=settings.max_rank,
-            workers=config.data.workers,
-            progress=progress,
-        )
+        result = evaluate_on_split(embedder, progress=progress)
         model.train(was_training)
         return result.metrics.as_dict()
 

@@ -448,3 +448,8 @@ def load_video_dataset(name: str, root: str | Path, **options: Any) -> VideoSpli
     for option, value in options.items():
         _check_option_type(option, value, parameters[option].default, dataset=key)
     return loader(root, **options)
+
+
+def is_video_dataset(name: str) -> bool:
+    """Whether ``name`` is a video dataset of :func:`load_video_dataset` (tracklets, not images)."""
+    return _registry_key(name) in {_registry_key(key) for key in [*VIDEO_DATASETS, *VIDEO_ALIASES]}
