@@ -2,7 +2,10 @@
 
 The exported network maps ``images [N, 3, H, W]`` (RGB, normalised with the checkpoint's mean/std) to the raw
 retrieval feature ``[N, D]`` (not flipped, not L2-normalised: the embedder does both), with a dynamic batch
-axis. The file carries what a runtime needs to use it without the checkpoint:
+axis. A video model (a temporal head, :class:`reidkit.models.temporal.TemporalModel`) maps ``clips [N, T, 3, H,
+W]`` to one feature per clip, with ``T`` fixed (``seq_len``, by default the clip length it was trained with) or
+dynamic (``dynamic_length``); ``reidkit.clip_length`` in the metadata says which (a number, or ``dynamic``).
+The file carries what a runtime needs to use it without the checkpoint:
 
 - ONNX: ``metadata_props`` ``reidkit.preprocess`` (JSON of :class:`reidkit.checkpoint.Preprocess`),
   ``reidkit.fingerprint``, ``reidkit.model_name``, ``reidkit.embedding_dim``, ``reidkit.version``;
@@ -35,6 +38,8 @@ from reidkit.errors import ReidkitError
 FORMATS = ("onnx", "torchscript")
 EMBEDDING_DIM_KEY = "reidkit.embedding_dim"
 VERSION_KEY = "reidkit.version"
+#: metadata of a clip model: its fixed clip length T, or ``dynamic``; absent for an image model
+CLIP_LENGTH_KEY = "reidkit.clip_length"
 
 
 class ExportError(ReidkitError, RuntimeError):
@@ -63,7 +68,7 @@ class ExportReport:
 
 
 class _Embed(nn.Module):
-    """``images [N, 3, H, W] -> model.embed(images) [N, D]``: the graph that is exported."""
+    """``images [N, 3, H, W]`` (or ``clips [N, T, 3, H, W]``) ``-> model.embed(...) [N, D]``: the exported graph."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -74,20 +79,25 @@ class _Embed(nn.Module):
 
 
 def _parity_inputs(
-    preprocess: Preprocess, images: Sequence[str | Path] | None, seed: int
+    preprocess: Preprocess, images: Sequence[str | Path] | None, seed: int, length: int | None = None
 ) -> tuple[Tensor, Tensor]:
-    """Random inputs (batch 3) and real ones (batch 2): the given image files, or generated pedestrian-like ones."""
+    """Random inputs (batch 3) and real ones (batch 2): the given image files, or generated pedestrian-like ones.
+
+    With ``length``: clips ``[3, length, 3, H, W]`` and ``[2, length, 3, H, W]`` (the real clips are made of the
+    given images, then generated ones).
+    """
     from PIL import Image
 
+    frames = length or 1
     generator = torch.Generator().manual_seed(seed)
-    random = torch.randn(3, 3, preprocess.height, preprocess.width, generator=generator)
+    random = torch.randn(3 * frames, 3, preprocess.height, preprocess.width, generator=generator)
     pictures = []
-    for path in list(images or [])[:2]:
+    for path in list(images or [])[: 2 * frames]:
         from reidkit.data.transforms import read_image
 
         pictures.append(read_image(str(path)))
     rng = np.random.default_rng(seed)
-    while len(pictures) < 2:  # a figure-like picture: background, torso and legs colours, sensor noise
+    while len(pictures) < 2 * frames:  # a figure-like picture: background, torso and legs colours, sensor noise
         canvas = np.empty((128, 64, 3), np.float32)
         canvas[:] = rng.uniform(60, 200, size=3)
         canvas[20:70, 16:48] = rng.uniform(0, 255, size=3)
@@ -95,7 +105,9 @@ def _parity_inputs(
         canvas += rng.normal(0, 12, size=canvas.shape)
         pictures.append(Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8)))
     real = torch.from_numpy(preprocess(pictures))
-    return random, real
+    if length is None:
+        return random, real
+    return random.reshape(3, length, *random.shape[1:]), real.reshape(2, length, *real.shape[1:])
 
 
 def _max_difference(run, model: nn.Module, inputs: Tensor) -> float:
@@ -109,7 +121,9 @@ def _max_difference(run, model: nn.Module, inputs: Tensor) -> float:
     return float(np.abs(got - expected).max())
 
 
-def _export_onnx(wrapper: nn.Module, example: Tensor, metadata: dict[str, str], opset: int) -> bytes:
+def _export_onnx(
+    wrapper: nn.Module, example: Tensor, metadata: dict[str, str], opset: int, *, dynamic_length: bool = False
+) -> bytes:
     import warnings
 
     try:
@@ -125,7 +139,10 @@ def _export_onnx(wrapper: nn.Module, example: Tensor, metadata: dict[str, str], 
             buffer,
             input_names=["images"],
             output_names=["embedding"],
-            dynamic_axes={"images": {0: "batch"}, "embedding": {0: "batch"}},
+            dynamic_axes={
+                "images": {0: "batch", 1: "frames"} if dynamic_length else {0: "batch"},
+                "embedding": {0: "batch"},
+            },
             opset_version=opset,
             dynamo=False,
         )
@@ -203,6 +220,8 @@ def export(
     tolerance: float = 1e-4,
     opset: int = 17,
     seed: int = 0,
+    seq_len: int | None = None,
+    dynamic_length: bool = False,
 ) -> ExportReport:
     """Export a checkpoint's ``embed`` with a dynamic batch axis, check parity, then write ``out`` atomically.
 
@@ -216,6 +235,9 @@ def export(
         tolerance: largest accepted max absolute difference of ``embed`` between export and PyTorch.
         opset: ONNX opset.
         seed: seed of the random parity inputs.
+        seq_len: a video model's clip length T (default: the one it was trained with, else 8).
+        dynamic_length: a video model takes clips of any length (ONNX: a dynamic ``frames`` axis; the parity
+            check also runs a second length).
 
     Returns:
         An :class:`ExportReport`.
@@ -228,12 +250,14 @@ def export(
 
     if format not in FORMATS:
         raise ExportError(f"export format must be one of {FORMATS}, got {format!r}")
-    torch_embedder = TorchEmbedder.from_checkpoint(checkpoints.load(checkpoint).without_training(), flip=flip)
+    loaded = checkpoints.load(checkpoint).without_training()
+    torch_embedder = TorchEmbedder.from_checkpoint(loaded, flip=flip)
     model = torch_embedder.model.float().eval()
     preprocess = torch_embedder.preprocess
     name = torch_embedder.name
     wrapper = _Embed(model).eval()
-    random, real = _parity_inputs(preprocess, images, seed)
+    length = _clip_length(model, loaded, seq_len, dynamic_length)
+    random, real = _parity_inputs(preprocess, images, seed, length)
     with torch.no_grad():
         dim = int(wrapper(random[:1]).shape[1])
     metadata = {
@@ -243,10 +267,12 @@ def export(
         EMBEDDING_DIM_KEY: str(dim),
         VERSION_KEY: __version__,
     }
+    if length is not None:
+        metadata[CLIP_LENGTH_KEY] = "dynamic" if dynamic_length else str(length)
     example = random[:2]
     try:
         if format == "onnx":
-            data = _export_onnx(wrapper, example, metadata, opset)
+            data = _export_onnx(wrapper, example, metadata, opset, dynamic_length=dynamic_length)
             run = _onnx_runner(data)
         else:
             data = _export_torchscript(wrapper, example, metadata)
@@ -258,6 +284,9 @@ def export(
             f"exporting model {name!r} from {checkpoint} to {format} failed: {error}"
         ) from error
     difference_random = _max_difference(run, wrapper, random)
+    if dynamic_length:  # another clip length through the same graph
+        other, _ = _parity_inputs(preprocess, None, seed + 1, length + 3)
+        difference_random = max(difference_random, _max_difference(run, wrapper, other))
     difference_real = _max_difference(run, wrapper, real)
     worst = max(difference_random, difference_real)
     if not worst <= tolerance:
@@ -271,6 +300,20 @@ def export(
     return ExportReport(out, format, dim, torch_embedder.fingerprint, difference_random, difference_real)
 
 
+def _clip_length(model: nn.Module, loaded, seq_len: int | None, dynamic_length: bool) -> int | None:
+    """The clip length T of a video model's parity inputs (None for an image model, which takes neither option)."""
+    from reidkit.models.temporal import TemporalModel
+
+    if not isinstance(model, TemporalModel):
+        if seq_len is not None or dynamic_length:
+            raise ExportError("seq_len / dynamic_length are for video models (a temporal head); this is an image model")
+        return None
+    length = seq_len or (loaded.data.seq_len if loaded.data is not None else None) or 8
+    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+        raise ExportError(f"seq_len must be an integer >= 1 (frames per clip), got {length!r}")
+    return length
+
+
 def export_main(
     *,
     checkpoint: str | Path,
@@ -279,11 +322,22 @@ def export_main(
     flip: bool = True,
     images: Sequence[str | Path] | None = None,
     tolerance: float = 1e-4,
+    seq_len: int | None = None,
+    dynamic_length: bool = False,
 ) -> ExportReport:
     """``reidkit export``: default output beside the checkpoint; prints what was written and the parity."""
     if out is None:
         out = Path(checkpoint).with_suffix(".onnx" if format == "onnx" else ".torchscript.pt")
-    report = export(checkpoint, out, format=format, flip=flip, images=images, tolerance=tolerance)
+    report = export(
+        checkpoint,
+        out,
+        format=format,
+        flip=flip,
+        images=images,
+        tolerance=tolerance,
+        seq_len=seq_len,
+        dynamic_length=dynamic_length,
+    )
     print(
         json.dumps(
             {

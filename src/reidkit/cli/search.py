@@ -412,6 +412,12 @@ def add_export(commands) -> None:
     p.add_argument("--out", help="output file (default: beside the checkpoint)")
     p.add_argument("--images", nargs="*", help="real images for the parity check")
     p.add_argument("--no-flip", action="store_true", help="export without flip averaging")
+    p.add_argument(
+        "--seq-len", type=positive, help="video model: frames per clip (default: its training clip length)"
+    )
+    p.add_argument(
+        "--dynamic-length", action="store_true", help="video model: clips of any length (dynamic frames axis)"
+    )
     p.set_defaults(func=run_export)
 
 
@@ -424,5 +430,7 @@ def run_export(args: argparse.Namespace) -> int:
         format=args.format,
         flip=not args.no_flip,
         images=args.images,
+        seq_len=args.seq_len,
+        dynamic_length=args.dynamic_length,
     )
     return 0

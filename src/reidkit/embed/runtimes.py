@@ -129,6 +129,11 @@ class _RuntimeEmbedder(BatchEmbedder):
         if not self.path.is_file():
             raise EmbeddingError(f"{self.kind} {self.path} does not exist")
         files, metadata, input_shape = self._open(threads)
+        if len(input_shape) == 5 or "reidkit.clip_length" in metadata:
+            raise EmbeddingError(
+                f"{self.path} is a video model export (input clips [N, T, 3, H, W], shape {list(input_shape)}); "
+                "an image embedder runs image models: embed tracklets with its reidkit checkpoint instead"
+            )
         self.preprocess, from_metadata = _resolve_preprocess(self.path, metadata, preprocess, input_shape, flip)
         self._static_batch = self._prepare(threads)
         self.batch_size = self._static_batch or batch_size
