@@ -74,6 +74,54 @@ def run_training(recipe: str, out: Path, overrides: Sequence[str], *, threads: i
 
 
 @dataclass(frozen=True)
+class PlannedRun:
+    """One training of a benchmark: ``configs/<recipe>.yaml`` with ``overrides``, kept in ``out``."""
+
+    label: str
+    recipe: str
+    out: Path
+    overrides: tuple[str, ...]
+
+
+def train_all(runs: Sequence[PlannedRun], *, jobs: int, threads: int) -> None:
+    """Run the unfinished trainings, at most ``jobs`` at a time with ``threads`` CPU threads each; print each result.
+
+    Raises:
+        SystemExit: a training failed (its label is named).
+    """
+    pending = [run for run in runs if not is_finished(run.out)]
+    running: list[tuple[PlannedRun, subprocess.Popen, float]] = []
+    while pending or running:
+        while pending and len(running) < jobs:
+            run = pending.pop(0)
+            running.append(
+                (
+                    run,
+                    start_training(run.recipe, run.out, run.overrides, threads=threads),
+                    time.perf_counter(),
+                )
+            )
+        time.sleep(1.0)
+        for item in list(running):
+            run, process, started = item
+            if process.poll() is None:
+                continue
+            running.remove(item)
+            if process.returncode != 0:
+                raise SystemExit(
+                    f"reidkit train failed for {run.label} (configs/{run.recipe}.yaml, exit {process.returncode})"
+                )
+            wall = time.perf_counter() - started
+            record_wall_time(run.out, wall)
+            result = read_run(run.out)
+            print(
+                f"  {run.label:<24}: Rank-1 {100 * result.after['rank1']:5.1f}  mAP {100 * result.after['mAP']:5.1f}  "
+                f"{result.images_per_s:6.1f} img/s  {wall:.0f} s",
+                flush=True,
+            )
+
+
+@dataclass(frozen=True)
 class RunResult:
     """What a finished run left in its folder.
 

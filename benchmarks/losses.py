@@ -16,7 +16,6 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
@@ -71,37 +70,20 @@ def _run_dir(args: argparse.Namespace, recipe: str, seed: int) -> Path:
     return Path(args.out) / recipe / f"seed{seed}"
 
 
-def _train_all(args: argparse.Namespace, root: Path, runs: list[tuple[str, int]]) -> None:
-    """Run the missing trainings, at most ``args.jobs`` at a time, each with ``args.threads`` CPU threads."""
-    pending = [(recipe, seed) for recipe, seed in runs if not _runs.is_finished(_run_dir(args, recipe, seed))]
-    running: list[tuple[str, int, subprocess.Popen, float]] = []
-    while pending or running:
-        while pending and len(running) < args.jobs:
-            recipe, seed = pending.pop(0)
-            before = (recipe, seed) == runs[0]
-            overrides = _overrides(args, root, seed) + [f"train.eval_before={'true' if before else 'false'}"]
-            process = _runs.start_training(
-                recipe, _run_dir(args, recipe, seed), overrides, threads=args.threads
-            )
-            running.append((recipe, seed, process, time.perf_counter()))
-        time.sleep(1.0)
-        for item in list(running):
-            recipe, seed, process, started = item
-            if process.poll() is None:
-                continue
-            running.remove(item)
-            if process.returncode != 0:
-                raise SystemExit(
-                    f"reidkit train failed for recipe {recipe!r}, seed {seed} (exit {process.returncode})"
-                )
-            wall = time.perf_counter() - started
-            _runs.record_wall_time(_run_dir(args, recipe, seed), wall)
-            result = _runs.read_run(_run_dir(args, recipe, seed))
-            print(
-                f"  {recipe:<17} seed {seed}: Rank-1 {100 * result.after['rank1']:5.1f}  "
-                f"mAP {100 * result.after['mAP']:5.1f}  {result.images_per_s:6.1f} img/s  {wall:.0f} s",
-                flush=True,
-            )
+def _planned(args: argparse.Namespace, root: Path, runs: list[tuple[str, int]]) -> list[_runs.PlannedRun]:
+    """The trainings of the ablation; the first one also evaluates the untrained model (the table's floor)."""
+    return [
+        _runs.PlannedRun(
+            f"{recipe} seed {seed}",
+            recipe,
+            _run_dir(args, recipe, seed),
+            (
+                *_overrides(args, root, seed),
+                f"train.eval_before={'true' if (recipe, seed) == runs[0] else 'false'}",
+            ),
+        )
+        for recipe, seed in runs
+    ]
 
 
 def _pair_scoring_speed(queries: int, gallery: int, dim: int, repeats: int = 3) -> None:
@@ -169,7 +151,7 @@ def main() -> None:
         generate(root, ids=args.ids, cams=args.cams, seed=0, difficulty=args.difficulty)
     start = time.perf_counter()
     runs = [(recipe, seed) for recipe in args.recipes for seed in args.seeds]
-    _train_all(args, root, runs)
+    _runs.train_all(_planned(args, root, runs), jobs=args.jobs, threads=args.threads)
     results: dict[str, list[_runs.RunResult]] = {}
     for recipe, seed in runs:
         results.setdefault(recipe, []).append(_runs.read_run(_run_dir(args, recipe, seed)))
