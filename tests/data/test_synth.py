@@ -307,6 +307,7 @@ def test_failure_while_drawing_leaves_the_existing_output_untouched(tmp_path, mo
     with pytest.raises(RuntimeError, match="disk on fire"):
         generate(out, ids=4, cams=2, images_per_camera=2, seed=2, overwrite=True)
     assert _bytes(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the temp folder is removed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 

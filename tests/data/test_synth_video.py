@@ -275,6 +275,16 @@ def test_identities_are_distinct():
 TINY = {"cams": 1, "ids": 2, "seconds": 1.0, "size": (96, 64)}
 
 
+def test_failure_while_writing_leaves_no_output_and_no_temp_folder(tmp_path, monkeypatch):
+    def broken(*args):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(synth_video, "_write_sequence", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        generate_video(tmp_path / "out", **TINY)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_refuses_non_empty_output_and_overwrites_on_request(tmp_path):
     out = tmp_path / "out"
     out.mkdir()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
+from typing import Any
 
 from reidkit.cli._common import dataset_options, non_negative, positive
 from reidkit.errors import ReidkitError
@@ -81,52 +83,38 @@ def fraction(value: str) -> float:
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    tracklet_options = {
+        "frames": args.frames,
+        "tracklets_per_camera": args.tracklets_per_camera,
+        "occlusion": args.occlusion,
+    }
     if args.tracklets:
-        return _run_synth_tracklets(args)
-    for option, value in (
-        ("--frames", args.frames),
-        ("--tracklets-per-camera", args.tracklets_per_camera),
-        ("--occlusion", args.occlusion),
-    ):
+        from reidkit.data.synth_tracklets import generate_tracklets, tracklet_sheet
+
+        if args.distractors:
+            raise ReidkitError(
+                "--distractors: not available with --tracklets (every tracklet has a real identity)"
+            )
+        given = {name: value for name, value in tracklet_options.items() if value is not None}
+        return _synthesise(args, generate_tracklets, given, tracklet_sheet, "tracklet sheet")
+    for name, value in tracklet_options.items():
         if value is not None:
-            raise ReidkitError(f"{option} is an option of tracklets: add --tracklets")
+            raise ReidkitError(f"--{name.replace('_', '-')} is an option of tracklets: add --tracklets")
     from reidkit.data.synth import contact_sheet, generate
 
+    return _synthesise(args, generate, {"distractors": args.distractors}, contact_sheet, "contact sheet")
+
+
+def _synthesise(
+    args: argparse.Namespace,
+    generate: Callable[..., dict],
+    options: dict[str, Any],
+    sheet: Callable[..., object],
+    sheet_name: str,
+) -> int:
+    """Run a generator with the options every synth command has plus ``options``; print its summary and
+    write the sheet that ``--sheet`` asks for with ``sheet(path, out, seed=...)``."""
     summary = generate(
-        args.out,
-        ids=args.ids,
-        cams=args.cams,
-        seed=args.seed,
-        difficulty=args.difficulty,
-        distractors=args.distractors,
-        workers=args.workers,
-        overwrite=args.overwrite,
-        progress=not args.quiet,
-    )
-    print(json.dumps(summary, indent=2) if args.json else _format_synth(args.out, summary))
-    if args.sheet:
-        contact_sheet(args.sheet, args.out, seed=args.seed)
-        print(f"contact sheet: {args.sheet}")
-    return 0
-
-
-def _run_synth_tracklets(args: argparse.Namespace) -> int:
-    from reidkit.data.synth_tracklets import generate_tracklets, tracklet_sheet
-
-    if args.distractors:
-        raise ReidkitError(
-            "--distractors: not available with --tracklets (every tracklet has a real identity)"
-        )
-    options = {
-        name: value
-        for name, value in (
-            ("frames", args.frames),
-            ("tracklets_per_camera", args.tracklets_per_camera),
-            ("occlusion", args.occlusion),
-        )
-        if value is not None
-    }
-    summary = generate_tracklets(
         args.out,
         ids=args.ids,
         cams=args.cams,
@@ -139,8 +127,8 @@ def _run_synth_tracklets(args: argparse.Namespace) -> int:
     )
     print(json.dumps(summary, indent=2) if args.json else _format_synth(args.out, summary))
     if args.sheet:
-        tracklet_sheet(args.sheet, args.out, seed=args.seed)
-        print(f"tracklet sheet: {args.sheet}")
+        sheet(args.sheet, args.out, seed=args.seed)
+        print(f"{sheet_name}: {args.sheet}")
     return 0
 
 

@@ -28,7 +28,6 @@ Layouts:
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -52,6 +51,7 @@ from reidkit.data.folder import (
 from reidkit.data.records import Sample, Split, make_split
 from reidkit.data.records import format_summary as format_summary  # re-exported
 from reidkit.data.records import summarize_split as summarize_split  # re-exported
+from reidkit.data.registry import load_from_registry
 from reidkit.errors import DatasetError
 
 _MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)")
@@ -301,7 +301,8 @@ def _load_mat_hdf5(path: Path) -> dict[str, Any]:
         raise DatasetError(f"cannot read {path} as a MATLAB v7.3 (HDF5) file: {error}") from error
 
 
-def _is_hdf5(path: Path) -> bool:
+def is_hdf5(path: Path) -> bool:
+    """True when ``path`` holds an HDF5 file (a MATLAB v7.3 .mat file), judged by the signature at its head."""
     with open(path, "rb") as stream:
         head = stream.read(2048 + len(_HDF5_SIGNATURE))
     return any(head[offset : offset + 8] == _HDF5_SIGNATURE for offset in (0, 512, 1024, 2048))
@@ -322,7 +323,7 @@ def load_mat(path: str | Path) -> dict[str, Any]:
     except NotImplementedError:  # scipy's answer to v7.3 files
         return _load_mat_hdf5(path)
     except (ValueError, TypeError, OSError, EOFError) as error:
-        if _is_hdf5(path):
+        if is_hdf5(path):
             return _load_mat_hdf5(path)
         raise DatasetError(f"cannot read {path} as a MATLAB .mat file: {error}") from error
 
@@ -450,10 +451,6 @@ DATASETS: dict[str, Callable[..., Split]] = {
 }
 
 
-def _registry_key(name: str) -> str:
-    return name.strip().lower().replace("-", "").replace("_", "")
-
-
 def load_dataset(name: str, root: str | Path, **options: Any) -> Split:
     """Parse a dataset by registry name.
 
@@ -466,32 +463,4 @@ def load_dataset(name: str, root: str | Path, **options: Any) -> Split:
     Raises:
         DatasetError: an unknown name or option (the message lists the choices), or any parse error.
     """
-    key = _registry_key(name)
-    if key not in DATASETS:
-        raise DatasetError(f"unknown dataset {name!r}; choose from {', '.join(sorted(DATASETS))}")
-    loader = DATASETS[key]
-    parameters = inspect.signature(loader).parameters
-    accepted = [p for p, spec in parameters.items() if spec.kind == inspect.Parameter.KEYWORD_ONLY]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise DatasetError(
-            f"dataset {key!r} does not take the option(s) {', '.join(unknown)}; "
-            f"it takes {', '.join(accepted) if accepted else 'none'}"
-        )
-    for option, value in options.items():
-        _check_option_type(option, value, parameters[option].default, dataset=key)
-    return loader(root, **options)
-
-
-def _check_option_type(option: str, value: Any, default: Any, *, dataset: str) -> None:
-    """Options may come from YAML or the command line: reject a value of the wrong kind with a clear message."""
-    if isinstance(default, bool):
-        valid, expected = isinstance(value, bool), "true or false"
-    elif isinstance(default, int):
-        valid, expected = isinstance(value, int) and not isinstance(value, bool), "an integer"
-    elif isinstance(default, float):
-        valid, expected = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
-    else:
-        valid, expected = value is None or isinstance(value, (str, os.PathLike)), "a string"
-    if not valid:
-        raise DatasetError(f"dataset {dataset!r}: option {option} must be {expected}, got {value!r}")
+    return load_from_registry(DATASETS, name, root, options, kind="dataset")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -43,8 +44,31 @@ class Tracklet:
     camid: int
 
 
+_Record = TypeVar("_Record", Sample, Tracklet)
+
+
 @dataclass(frozen=True)
-class Split:
+class _Partition(Generic[_Record]):
+    """The train / query / gallery records and notes that :class:`Split` and :class:`VideoSplit` share."""
+
+    train: tuple[_Record, ...]
+    query: tuple[_Record, ...]
+    gallery: tuple[_Record, ...]
+    name: str = ""
+    has_camids: bool = True
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def num_train_pids(self) -> int:
+        return len({record.pid for record in self.train})
+
+    @property
+    def num_train_cams(self) -> int:
+        return len({record.camid for record in self.train})
+
+
+@dataclass(frozen=True)
+class Split(_Partition[Sample]):
     """A dataset split into train / query / gallery.
 
     ``train`` is already relabelled (pids 0..num_train_pids-1); ``query`` and ``gallery`` keep the
@@ -54,20 +78,10 @@ class Split:
     identical image instead of applying the cross-camera rule.
     """
 
-    train: tuple[Sample, ...]
-    query: tuple[Sample, ...]
-    gallery: tuple[Sample, ...]
-    name: str = ""
-    has_camids: bool = True
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
 
-    @property
-    def num_train_pids(self) -> int:
-        return len({s.pid for s in self.train})
-
-    @property
-    def num_train_cams(self) -> int:
-        return len({s.camid for s in self.train})
+def _relabel(records: Sequence[_Record]) -> tuple[tuple[_Record, ...], dict[int, int]]:
+    mapping = {pid: label for label, pid in enumerate(sorted({r.pid for r in records}))}
+    return tuple(replace(r, pid=mapping[r.pid]) for r in records), mapping
 
 
 def relabel(samples: Sequence[Sample]) -> tuple[tuple[Sample, ...], dict[int, int]]:
@@ -76,8 +90,7 @@ def relabel(samples: Sequence[Sample]) -> tuple[tuple[Sample, ...], dict[int, in
     Returns:
         (relabelled samples in the input order, {original pid: new label}).
     """
-    mapping = {pid: label for label, pid in enumerate(sorted({s.pid for s in samples}))}
-    return tuple(replace(s, pid=mapping[s.pid]) for s in samples), mapping
+    return _relabel(samples)
 
 
 def make_split(
@@ -102,7 +115,7 @@ def make_split(
 
 
 @dataclass(frozen=True)
-class VideoSplit:
+class VideoSplit(_Partition[Tracklet]):
     """A video dataset split into train / query / gallery tracklets.
 
     The video counterpart of :class:`Split`: ``train`` is relabelled (pids 0..num_train_pids-1, by
@@ -111,21 +124,6 @@ class VideoSplit:
     marks junk tracklets that the evaluation protocol excludes and pid 0 distractors.
     """
 
-    train: tuple[Tracklet, ...]
-    query: tuple[Tracklet, ...]
-    gallery: tuple[Tracklet, ...]
-    name: str = ""
-    has_camids: bool = True
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
-
-    @property
-    def num_train_pids(self) -> int:
-        return len({t.pid for t in self.train})
-
-    @property
-    def num_train_cams(self) -> int:
-        return len({t.camid for t in self.train})
-
 
 def relabel_tracklets(tracklets: Sequence[Tracklet]) -> tuple[tuple[Tracklet, ...], dict[int, int]]:
     """Map the identities of ``tracklets`` to 0..N-1 in order of sorted original id (as :func:`relabel`).
@@ -133,8 +131,7 @@ def relabel_tracklets(tracklets: Sequence[Tracklet]) -> tuple[tuple[Tracklet, ..
     Returns:
         (relabelled tracklets in the input order, {original pid: new label}).
     """
-    mapping = {pid: label for label, pid in enumerate(sorted({t.pid for t in tracklets}))}
-    return tuple(replace(t, pid=mapping[t.pid]) for t in tracklets), mapping
+    return _relabel(tracklets)
 
 
 def split_by_identity(

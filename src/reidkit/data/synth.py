@@ -22,6 +22,7 @@ bytes do not depend on ``workers``. The folder is built beside ``out`` and renam
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -29,7 +30,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -415,18 +416,12 @@ def _write_dataset(
         state: what drawing an image needs besides its job (see :func:`_render_job`), less ``root``.
         meta: the content of meta.json (see :func:`_meta`).
     """
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with _staged_output(out, overwrite) as temp:
         for folder in ("bounding_box_train", "bounding_box_test", "query"):
             (temp / folder).mkdir()
         _run_jobs(jobs, {**state, "root": str(temp)}, workers, progress)
         _write_attributes(temp / "attributes.csv", people)
         (temp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        _move_into_place(temp, out, overwrite)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
 
 
 def _meta(params: dict, counts: dict[str, dict[str, int]], groups: dict[str, list[list[int]]]) -> dict:
@@ -521,6 +516,22 @@ def _move_into_place(temp: Path, out: Path, overwrite: bool) -> None:
         os.replace(old, out)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _staged_output(out: Path, overwrite: bool) -> Iterator[Path]:
+    """A new temp folder beside ``out`` to write a data set into, moved into place when the block ends.
+
+    If the block (or the move) fails, the temp folder is removed and ``out`` is left as it was.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        yield temp
+        _move_into_place(temp, out, overwrite)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
 
 
 def _run_jobs(jobs: list[_Job], state: dict, workers: int, progress: bool) -> None:

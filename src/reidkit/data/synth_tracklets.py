@@ -52,8 +52,6 @@ import io
 import json
 import multiprocessing
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -73,9 +71,9 @@ from reidkit.data.synth import (
     _look,
     _make_people,
     _member_codes,
-    _move_into_place,
     _Person,
     _rng,
+    _staged_output,
     check_people_arguments,
 )
 from reidkit.errors import ConfigError, ReidkitError
@@ -323,9 +321,7 @@ def _write(
 ) -> None:
     """Draw every tracklet and write frames.csv and meta.json in a temp folder beside ``out``, then move it
     into place (the temp folder is removed if anything fails)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with _staged_output(out, overwrite) as temp:
         for split in SPLITS:
             (temp / split).mkdir()
         rows = _run_jobs(tracklets, {**state, "root": str(temp)}, workers, progress)
@@ -335,10 +331,6 @@ def _write(
             writer.writerow(FRAMES_COLUMNS)
             writer.writerows(rows)
         (temp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        _move_into_place(temp, out, overwrite)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
 
 
 def _counts(tracklets: Sequence[_Tracklet]) -> dict:

@@ -29,8 +29,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,8 +53,8 @@ from reidkit.data.synth import (
     _group_colours,
     _look,
     _member_codes,
-    _move_into_place,
     _rng,
+    _staged_output,
 )
 from reidkit.errors import ConfigError, ReidkitError
 
@@ -287,36 +285,32 @@ def generate_video(
     ]
     transit = _transit_times(seed, cams)
     visits = _plan(seed, looks, scenes, fps, length, transit)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=cams * length, unit="frame", desc="synth-video")
     try:
-        spans: dict[int, list[int]] = {}
-        counts = {}
-        for cam, scene in enumerate(scenes):
-            writer = _video_writer(temp / f"{scene.name}.avi", fps, size) if video else None
-            try:
-                mine = [(index, visit) for index, visit in enumerate(visits) if visit.cam == cam]
-                gt, found = _render_camera(temp / scene.name, scene, mine, looks, length, writer, bar)
-            finally:
-                if writer is not None:
-                    writer.release()
-            spans.update(found)
-            detections = _write_sequence(
-                temp / scene.name, scene, gt, length, fps, _rng(seed, _TAG_DETECT, cam)
-            )
-            counts[scene.name] = {"gt_rows": len(gt), "detections": detections}
-        params = {"cams": cams, "ids": ids, "seconds": seconds, "fps": fps, "size": list(size), "seed": seed}
-        meta = _meta(params, scenes, length, video, transit, visits, spans, counts)
-        (temp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        _move_into_place(temp, out, overwrite)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
+        with _staged_output(out, overwrite) as temp:
+            spans: dict[int, list[int]] = {}
+            counts = {}
+            for cam, scene in enumerate(scenes):
+                writer = _video_writer(temp / f"{scene.name}.avi", fps, size) if video else None
+                try:
+                    mine = [(index, visit) for index, visit in enumerate(visits) if visit.cam == cam]
+                    gt, found = _render_camera(temp / scene.name, scene, mine, looks, length, writer, bar)
+                finally:
+                    if writer is not None:
+                        writer.release()
+                spans.update(found)
+                detections = _write_sequence(
+                    temp / scene.name, scene, gt, length, fps, _rng(seed, _TAG_DETECT, cam)
+                )
+                counts[scene.name] = {"gt_rows": len(gt), "detections": detections}
+            params = {"cams": cams, "ids": ids, "seconds": seconds, "fps": fps, "size": list(size), "seed": seed}
+            meta = _meta(params, scenes, length, video, transit, visits, spans, counts)
+            meta_text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
+            (temp / "meta.json").write_text(meta_text, encoding="utf-8")
     finally:
         if bar is not None:
             bar.close()

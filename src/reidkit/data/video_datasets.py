@@ -39,7 +39,6 @@ person folder name.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import re
@@ -50,15 +49,10 @@ from typing import Any
 
 import numpy as np
 
-from reidkit.data.datasets import (
-    _check_option_type,
-    _is_hdf5,
-    _registry_key,
-    find_dataset_folder,
-    load_mat,
-)
+from reidkit.data.datasets import find_dataset_folder, is_hdf5, load_mat
 from reidkit.data.folder import format_examples
 from reidkit.data.records import Tracklet, VideoSplit
+from reidkit.data.registry import load_from_registry, registry_key
 from reidkit.data.video_folders import (
     list_frames,
     load_custom_tracklets,
@@ -105,7 +99,7 @@ def _mat_variable(path: Path, variable: str, what: str) -> np.ndarray:
     array = np.asarray(variables[variable])
     if array.dtype.kind not in "iuf" or (array.dtype.kind == "f" and not np.all(np.mod(array, 1) == 0)):
         raise DatasetError(f"{path}: {variable} must hold integers ({what}), found an array of {array.dtype}")
-    if _is_hdf5(path):  # v7.3 files hold MATLAB's column-major matrices transposed
+    if is_hdf5(path):  # v7.3 files hold MATLAB's column-major matrices transposed
         array = array.T
     return array.astype(np.int64)
 
@@ -430,26 +424,11 @@ def load_video_dataset(name: str, root: str | Path, **options: Any) -> VideoSpli
     Raises:
         DatasetError: an unknown name or option (the message lists the choices), or any parse error.
     """
-    names = {_registry_key(key): key for key in VIDEO_DATASETS}
-    names.update({_registry_key(alias): target for alias, target in VIDEO_ALIASES.items()})
-    key = names.get(_registry_key(name))
-    if key is None:
-        choices = ", ".join(sorted([*VIDEO_DATASETS, *VIDEO_ALIASES]))
-        raise DatasetError(f"unknown video dataset {name!r}; choose from {choices}")
-    loader = VIDEO_DATASETS[key]
-    parameters = inspect.signature(loader).parameters
-    accepted = [p for p, spec in parameters.items() if spec.kind == inspect.Parameter.KEYWORD_ONLY]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise DatasetError(
-            f"video dataset {key!r} does not take the option(s) {', '.join(unknown)}; "
-            f"it takes {', '.join(accepted) if accepted else 'none'}"
-        )
-    for option, value in options.items():
-        _check_option_type(option, value, parameters[option].default, dataset=key)
-    return loader(root, **options)
+    return load_from_registry(
+        VIDEO_DATASETS, name, root, options, kind="video dataset", aliases=VIDEO_ALIASES
+    )
 
 
 def is_video_dataset(name: str) -> bool:
     """Whether ``name`` is a video dataset of :func:`load_video_dataset` (tracklets, not images)."""
-    return _registry_key(name) in {_registry_key(key) for key in [*VIDEO_DATASETS, *VIDEO_ALIASES]}
+    return registry_key(name) in {registry_key(key) for key in [*VIDEO_DATASETS, *VIDEO_ALIASES]}

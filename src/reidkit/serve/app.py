@@ -9,16 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from reidkit.embed import EmbeddingError
 from reidkit.index import GalleryIndexError
+from reidkit.serve import uploads
 from reidkit.serve.service import Service
-from reidkit.serve.uploads import (
-    DEFAULT_BODY_IDLE_TIMEOUT_S,
-    DEFAULT_BODY_TIMEOUT_S,
-    DEFAULT_DECODE_WAIT_S,
-    DEFAULT_MAX_CONCURRENT_DECODES,
-    DEFAULT_MAX_PIXELS,
-    DEFAULT_MAX_UPLOAD_BYTES,
-    UploadError,
-)
+from reidkit.serve.uploads import UploadError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI, Request
@@ -30,12 +23,12 @@ def create_app(
     embedder: Any,
     *,
     token: str | None = None,
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    max_concurrent_decodes: int = DEFAULT_MAX_CONCURRENT_DECODES,
-    decode_wait_s: float = DEFAULT_DECODE_WAIT_S,
-    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
-    body_idle_timeout_s: float = DEFAULT_BODY_IDLE_TIMEOUT_S,
+    max_upload_bytes: int = uploads.DEFAULT_MAX_UPLOAD_BYTES,
+    max_pixels: int = uploads.DEFAULT_MAX_PIXELS,
+    max_concurrent_decodes: int = uploads.DEFAULT_MAX_CONCURRENT_DECODES,
+    decode_wait_s: float = uploads.DEFAULT_DECODE_WAIT_S,
+    body_timeout_s: float = uploads.DEFAULT_BODY_TIMEOUT_S,
+    body_idle_timeout_s: float = uploads.DEFAULT_BODY_IDLE_TIMEOUT_S,
     media_dir: str | Path | None = None,
 ) -> FastAPI:
     """Build the FastAPI app serving ``index_dir`` with ``embedder``.
@@ -74,12 +67,11 @@ def create_app(
         raise ImportError("the HTTP service needs FastAPI: pip install 'reidkit[serve]'") from error
     from reidkit.serve.guard import BodyCounter, RequestGuard
     from reidkit.serve.routes import router
-    from reidkit.serve.uploads import use_large_decode_blocks
 
     for name, value in (("body_timeout_s", body_timeout_s), ("body_idle_timeout_s", body_idle_timeout_s)):
         if not value > 0:
             raise ValueError(f"{name} must be > 0 seconds, got {value!r}")
-    use_large_decode_blocks()  # freed pixels go back to the system: memory stays within the decode budget
+    uploads.use_large_decode_blocks()  # freed pixels go back to the system: memory stays within the decode budget
     index_dir = Path(index_dir)
     service = Service(
         index_dir,
