@@ -30,7 +30,9 @@ Layouts:
   ``{"train": [person folder names], "test": [...]}`` (the 178-person protocol of Wang et al., 89 / 89). Without
   the JSON, reidkit makes its own splits (not the published ones; ``extra["generated_splits"]`` says so): the
   people present in both cameras with at least ``min_frames`` frames in each (default 22: Wang et al. keep
-  sequences of more than 21 frames), shuffled with seed ``split`` and cut in half.
+  sequences of more than 21 frames), shuffled with seed ``split`` and cut in half. ``extra["num_splits"]`` is the
+  number of splits in the JSON, or :data:`GENERATED_PRID_SPLITS` (10, the trials of the published protocol)
+  for generated splits (any seed works; evaluating "every split" means seeds 0..9).
 
 iLIDS-VID and PRID2011: train holds both cameras of the train people; query is the first camera (cam1 /
 cam_a, camid 0) and gallery the second (camid 1) of the test people; pid is the number at the end of the
@@ -63,6 +65,9 @@ from reidkit.data.video_folders import (
     subfolders,
 )
 from reidkit.errors import DatasetError
+
+#: ``extra["num_splits"]`` of PRID2011 with generated splits: the 10 trials of the published protocol.
+GENERATED_PRID_SPLITS = 10
 
 _MARS_NAME = re.compile(r"^(\d{4}|00-1)C(\d+)T(\d+)F(\d+)")
 _PERSON_NUMBER = re.compile(r"(\d+)$")
@@ -384,14 +389,14 @@ def load_prid2011(
             )
         if set(train) & set(test):
             raise DatasetError(f"{json_path}: split {split} has people in both train and test")
-        extra.update(split_file=str(json_path), generated_splits=False)
+        extra.update(split_file=str(json_path), generated_splits=False, num_splits=len(splits))
     elif split_file:
         raise DatasetError(f"PRID2011 split file {json_path} does not exist")
     else:
         if split < 0:
             raise DatasetError(f"split must be >= 0, got {split}")
         train, test = _generated_prid_split(cameras, split, min_frames)
-        extra.update(generated_splits=True, min_frames=min_frames)
+        extra.update(generated_splits=True, min_frames=min_frames, num_splits=GENERATED_PRID_SPLITS)
     return _two_camera_split(cameras, train, test, name="prid2011", extra=extra)
 
 
@@ -410,6 +415,14 @@ VIDEO_DATASETS: dict[str, Callable[..., VideoSplit]] = {
 
 #: Other names accepted by :func:`load_video_dataset`.
 VIDEO_ALIASES: dict[str, str] = {"dukevideo": "dukemtmc_videoreid"}
+
+
+def video_dataset_key(name: str) -> str | None:
+    """The :data:`VIDEO_DATASETS` key that ``name`` selects (aliases, case, ``-`` and ``_`` as in
+    :func:`load_video_dataset`), or None when it names no video dataset."""
+    names = {registry_key(key): key for key in VIDEO_DATASETS}
+    names.update({registry_key(alias): target for alias, target in VIDEO_ALIASES.items()})
+    return names.get(registry_key(name))
 
 
 def load_video_dataset(name: str, root: str | Path, **options: Any) -> VideoSplit:
@@ -431,4 +444,4 @@ def load_video_dataset(name: str, root: str | Path, **options: Any) -> VideoSpli
 
 def is_video_dataset(name: str) -> bool:
     """Whether ``name`` is a video dataset of :func:`load_video_dataset` (tracklets, not images)."""
-    return registry_key(name) in {registry_key(key) for key in [*VIDEO_DATASETS, *VIDEO_ALIASES]}
+    return video_dataset_key(name) is not None

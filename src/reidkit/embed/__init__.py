@@ -2,8 +2,8 @@
 
 :class:`Embedder` is the protocol every consumer takes; :class:`BatchEmbedder` the one batching / flip / L2 loop;
 :class:`TorchEmbedder` (reidkit checkpoints), :class:`OnnxEmbedder` (onnxruntime) and :class:`OpenVinoEmbedder`
-(OpenVINO runtime) its implementations; :func:`embed_paths` embeds image files with any of them; :func:`load_embedder`
-picks one from the command-line options.
+(OpenVINO runtime) its implementations; :func:`embed_paths` embeds image files with any of them and
+:func:`embed_tracklets` video tracklets; :func:`load_embedder` picks one from the command-line options.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from reidkit.embed.runtimes import (
     read_onnx_metadata,
 )
 from reidkit.embed.torch_embedder import TorchEmbedder, model_fingerprint
+from reidkit.embed.tracklets import embed_tracklets
 from reidkit.errors import EmbeddingError
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "Preprocess",
     "TorchEmbedder",
     "embed_paths",
+    "embed_tracklets",
     "iter_image_chunks",
     "load_embedder",
     "model_fingerprint",

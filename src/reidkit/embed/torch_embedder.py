@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from reidkit.checkpoint import Checkpoint, Preprocess
 from reidkit.embed.base import BatchEmbedder, iter_image_chunks
-from reidkit.errors import ConfigError
+from reidkit.errors import ConfigError, EmbeddingError
 
 
 def model_fingerprint(model: nn.Module, preprocess: Preprocess) -> str:
@@ -92,6 +92,33 @@ class TorchEmbedder(BatchEmbedder):
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         return self._run(self.model.embed, batch)
+
+    def embed_clips(self, clips: np.ndarray) -> np.ndarray:
+        """Preprocessed clips ``[B, T, 3, H, W]`` -> ``[B, D]`` float32 clip features of a temporal model.
+
+        ``model.embed`` of each clip; with ``preprocess.flip`` plus that of the mirrored clip (every frame
+        mirrored), as :meth:`embed_images` does for images. Not normalised: a tracklet's clip features are
+        averaged first (:func:`reidkit.embed.tracklets.embed_tracklets`).
+
+        Raises:
+            ValueError: ``clips`` is not ``[B, T, 3, H, W]``.
+            EmbeddingError: the model returned NaN or infinity.
+        """
+        clips = np.ascontiguousarray(clips, dtype=np.float32)
+        if clips.ndim != 5 or clips.shape[2] != 3:
+            raise ValueError(f"expected clips [B, T, 3, H, W], got shape {list(clips.shape)}")
+        output = self._run(self.model.embed, clips).reshape(len(clips), -1)
+        if self.preprocess.flip:
+            output = output + self._run(self.model.embed, np.ascontiguousarray(clips[..., ::-1])).reshape(
+                len(clips), -1
+            )
+        finite = np.isfinite(output).all(axis=1)
+        if not finite.all():
+            raise EmbeddingError(
+                f"{self.name}: {self.runtime} returned non-finite values (NaN or infinity) for "
+                f"{int((~finite).sum())} of {len(clips)} clips"
+            )
+        return output
 
     def model_features(
         self,
