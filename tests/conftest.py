@@ -44,6 +44,16 @@ def untrained_checkpoint(synthetic_root, tmp_path_factory):
     return out / CHECKPOINT_NAME
 
 
+@pytest.fixture(scope="session")
+def tracklet_root(tmp_path_factory):
+    """A tiny DukeMTMC-VideoReID-layout synthetic set: 12 identities (6 train, 6 test), 2 cameras, 6-10 frames."""
+    from reidkit.data.synth_tracklets import generate_tracklets
+
+    root = tmp_path_factory.mktemp("tracklets") / "data"
+    generate_tracklets(root, ids=12, cams=2, seed=0, difficulty="easy", frames=(6, 10), workers=1)
+    return root
+
+
 # headless Chromium (Debian package) driven by Playwright, for the web-page tests
 CHROMIUM_ARGS = [
     "--headless",
