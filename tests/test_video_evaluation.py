@@ -7,13 +7,17 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from reidkit.checkpoint import Preprocess
 from reidkit.data.records import Tracklet, VideoSplit
 from reidkit.distance import pairwise_distance
-from reidkit.embed import embed_tracklets
+from reidkit.embed import TorchEmbedder, embed_tracklets
 from reidkit.errors import ConfigError, DatasetError
 from reidkit.evaluation import GlobalDistance
 from reidkit.metrics import Metrics
+from reidkit.models.backbones import TrunkSpec
+from reidkit.models.temporal import build_temporal_model
 from reidkit.video_evaluation import (
     average_metrics,
     evaluate_video_split,
@@ -237,3 +241,24 @@ def test_prid2011_splits_from_json_and_generated(tmp_path):
     listed = [{"train": people[:2], "test": people[2:]}, {"train": people[2:], "test": people[:2]}]
     from_json = load_video_splits("prid2011", _make_prid(tmp_path / "b", listed))
     assert [[t.pid for t in s.query] for s in from_json] == [[3, 4], [1, 2]]
+
+
+def test_a_temporal_model_embeds_first_frames_as_one_frame_clips(tmp_path):
+    torch.manual_seed(0)
+    trunk = TrunkSpec(backbone="resnet18", last_stride=2)
+    model = build_temporal_model("baseline", temporal="rnn", num_classes=4, trunk=trunk, hidden=8).eval()
+    embedder = TorchEmbedder(model, Preprocess(16, 8, flip=False))
+    split = _hand_split(tmp_path)
+    result = evaluate_video_split(embedder, split, mode="i2v", seq_len=3, max_rank=5)
+    with torch.no_grad():
+        for tracklet, row in zip(split.query, result.query_features, strict=True):
+            frame = torch.from_numpy(embedder.preprocess.image(Image.open(tracklet.paths[0])))
+            feature = model.embed(frame.expand(1, 3, *frame.shape)).numpy()[
+                0
+            ]  # the frame repeated seq_len times
+            np.testing.assert_allclose(row, feature / np.linalg.norm(feature), atol=1e-5)
+    gallery = embed_tracklets(embedder, split.gallery, seq_len=3)
+    np.testing.assert_allclose(result.gallery_features, gallery, atol=1e-6)
+    _assert_metrics(
+        result.metrics, _naive(result.distmat, split.query, split.gallery, has_camids=True, max_rank=5)
+    )

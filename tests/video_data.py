@@ -24,16 +24,18 @@ def write_frame(path: Path, red: int, *, size: tuple[int, int] = (16, 8), seed: 
 
 
 def make_ilids(folder: Path, *, frames: int = 3) -> Path:
-    """An iLIDS-VID tree of :data:`ILIDS_PEOPLE` in two cameras (``frames`` frames each) and two splits."""
+    """An iLIDS-VID tree of :data:`ILIDS_PEOPLE` in two cameras (``frames`` frames each) and two splits.
+
+    Person ``n`` (0-based) has red ``40 n`` in cam1 and ``40 n + 30`` in cam2, so the cross-camera nearest
+    neighbour by red is not always the right person."""
     import scipy.io
 
-    for camera in ("cam1", "cam2"):
+    for shift, camera in enumerate(("cam1", "cam2")):
         for number, person in enumerate(ILIDS_PEOPLE):
             for frame in range(frames):
                 name = f"{camera}_{person}_{frame:05d}.png"
-                write_frame(
-                    folder / "i-LIDS-VID" / "sequences" / camera / person / name, 40 * number, seed=frame
-                )
+                path = folder / "i-LIDS-VID" / "sequences" / camera / person / name
+                write_frame(path, 40 * number + 30 * shift, seed=10 * shift + frame)
     splits = folder / "train-test people splits"
     splits.mkdir(parents=True)
     scipy.io.savemat(

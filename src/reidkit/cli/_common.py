@@ -32,10 +32,8 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, *, defaults_from_chec
     )
 
 
-def load_split(args: argparse.Namespace, checkpoint=None):
-    """The split named by ``--dataset/--root``, or by default the one the checkpoint was trained on."""
-    from reidkit.data.datasets import load_dataset
-
+def dataset_choice(args: argparse.Namespace, checkpoint=None) -> tuple[str, str, dict]:
+    """``(name, root, options)`` of ``--dataset/--root/--option``, by default the checkpoint's dataset."""
     data = checkpoint.data if checkpoint is not None else None
     name = args.dataset or (data.name if data else None)
     root = args.root or (data.root if data else None)
@@ -46,7 +44,71 @@ def load_split(args: argparse.Namespace, checkpoint=None):
     options = dataset_options(args.option)
     if data is not None and not args.dataset and not options:
         options = dict(data.options)
+    return name, root, options
+
+
+def load_split(args: argparse.Namespace, checkpoint=None):
+    """The split named by ``--dataset/--root``, or by default the one the checkpoint was trained on."""
+    from reidkit.data.datasets import load_dataset
+
+    name, root, options = dataset_choice(args, checkpoint)
     return load_dataset(name, root, **options)
+
+
+def is_video_dataset(name: str) -> bool:
+    """Whether ``name`` is in the video dataset registry (MARS, iLIDS-VID, ..., custom_tracklets, tracked_run)."""
+    from reidkit.data.video_datasets import video_dataset_key
+
+    return video_dataset_key(name) is not None
+
+
+#: the video options of ``eval`` / ``extract`` and their argparse destinations
+_VIDEO_FLAGS = (("--seq-len", "seq_len"), ("--frames", "frames"), ("--video-mode", "video_mode"))
+
+
+def add_video_arguments(parser: argparse.ArgumentParser, *, evaluation: bool) -> None:
+    """``--seq-len`` and ``--frames`` (and, for ``eval``, ``--video-mode`` and ``--all-splits``)."""
+    group = parser.add_argument_group("video datasets (tracklets)")
+    group.add_argument(
+        "--seq-len",
+        type=positive,
+        metavar="N",
+        help="frames per clip of a temporal model; frames of --frames evenly (default: the checkpoint's "
+        "data.seq_len, else 8)",
+    )
+    group.add_argument(
+        "--frames",
+        choices=["all", "evenly"],
+        help="all: every frame, in clips of --seq-len (default); evenly: --seq-len evenly spread frames",
+    )
+    if evaluation:
+        group.add_argument(
+            "--video-mode",
+            choices=["v2v", "i2v", "v2i"],
+            help="v2v: tracklets vs tracklets (default); i2v: the first frame of each query tracklet vs "
+            "tracklets; v2i: tracklets vs the first frame of each gallery tracklet",
+        )
+        group.add_argument(
+            "--all-splits",
+            action="store_true",
+            help="average over every train / test split of the dataset (iLIDS-VID, PRID2011)",
+        )
+
+
+def reject_video_flags(args: argparse.Namespace, what: str) -> None:
+    """Raise ReidkitError when a video option was given for ``what`` (an image dataset or image folder)."""
+    given = [flag for flag, destination in _VIDEO_FLAGS if getattr(args, destination, None) is not None]
+    if getattr(args, "all_splits", False):
+        given.append("--all-splits")
+    if given:
+        raise ReidkitError(f"{', '.join(given)}: options of video datasets, but {what} holds images")
+
+
+def video_settings(args: argparse.Namespace, checkpoint=None) -> tuple[int, str]:
+    """``(seq_len, frames)``: ``--seq-len`` (default the checkpoint's ``data.seq_len``, else 8), ``--frames``."""
+    data = checkpoint.data if checkpoint is not None else None
+    seq_len = args.seq_len or getattr(data, "seq_len", None) or 8
+    return int(seq_len), args.frames or "all"
 
 
 def split_samples(split, name: str):
@@ -136,6 +198,17 @@ def positive_float(value: str) -> float:
     if not (math.isfinite(number) and number > 0):
         raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {value}")
     return number
+
+
+def format_split_metrics(per_split: list[dict], mean: dict, *, title: str = "") -> str:
+    """A table of one row per split (``split 0``, ...), then their ``mean`` and standard deviation (``std``)."""
+    keys = [k for k in ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP") if k in mean]
+    spread = {k: math.sqrt(sum((m[k] - mean[k]) ** 2 for m in per_split) / len(per_split)) for k in keys}
+    rows = [(f"split {i}", m) for i, m in enumerate(per_split)] + [("mean", mean), ("std", spread)]
+    width = max(len(label) for label, _ in rows)
+    lines = [" " * width + " " + " ".join(f"{k:>7}" for k in keys)]
+    lines += [label.ljust(width) + " " + " ".join(f"{100 * m[k]:7.2f}" for k in keys) for label, m in rows]
+    return "\n".join(([title] if title else []) + lines)
 
 
 def format_metrics(metrics: dict, *, title: str = "") -> str:
