@@ -151,3 +151,21 @@ def test_image_export_refuses_video_options(untrained_checkpoint, tmp_path):
     with pytest.raises(ExportError, match="for video models"):
         export(untrained_checkpoint, tmp_path / "x.onnx", seq_len=4)
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_a_video_checkpoint_embeds_a_photo_as_a_one_frame_clip(video_checkpoint, tracklet_root):
+    from reidkit.data.transforms import read_image
+    from reidkit.embed import TorchEmbedder
+
+    saved = checkpoint.load(video_checkpoint)
+    embedder = TorchEmbedder.from_checkpoint(saved, flip=False)
+    path = next(tracklet_root.glob("query/*/*/*.jpg"))
+    got = embedder.embed_images([read_image(str(path))])
+    with torch.no_grad():
+        frames = torch.from_numpy(embedder.preprocess([read_image(str(path))]))
+        clip = embedder.model.embed(frames[:, None]).numpy()
+        # attention over one frame gives it weight 1: the frame model's BNNeck feature of that frame
+        frame_model = embedder.model.frame_model
+        alone = frame_model.bnneck(frame_model.pool(frame_model.trunk(frames)).flatten(1)).numpy()
+    np.testing.assert_allclose(got, clip / np.linalg.norm(clip, axis=1, keepdims=True), atol=1e-5)
+    np.testing.assert_allclose(clip, alone, atol=1e-5)

@@ -55,13 +55,6 @@ def load_split(args: argparse.Namespace, checkpoint=None):
     return load_dataset(name, root, **options)
 
 
-def is_video_dataset(name: str) -> bool:
-    """Whether ``name`` is in the video dataset registry (MARS, iLIDS-VID, ..., custom_tracklets, tracked_run)."""
-    from reidkit.data.video_datasets import video_dataset_key
-
-    return video_dataset_key(name) is not None
-
-
 #: the video options of ``eval`` / ``extract`` and their argparse destinations
 _VIDEO_FLAGS = (("--seq-len", "seq_len"), ("--frames", "frames"), ("--video-mode", "video_mode"))
 

@@ -20,7 +20,6 @@ from reidkit.cli._common import (
     format_metrics,
     format_split_metrics,
     image_folder,
-    is_video_dataset,
     non_negative,
     non_negative_float,
     positive,
@@ -28,6 +27,7 @@ from reidkit.cli._common import (
     split_samples,
     video_settings,
 )
+from reidkit.data.video_datasets import is_video_dataset
 from reidkit.errors import ConfigError, ReidkitError
 
 

@@ -13,14 +13,18 @@ from typing import TYPE_CHECKING, Any
 from reidkit.cli._common import (
     add_dataset_arguments,
     add_embedder_arguments,
+    add_video_arguments,
     dataset_options,
     embedder_from_args,
     image_folder,
     port_number,
     positive,
     positive_float,
+    reject_video_flags,
     split_samples,
+    video_settings,
 )
+from reidkit.data.video_datasets import is_video_dataset
 from reidkit.errors import ReidkitError
 
 if TYPE_CHECKING:
@@ -55,6 +59,7 @@ def add_index(commands) -> None:
         )
         add_dataset_arguments(s, defaults_from_checkpoint=False)
         s.add_argument("--split", choices=["train", "query", "gallery"], default="gallery")
+        add_video_arguments(s, evaluation=False)
         s.add_argument("--batch-size", type=positive, default=64)
         s.add_argument("--quiet", action="store_true")
         s.set_defaults(func=run_index_write)
@@ -89,6 +94,41 @@ def _gallery_items(args: argparse.Namespace) -> tuple[list[str], list[dict]]:
         {"path": s.path, "camera": None if s.camid == NO_CAMERA else s.camid, "pid": s.pid} for s in samples
     ]
     return [s.path for s in samples], items
+
+
+def _video_tracklets(args: argparse.Namespace) -> list:
+    """The tracklets of ``--split`` of the video dataset ``--dataset``."""
+    from reidkit.data.video_datasets import load_video_dataset
+
+    if args.images:
+        raise ReidkitError("give --images DIR or --dataset NAME, not both")
+    tracklets = split_samples(
+        load_video_dataset(args.dataset, args.root, **dataset_options(args.option)), args.split
+    )
+    if not tracklets:
+        raise ReidkitError(
+            f"the {args.split} split of {args.dataset} at {args.root} has no tracklets: nothing to index"
+        )
+    return list(tracklets)
+
+
+def _add_video(index: Index, embedder, args: argparse.Namespace, target: str) -> None:
+    from reidkit.index import index_tracklets
+
+    seq_len, frames = video_settings(args, getattr(embedder, "checkpoint", None))
+    done = index_tracklets(
+        index,
+        embedder,
+        _video_tracklets(args),
+        seq_len=seq_len,
+        frames=frames,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
+    print(
+        f"indexed {done.added} tracklets of {args.dataset} into {target} ({done.skipped} already there, skipped; "
+        f"{len(index)} in all)"
+    )
 
 
 def run_index_info(args: argparse.Namespace) -> int:
@@ -181,8 +221,12 @@ def run_index_write(args: argparse.Namespace) -> int:
     from reidkit.index.store import discard_unwritten
 
     runs = args.tracks or []
-    images = bool(args.images or args.dataset or not runs)
-    embedder = embedder_from_args(args) if images or _has_embedder(args) else None
+    video = bool(args.dataset) and is_video_dataset(args.dataset)
+    images = bool(args.images or args.dataset or not runs) and not video
+    if not video:
+        given = "--images" if args.images else f"the dataset {args.dataset!r}" if args.dataset else "--tracks"
+        reject_video_flags(args, given)
+    embedder = embedder_from_args(args) if images or video or _has_embedder(args) else None
     paths, items = _gallery_items(args) if images else ([], [])
     if args.index_command == "build":
         target = args.out
@@ -192,6 +236,8 @@ def run_index_write(args: argparse.Namespace) -> int:
         index = Index.open(args.index)
     try:
         with index:
+            if video:
+                _add_video(index, embedder, args, target)
             if images:
                 done = index_images(
                     index, embedder, paths, items, batch_size=args.batch_size, progress=not args.quiet

@@ -35,6 +35,9 @@ def model_fingerprint(model: nn.Module, preprocess: Preprocess) -> str:
 class TorchEmbedder(BatchEmbedder):
     """Embed images with a reidkit model (``embed(images [B, 3, H, W]) -> [B, D]``).
 
+    A video model (:class:`reidkit.models.temporal.TemporalModel`) embeds an image as a clip of that one frame,
+    so photo search, the service and image indexes work with it; :meth:`embed_clips` embeds whole clips.
+
     Args:
         model: the network.
         preprocess: the input pipeline it was trained with; ``preprocess.flip`` averages with the mirror.
@@ -91,7 +94,15 @@ class TorchEmbedder(BatchEmbedder):
         return function(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
-        return self._run(self.model.embed, batch)
+        return self._run(self._embed_images, batch)
+
+    def _embed_images(self, images: Tensor) -> Tensor:
+        """``model.embed`` of ``[B, 3, H, W]``; a temporal model sees each image as a clip of one frame."""
+        from reidkit.models.temporal import TemporalModel
+
+        if isinstance(self.model, TemporalModel):
+            return self.model.embed(images.unsqueeze(1))
+        return self.model.embed(images)
 
     def embed_clips(self, clips: np.ndarray) -> np.ndarray:
         """Preprocessed clips ``[B, T, 3, H, W]`` -> ``[B, D]`` float32 clip features of a temporal model.

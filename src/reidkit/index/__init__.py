@@ -77,6 +77,7 @@ from reidkit.index.tracks import (
     index_tracks,
     search_segments,
 )
+from reidkit.index.video import IndexedTracklets, index_tracklets
 
 __all__ = [
     "DATABASE_NAME",
@@ -93,12 +94,14 @@ __all__ = [
     "IndexedTracks",
     "IndexSettings",
     "IndexedImages",
+    "IndexedTracklets",
     "SearchHit",
     "Segment",
     "SegmentSearch",
     "SettingsMismatchError",
     "default_nlist",
     "index_images",
+    "index_tracklets",
     "index_tracks",
     "search_segments",
     "to_timestamp",
