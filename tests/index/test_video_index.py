@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from video_data import AngleEmbedder, write_frame
 
 from reidkit.cli import main
 from reidkit.data.records import Tracklet
@@ -15,6 +14,7 @@ from reidkit.data.video_datasets import load_video_dataset
 from reidkit.embed import embed_tracklets
 from reidkit.errors import DatasetError, EmbeddingError
 from reidkit.index import Index, index_tracklets
+from video_data import AngleEmbedder, write_frame
 
 
 def _tracklets(folder: Path, count: int = 5) -> list[Tracklet]:
