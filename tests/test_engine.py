@@ -249,7 +249,7 @@ def test_loader_yields_batches_with_and_without_attributes(tmp_path, workers):
 
 
 def test_batch_rejects_bad_shapes_and_mixed_items():
-    with pytest.raises(ValueError, match=r"expected images \[B, 3, H, W\] and pids \[B\]"):
+    with pytest.raises(ValueError, match=r"expected images \[B, 3, H, W\] \(or clips \[B, T, 3, H, W\]\) and pids \[B\]"):
         Batch(torch.zeros(3, 3, 4, 2), torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match="camids and attributes of shape"):
         Batch(
