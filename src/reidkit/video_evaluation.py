@@ -199,19 +199,15 @@ def evaluate_video_split(
 
 
 def evaluate_video_splits(
-    embedder: Embedder,
-    splits: Sequence[VideoSplit],
-    *,
-    mode: str = "v2v",
-    seq_len: int = 8,
-    frames: str = "all",
-    distance: GlobalDistance | None = None,
-    max_rank: int = 50,
-    batch_size: int = 64,
-    workers: int = 0,
-    progress: bool = False,
+    embedder: Embedder, splits: Sequence[VideoSplit], **options: Any
 ) -> tuple[Metrics, list[Metrics]]:
-    """:func:`evaluate_video_split` on each split (same keywords), and their :func:`average_metrics`.
+    """:func:`evaluate_video_split` on each split and their :func:`average_metrics`.
+
+    Args:
+        embedder: as for :func:`evaluate_video_split`.
+        splits: the splits (e.g. :func:`load_video_splits`).
+        **options: the keywords of :func:`evaluate_video_split` (``mode``, ``seq_len``, ``frames``, ``distance``,
+            ``max_rank``, ``batch_size``, ``workers``, ``progress``), the same for every split.
 
     Returns:
         ``(mean, per_split)``.
@@ -221,21 +217,7 @@ def evaluate_video_splits(
     """
     if not splits:
         raise ValueError("evaluate_video_splits needs at least one split, got none")
-    per_split = [
-        evaluate_video_split(
-            embedder,
-            split,
-            mode=mode,
-            seq_len=seq_len,
-            frames=frames,
-            distance=distance,
-            max_rank=max_rank,
-            batch_size=batch_size,
-            workers=workers,
-            progress=progress,
-        ).metrics
-        for split in splits
-    ]
+    per_split = [evaluate_video_split(embedder, split, **options).metrics for split in splits]
     return average_metrics(per_split), per_split
 
 
