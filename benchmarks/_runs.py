@@ -7,6 +7,7 @@ repository root, and Python puts the script's own folder on ``sys.path``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -36,6 +37,27 @@ def train_command(recipe: str, out: Path, overrides: Sequence[str]) -> list[str]
     argv = ["train", "--config", str(CONFIGS / f"{recipe}.yaml"), "--out", str(out), "--quiet"]
     argv += sum((["--set", item] for item in overrides), [])
     return [sys.executable, "-c", _LAUNCHER, *argv]
+
+
+def add_ablation_arguments(
+    parser: argparse.ArgumentParser, *, ids: int, difficulty: str, epochs: int, k: int, k_help: str
+) -> None:
+    """The options every training ablation shares: data, seeds, frame encoder, input size, batch, jobs."""
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--ids", type=int, default=ids, help="synthetic identities (half train, half test)")
+    parser.add_argument("--cams", type=int, default=4)
+    parser.add_argument("--difficulty", default=difficulty)
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--backbone", default="mobilenet_v2")
+    parser.add_argument("--no-pretrained", dest="pretrained", action="store_false")
+    parser.add_argument("--height", type=int, default=64)
+    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("-p", type=int, default=8, help="identities per batch")
+    parser.add_argument("-k", type=int, default=k, help=k_help)
+    parser.add_argument("--workers", type=int, default=0, help="data-loading processes per training")
+    parser.add_argument("--eval-batch", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads of each training process")
+    parser.add_argument("--jobs", type=int, default=2, help="trainings run at the same time")
 
 
 def _environment(threads: int) -> dict[str, str]:

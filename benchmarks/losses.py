@@ -129,21 +129,9 @@ def main() -> None:
     )
     parser.add_argument("--out", default="runs/losses_ablation")
     parser.add_argument("--recipes", nargs="+", default=RECIPES, choices=RECIPES)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    parser.add_argument("--ids", type=int, default=120, help="synthetic identities (half train, half test)")
-    parser.add_argument("--cams", type=int, default=4)
-    parser.add_argument("--difficulty", default="hard")
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--backbone", default="mobilenet_v2")
-    parser.add_argument("--no-pretrained", dest="pretrained", action="store_false")
-    parser.add_argument("--height", type=int, default=64)
-    parser.add_argument("--width", type=int, default=32)
-    parser.add_argument("-p", type=int, default=8, help="identities per batch")
-    parser.add_argument("-k", type=int, default=4, help="images per identity")
-    parser.add_argument("--workers", type=int, default=0, help="data-loading processes per training")
-    parser.add_argument("--eval-batch", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads of each training process")
-    parser.add_argument("--jobs", type=int, default=2, help="trainings run at the same time")
+    _runs.add_ablation_arguments(
+        parser, ids=120, difficulty="hard", epochs=6, k=4, k_help="images per identity"
+    )
     args = parser.parse_args()
 
     root = Path(args.out) / "data"

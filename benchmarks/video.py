@@ -128,28 +128,19 @@ def main() -> None:
     )
     parser.add_argument("--out", default="runs/video_heads")
     parser.add_argument("--heads", nargs="+", default=HEADS, choices=HEADS)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    parser.add_argument("--ids", type=int, default=60, help="synthetic identities (half train, half test)")
-    parser.add_argument("--cams", type=int, default=4)
-    parser.add_argument("--difficulty", default="medium")
     parser.add_argument(
         "--occlusion", type=float, default=0.5, help="fraction of tracklets with an occlusion event"
     )
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--backbone", default="mobilenet_v2")
-    parser.add_argument("--no-pretrained", dest="pretrained", action="store_false")
-    parser.add_argument("--height", type=int, default=64)
-    parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=4)
-    parser.add_argument("-p", type=int, default=8, help="identities per batch")
-    parser.add_argument(
-        "-k", type=int, default=2, help="tracklets per identity (the frame recipe: K x seq_len frames)"
-    )
     parser.add_argument("--lr", type=float, default=3.5e-4)
-    parser.add_argument("--workers", type=int, default=0, help="data-loading processes per training")
-    parser.add_argument("--eval-batch", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads of each training process")
-    parser.add_argument("--jobs", type=int, default=2, help="trainings run at the same time")
+    _runs.add_ablation_arguments(
+        parser,
+        ids=60,
+        difficulty="medium",
+        epochs=12,
+        k=2,
+        k_help="tracklets per identity (the frame recipe: K x seq_len frames)",
+    )
     args = parser.parse_args()
 
     root = Path(args.out) / "data"
