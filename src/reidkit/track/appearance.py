@@ -91,7 +91,7 @@ class Crop:
     pixels: np.ndarray = field(repr=False)
 
 
-def _cut(image: np.ndarray, box, max_height: int, aspect: float | None = None) -> np.ndarray:
+def cut_box(image: np.ndarray, box, max_height: int, aspect: float | None = None) -> np.ndarray:
     """The box's pixels as an RGB copy (BGR frame in), at most ``max_height`` rows high.
 
     With ``aspect`` (the embedder's input width / height), a box narrower than that is widened about its centre
@@ -143,7 +143,7 @@ class CropSampler:
         if quality <= 0:
             area = float(box[2] * box[3])
             if not crops and (track_id not in self._fallback or area > self._fallback[track_id][0]):
-                pixels = _cut(image, box, self.max_height, self.aspect)
+                pixels = cut_box(image, box, self.max_height, self.aspect)
                 if pixels.size:
                     self._fallback[track_id] = (area, Crop(frame, FALLBACK_WEIGHT, pixels))
             return
@@ -161,7 +161,7 @@ class CropSampler:
                 return
         else:
             replaced = []
-        pixels = _cut(image, box, self.max_height, self.aspect)
+        pixels = cut_box(image, box, self.max_height, self.aspect)
         if not pixels.size:
             return
         crops[:] = [c for i, c in enumerate(crops) if i not in replaced]
