@@ -139,6 +139,18 @@ class EvalConfig:
 
 
 @dataclass
+class AdaptConfig:
+    """``reidkit adapt``: the pseudo-labels of every epoch (k-reciprocal Jaccard distance + DBSCAN)."""
+
+    k1: int = 30  # k-reciprocal neighbours of the Jaccard distance
+    k2: int = 6  # local query expansion of the encodings
+    eps: float = 0.6  # DBSCAN radius on the Jaccard distance (in [0, 1])
+    min_samples: int = 4  # DBSCAN: images within eps that make a core point (itself included)
+    per_tracklet: int = 8  # --tracks: crops cut per tracklet
+    batch_size: int = 128  # images per forward pass of the feature extraction
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -147,6 +159,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
 
 
 class _Loader(yaml.SafeLoader):
@@ -293,6 +306,11 @@ def validate(config: Config) -> None:
             "loss.terms must be a non-empty list",
         ),
         *_video_checks(config),
+        (config.adapt.k1 >= 1 and config.adapt.k2 >= 1, "adapt.k1 and adapt.k2 must be >= 1"),
+        (0.0 < config.adapt.eps < 1.0, f"adapt.eps is a Jaccard distance in (0, 1), got {config.adapt.eps}"),
+        (config.adapt.min_samples >= 1, "adapt.min_samples must be >= 1"),
+        (config.adapt.per_tracklet >= 1, "adapt.per_tracklet must be >= 1"),
+        (config.adapt.batch_size >= 1, "adapt.batch_size must be >= 1"),
     ]
     for ok, message in checks:
         if not ok:

@@ -2,7 +2,7 @@
 
 One module per family of commands, each command one ``add_<name>(commands)`` (its parser) and one
 ``run_<name>(args)`` (its handler): :mod:`.data` (synth, datasets), :mod:`.train`, :mod:`.evaluate` (eval,
-extract), :mod:`.search` (index, search, serve, export), :mod:`.synth_video`, :mod:`.track`, :mod:`.track_eval`, :mod:`.cluster`.
+extract), :mod:`.search` (index, search, serve, export), :mod:`.synth_video`, :mod:`.track`, :mod:`.track_eval`, :mod:`.cluster`, :mod:`.adapt`.
 Bad input ends with ``error: <message>`` and exit
 status 2.
 """
@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from reidkit import __version__
-from reidkit.cli import cluster, data, evaluate, search, synth_video, track, track_eval, train
+from reidkit.cli import adapt, cluster, data, evaluate, search, synth_video, track, track_eval, train
 from reidkit.errors import ReidkitError
 
 EXIT_BAD_INPUT = 2
@@ -24,6 +24,7 @@ COMMANDS = (
     data.add_datasets,
     synth_video.add_synth_video,
     train.add_train,
+    adapt.add_adapt,
     evaluate.add_eval,
     evaluate.add_extract,
     search.add_index,
