@@ -198,7 +198,7 @@ def time_train_steps(
     steps: int,
     amp: bool = False,
 ) -> float:
-    """Images per second of :func:`reidkit.engine.train_step` (the training loop's step) on one batch.
+    """Images (frames, for a batch of clips) per second of :func:`reidkit.engine.train_step` on one batch.
 
     One untimed step warms up first; ``batch`` must already be on the model's device.
     """
@@ -210,4 +210,4 @@ def time_train_steps(
     for _ in range(steps):
         train_step(model, criterion, optimizer, batch, amp=amp)
     _sync(device)
-    return len(batch) * steps / (time.perf_counter() - start)
+    return batch.num_frames * steps / (time.perf_counter() - start)

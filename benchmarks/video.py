@@ -122,6 +122,27 @@ def _clip_weights(run: Path, root: Path, seq_len: int, occluded: dict[str, int])
     }
 
 
+def _step_speeds(args: argparse.Namespace, root: Path, heads: list[str]) -> dict[str, float]:
+    """Frames per second of one training step of each recipe on the same frames, back to back in this process.
+
+    The throughput in the runs' logs depends on what else the machine did meanwhile; these do not.
+    """
+    from reidkit.config import load_config
+    from reidkit.data.sampler import SeededBatches
+    from reidkit.recipe import build_training
+
+    speeds = {}
+    for head in heads:
+        overrides = [o for o in _overrides(args, root, head, 0, 1) if not o.startswith("train.eval_before")]
+        run = build_training(load_config(_runs.CONFIGS / f"video_{head}.yaml", overrides))
+        keys = next(iter(SeededBatches(run.sampler)))
+        batch = run.dataset.collate([run.dataset[key] for key in keys])
+        speeds[head] = _runs.time_train_steps(
+            run.model, run.criterion, run.optimizer, batch, steps=args.speed_steps
+        )
+    return speeds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -133,6 +154,7 @@ def main() -> None:
     )
     parser.add_argument("--seq-len", type=int, default=4)
     parser.add_argument("--lr", type=float, default=3.5e-4)
+    parser.add_argument("--speed-steps", type=int, default=5, help="timed training steps per recipe")
     _runs.add_ablation_arguments(
         parser,
         ids=60,
@@ -204,7 +226,6 @@ def main() -> None:
     )
 
     occluded = {row["path"]: row["occluded"] for row in read_frames(root)}
-    torch.set_num_threads(args.threads * args.jobs)
     print(
         "\nFrame weights on the test tracklets' clips that mix occluded and clean frames (mean over seeds):"
     )
