@@ -93,6 +93,18 @@ def test_jaccard_distance_of_float32_tensors_equals_the_transcription():
     assert np.all(expected[~stored] == 1.0)
 
 
+def test_max_distance_keeps_exactly_the_close_pairs():
+    features = clustered_features(11, 60, noise=0.9)
+    full = jaccard_distance(features, k1=10, k2=4)
+    close = jaccard_distance(features, k1=10, k2=4, max_distance=0.6, chunk_size=9)
+    kept = stored_mask(full) & (full.toarray() <= 0.6)
+    assert 0 < kept.sum() < full.nnz
+    np.testing.assert_array_equal(stored_mask(close), kept)
+    np.testing.assert_array_equal(close.toarray()[kept], full.toarray()[kept])
+    for eps in (0.4, 0.6):
+        np.testing.assert_array_equal(dbscan_labels(close, eps=eps), dbscan_labels(full, eps=eps))
+
+
 def test_jaccard_distance_bad_inputs():
     with pytest.raises(ValueError, match=r"k1, k2: need at most 9 neighbours"):
         jaccard_distance(np.zeros((10, 3)), k1=10)

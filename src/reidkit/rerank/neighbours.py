@@ -73,7 +73,9 @@ def kreciprocal_encoding(
     return encoding
 
 
-def jaccard_overlaps(encoding: sparse.spmatrix, *, block_rows: int = 512) -> sparse.csr_matrix:
+def jaccard_overlaps(
+    encoding: sparse.spmatrix, *, max_distance: float | None = None, block_rows: int = 512
+) -> sparse.csr_matrix:
     """Min-sum Jaccard distances ``1 - s / (2 - s)``, ``s = sum_k min(V[i, k], V[j, k])``, of overlapping rows.
 
     Only the pairs whose rows of ``V`` share a column are computed and stored (explicit zeros included, the
@@ -82,6 +84,8 @@ def jaccard_overlaps(encoding: sparse.spmatrix, *, block_rows: int = 512) -> spa
 
     Args:
         encoding: ``[N, N]`` non-negative ``V`` whose rows sum to 1 (:func:`kreciprocal_encoding`).
+        max_distance: also leave out the pairs farther than this (most overlapping pairs are close to 1, so a
+            clustering radius here cuts the memory many times); None keeps every overlapping pair.
         block_rows: rows whose pairs are gathered at once (memory: their pairs sharing a column).
 
     Returns:
@@ -102,6 +106,9 @@ def jaccard_overlaps(encoding: sparse.spmatrix, *, block_rows: int = 512) -> spa
     for start in range(0, count, block_rows):
         stop = min(start + block_rows, count)
         rows, cols, values = _jaccard_pairs(rows_matrix[start:stop], columns_matrix, count)
+        if max_distance is not None:
+            close = values <= max_distance
+            rows, cols, values = rows[close], cols[close], values[close]
         per_row[start:stop] = np.bincount(rows, minlength=stop - start)
         all_cols.append(cols)
         all_values.append(values)
