@@ -58,7 +58,7 @@ def centroids_of(features: Tensor, labels: Tensor) -> Tensor:
     _check_labels(labels, features.shape[0])
     keep = labels >= 0
     count = int(labels.max()) + 1 if bool(keep.any()) else 0
-    return _group_means(features[keep], labels[keep].to(features.device), count)
+    return _group_means(features[keep.to(features.device)], labels[keep].to(features.device), count)
 
 
 def proxies_of(features: Tensor, labels: Tensor, cameras: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -77,7 +77,7 @@ def proxies_of(features: Tensor, labels: Tensor, cameras: Tensor) -> tuple[Tenso
     keep = labels >= 0
     pairs = torch.stack([labels[keep], cameras[keep]], dim=1).to(torch.int64)
     unique, inverse = torch.unique(pairs, dim=0, return_inverse=True)  # rows sorted lexicographically
-    proxies = _group_means(features[keep], inverse.to(features.device), unique.shape[0])
+    proxies = _group_means(features[keep.to(features.device)], inverse.to(features.device), unique.shape[0])
     return proxies, unique[:, 0].contiguous(), unique[:, 1].contiguous()
 
 
@@ -165,9 +165,8 @@ class ClusterMemory(nn.Module):
 
     def extra_repr(self) -> str:
         clusters, dim = self.centroids.shape
-        return f"clusters={clusters}, dim={dim}, temperature={self.temperature}, momentum={self.momentum}, " + (
-            f"mode={self.mode!r}"
-        )
+        settings = f"temperature={self.temperature}, momentum={self.momentum}, mode={self.mode!r}"
+        return f"clusters={clusters}, dim={dim}, {settings}"
 
     def reset(self, centroids: Tensor) -> None:
         """Replace the centroids (normalised; kept on the buffer's device and dtype).
