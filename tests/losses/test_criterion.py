@@ -62,13 +62,15 @@ ATTRIBUTE_LABELS = {
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_every_registered_loss_builds_runs_and_backpropagates(name):
     criterion = build_criterion([{"name": name}], num_classes=NUM_CLASSES, feat_dim=FEAT_DIM)
+    if criterion.cluster_memory() is not None:  # filled by the adaptation loop every epoch
+        criterion.cluster_memory().reset(torch.randn(NUM_CLASSES, FEAT_DIM))
     output, pids = make_output()
     total, logs = criterion(output, _batch(pids, ATTRIBUTE_LABELS))
     assert total.dim() == 0 and torch.isfinite(total)
     assert list(logs) == [criterion.terms[0].label]
     assert logs[criterion.terms[0].label] == pytest.approx(total.item())
     total.backward()
-    leaves = output.global_features + output.logits + [output.local_features] + list(output.extra.values())
+    leaves = [output.embedding] + output.global_features + output.logits + [output.local_features] + list(output.extra.values())
     gradients = [t.grad for t in leaves]
     assert any(g is not None and g.abs().sum() > 0 for g in gradients)
     for parameter in criterion.parameters():

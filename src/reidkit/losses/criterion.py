@@ -6,7 +6,13 @@ signature when the criterion is built); ``on`` picks the model output with :meth
 selection is a list of tensors (MGN's global features, PCB's stripes) the term is the mean of the loss over
 the list; ``on: output`` passes the whole :class:`ReidOutput` (``aligned_triplet``). Losses with learnable
 state (center-loss centres, the verification pair head) get it from the criterion, which owns it as
-parameters, so ``criterion.parameters()`` and ``criterion.state_dict()`` carry it.
+parameters, so ``criterion.parameters()`` and ``criterion.state_dict()`` carry it. A state builder's own
+keyword parameters are term params too: they configure the state and are not passed to the loss.
+
+The ``cluster_contrast`` term (unsupervised adaptation) holds a cluster memory as its state
+(:meth:`Criterion.cluster_memory`); it takes the batch's pids as pseudo-labels and its camids, selects one
+tensor (``on: embedding`` by default, or ``global`` for a model with one global feature) and updates the
+memory by momentum inside its forward, on detached features, only while the criterion is in training mode.
 
 The ``attributes`` term is the exception to "one selected output": it takes every ``output.extra`` entry named
 ``"<on>.<attribute>"`` (``on`` defaults to ``"attributes"``) as that attribute's ``[B, V]`` logits, and the
@@ -31,6 +37,7 @@ from reidkit.distance import METRICS
 from reidkit.errors import ConfigError
 from reidkit.losses.aligned import aligned_triplet
 from reidkit.losses.center import center_loss, init_centers
+from reidkit.losses.cluster import cluster_contrast, cluster_memory_state
 from reidkit.losses.identity import UNLABELLED, attribute_loss, cross_entropy, lsro
 from reidkit.losses.mutual import metric_mutual, mutual_kl
 from reidkit.losses.pairwise import contrastive
@@ -56,6 +63,7 @@ LOSSES: dict[str, Callable[..., Tensor]] = {
     "aligned_triplet": aligned_triplet,
     "mutual_kl": mutual_kl,
     "metric_mutual": metric_mutual,
+    "cluster_contrast": cluster_contrast,
 }
 
 #: the model output a term uses when its ``on`` key is left out.
@@ -66,6 +74,7 @@ DEFAULT_ON: dict[str, str] = {
     "aligned_triplet": "output",
     "mutual_kl": "mutual.logits",
     "metric_mutual": "mutual.global",
+    "cluster_contrast": "embedding",
 }
 
 #: ``on`` value that passes the whole :class:`ReidOutput` to the loss (e.g. ``aligned_triplet``).
@@ -85,15 +94,19 @@ PARAM_CHOICES: dict[str, tuple[str, ...]] = {
     "negative_mining": NEGATIVE_MINING,
 }
 
-#: loss name -> builder of its learnable state:
-#: ``(num_classes, feat_dim) -> {argument name: Parameter or Module}``.
-STATE_BUILDERS: dict[str, Callable[[int, int], dict[str, nn.Parameter | nn.Module]]] = {
+#: loss name -> builder of its state: ``(num_classes, feat_dim, **state params) -> {argument name: Parameter
+#: or Module}``; the builder's keyword-only parameters are term params that configure the state.
+STATE_BUILDERS: dict[str, Callable[..., dict[str, nn.Parameter | nn.Module]]] = {
     "center": lambda num_classes, feat_dim: {"centers": init_centers(num_classes, feat_dim)},
     "verification": lambda num_classes, feat_dim: {"head": PairHead(feat_dim)},
+    "cluster_contrast": cluster_memory_state,
 }
 
+#: losses with a memory that take the batch's camids and update in training mode; they select one tensor.
+MEMORY_LOSSES = frozenset({"cluster_contrast"})
+
 #: loss-function arguments the criterion fills itself; never set in a term's params.
-_SUPPLIED_ARGUMENTS = frozenset({"generator"})
+_SUPPLIED_ARGUMENTS = frozenset({"generator", "camids", "update"})
 _TERM_KEYS = ("name", "weight", "on", "params")
 
 
@@ -127,8 +140,25 @@ def _fail(index: int, name: str | None, message: str) -> ConfigError:
     return ConfigError(f"{where}: {message}")
 
 
-def _check_value(index: int, name: str, key: str, value: Any, default: Any) -> None:
-    """Check a parameter value against the type of the function's default and the known choices."""
+def _state_parameters(name: str) -> dict[str, inspect.Parameter]:
+    """The keyword-only parameters of a loss's state builder (term params that configure its state)."""
+    if name not in STATE_BUILDERS:
+        return {}
+    signature = inspect.signature(STATE_BUILDERS[name])
+    return {
+        key: parameter
+        for key, parameter in signature.parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+
+
+def _check_value(
+    index: int, name: str, key: str, value: Any, default: Any, *, shared_choices: bool = True
+) -> None:
+    """Check a parameter value against the type of the function's default and the known choices.
+
+    ``shared_choices=False`` skips :data:`PARAM_CHOICES` (a state builder checks its own values).
+    """
     if isinstance(default, bool):
         ok = isinstance(value, bool)
         expected = "true or false"
@@ -145,7 +175,7 @@ def _check_value(index: int, name: str, key: str, value: Any, default: Any) -> N
         ok, expected = True, ""
     if not ok:
         raise _fail(index, name, f"parameter {key!r} must be {expected}, got {value!r}")
-    choices = PARAM_CHOICES.get(key)
+    choices = PARAM_CHOICES.get(key) if shared_choices else None
     if choices is not None and value not in choices:
         raise _fail(index, name, f"parameter {key!r} must be one of {list(choices)}, got {value!r}")
 
@@ -181,12 +211,14 @@ def _resolve_term(index: int, term: Any, base_seed: int) -> LossTerm:
 
     function = LOSSES[name]
     signature = inspect.signature(function)
+    state_parameters = _state_parameters(name)
     state_arguments = set(STATE_BUILDERS[name](1, 1)) if name in STATE_BUILDERS else set()
     configurable = {
         key: parameter
         for position, (key, parameter) in enumerate(signature.parameters.items())
         if position >= 2 and key not in state_arguments and key not in _SUPPLIED_ARGUMENTS
     }
+    configurable.update(state_parameters)
     takes_generator = "generator" in signature.parameters
     seed = params.pop("seed", base_seed + index) if takes_generator else None
     if takes_generator and (isinstance(seed, bool) or not isinstance(seed, int)):
@@ -196,7 +228,14 @@ def _resolve_term(index: int, term: Any, base_seed: int) -> LossTerm:
         allowed = sorted(configurable) + (["seed"] if takes_generator else [])
         raise _fail(index, name, f"unknown parameters {unknown_params}; {name!r} takes {allowed}")
     for key, value in params.items():
-        _check_value(index, name, key, value, configurable[key].default)
+        _check_value(
+            index, name, key, value, configurable[key].default, shared_choices=key not in state_parameters
+        )
+    if any(key in state_parameters for key in params):
+        try:  # the state's own checks (choices, ranges), reported against the term
+            STATE_BUILDERS[name](1, 1, **{key: params[key] for key in params if key in state_parameters})
+        except ValueError as error:
+            raise _fail(index, name, str(error)) from None
     missing = sorted(
         key
         for key, parameter in configurable.items()
@@ -234,7 +273,10 @@ class Criterion(nn.Module):
             term.label = base if seen[base] == 1 else f"{base}#{seen[base]}"
             key = _state_key(index, term.name)
             if term.name in STATE_BUILDERS:
-                self.state[key] = _TermState(STATE_BUILDERS[term.name](num_classes, feat_dim))
+                state_params = {
+                    name: value for name, value in term.params.items() if name in _state_parameters(term.name)
+                }
+                self.state[key] = _TermState(STATE_BUILDERS[term.name](num_classes, feat_dim, **state_params))
             if term.seed is not None:
                 self._generators[key] = torch.Generator().manual_seed(term.seed)
 
@@ -243,6 +285,17 @@ class Criterion(nn.Module):
         for index, term in enumerate(self.terms):
             if term.name == "verification":
                 return self.state[_state_key(index, term.name)].head
+        return None
+
+    def cluster_memory(self) -> nn.Module | None:
+        """The memory of the first ``cluster_contrast`` term (the adaptation loop resets it), or None.
+
+        Returns:
+            A :class:`reidkit.adapt.memory.ClusterMemory` (or ``CameraMemory`` with ``camera_aware``), or None.
+        """
+        for index, term in enumerate(self.terms):
+            if term.name == "cluster_contrast":
+                return self.state[_state_key(index, term.name)].memory
         return None
 
     def extra_repr(self) -> str:
@@ -259,7 +312,8 @@ class Criterion(nn.Module):
 
     def _term_arguments(self, index: int, term: LossTerm) -> dict[str, Any]:
         key = _state_key(index, term.name)
-        arguments = dict(term.params)
+        state_parameters = _state_parameters(term.name)
+        arguments = {name: value for name, value in term.params.items() if name not in state_parameters}
         if key in self.state:
             arguments.update(self.state[key].arguments())
         if key in self._generators:
@@ -318,7 +372,7 @@ class Criterion(nn.Module):
                 logs[term.label] = float(value.detach())
                 total = term.weight * value if total is None else total + term.weight * value
                 continue
-            term_pids = pids
+            term_pids, term_camids = pids, batch.camids
             if term.on == WHOLE_OUTPUT:
                 if not all_labelled and term.name not in ACCEPTS_UNLABELLED:
                     raise ConfigError(
@@ -338,8 +392,15 @@ class Criterion(nn.Module):
                     batch_dim = 1 if term.name in MEMBER_LOSSES else 0
                     keep = labelled.nonzero().squeeze(1)
                     items = [item.index_select(batch_dim, keep) for item in items]
-                    term_pids = pids[labelled]
+                    term_pids, term_camids = pids[labelled], batch.camids[labelled]
             arguments = self._term_arguments(index, term)
+            if term.name in MEMORY_LOSSES:
+                if len(items) != 1:
+                    raise ConfigError(
+                        f"terms[{index}] ({term.name!r}): 'on: {term.on}' selects {len(items)} tensors; "
+                        "the term's memory takes one (select 'embedding' or a single output)"
+                    )
+                arguments.update(camids=term_camids, update=self.training)
             function = LOSSES[term.name]
             value = torch.stack([function(item, term_pids, **arguments) for item in items]).mean()
             logs[term.label] = float(value.detach())
@@ -358,7 +419,9 @@ def build_criterion(
         terms: ``[{"name": str, "weight": float = 1.0, "on": str, "params": dict = {}}, ...]``; ``on``
             defaults to ``"logits"`` for classification losses and ``"global"`` for metric losses. A loss
             that samples (``triplet`` with ``mode: random``, ``verification`` with ``negative_mining:
-            random``) also takes an integer ``seed`` parameter (default ``seed + index of the term``).
+            random``) also takes an integer ``seed`` parameter (default ``seed + index of the term``);
+            ``cluster_contrast`` takes its memory's ``temperature``, ``momentum``, ``mode`` (``mean`` /
+            ``hard``), ``camera_aware`` and ``inter_weight``.
         num_classes: number of training identities (size of the center-loss bank).
         feat_dim: feature dimension of the outputs the stateful terms use (centres, pair head).
         seed: base seed of the random generators of sampling terms (pass the training seed).

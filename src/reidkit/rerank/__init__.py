@@ -32,13 +32,17 @@ excluded no item at all (every item's bound stays below the 21st-neighbour dista
 Besides, the step-1 normalisation needs each row's *largest* distance and the output needs every
 query-gallery distance, so a large part of the products cannot be skipped in any case.
 
+:func:`kreciprocal_encoding` and :func:`jaccard_overlaps` expose steps 1-6 on one set of items, for callers
+that need the encoding or the sparse Jaccard distances themselves (pseudo-labels, :mod:`reidkit.adapt`).
+
 :func:`rerank_candidates` applies the exact mode to one query and a small candidate set (the hits of an
 index search). :func:`query_expansion` implements alpha query expansion (Radenovic et al., TPAMI 2018).
 
 Distances between features come from :mod:`reidkit.distance`.
 
 Layout: :mod:`reidkit.rerank.exact` (:func:`k_reciprocal`, :func:`rerank_candidates`),
-:mod:`reidkit.rerank.fast` (:func:`k_reciprocal_fast`), :mod:`reidkit.rerank.expansion`
+:mod:`reidkit.rerank.fast` (:func:`k_reciprocal_fast`), :mod:`reidkit.rerank.neighbours`
+(:func:`kreciprocal_encoding`, :func:`jaccard_overlaps`), :mod:`reidkit.rerank.expansion`
 (:func:`query_expansion`) and ``reidkit.rerank._kreciprocal`` (the encoding both k-reciprocal modes share).
 Import from ``reidkit.rerank``.
 """
@@ -49,5 +53,13 @@ from reidkit.rerank.exact import k_reciprocal, rerank_candidates
 from reidkit.rerank.expansion import query_expansion
 from reidkit.rerank.fast import _exhaustive_search as _exhaustive_search  # tested on its own
 from reidkit.rerank.fast import k_reciprocal_fast
+from reidkit.rerank.neighbours import jaccard_overlaps, kreciprocal_encoding
 
-__all__ = ["k_reciprocal", "k_reciprocal_fast", "query_expansion", "rerank_candidates"]
+__all__ = [
+    "jaccard_overlaps",
+    "k_reciprocal",
+    "k_reciprocal_fast",
+    "kreciprocal_encoding",
+    "query_expansion",
+    "rerank_candidates",
+]

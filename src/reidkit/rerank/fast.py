@@ -75,13 +75,7 @@ def k_reciprocal_fast(
         space = SquaredRowDistance(features, metric)
         num_candidates = min(count, max(width, candidates if candidates is not None else 2 * (k1 + 1)))
         out = np.empty((num_query, num_gallery), dtype=np.float32)
-        index, exact, row_max = _exhaustive_search(space, num_candidates, chunk_size, num_query, out)
-        row_max = row_max.clamp_min(torch.finfo(row_max.dtype).tiny)
-        neighbours = index[:, :width].cpu().numpy()
-        rows_np, cols_np = _expanded_neighbours(neighbours, k1)
-        pair_distance = _pair_distances(space, index, exact, rows_np, cols_np)
-        pair_distance = (pair_distance / row_max[torch.from_numpy(rows_np).to(row_max.device)]).cpu().numpy()
-        encoding = _encoding(neighbours, rows_np, cols_np, pair_distance, k2)
+        encoding, row_max = _search_and_encode(space, k1, k2, num_candidates, chunk_size, num_query, out)
         scale = (1.0 / row_max[:num_query]).cpu().numpy()[:, None]
         return _final_distances(
             encoding,
@@ -91,6 +85,36 @@ def k_reciprocal_fast(
             float(lambda_value),
             out,
         )
+
+
+def _search_and_encode(
+    space: SquaredRowDistance,
+    k1: int,
+    k2: int,
+    num_candidates: int,
+    chunk_size: int,
+    num_query: int,
+    out: np.ndarray,
+):
+    """Steps 1-5 from features: neighbour search, expanded sets, and ``V`` (CSR ``[N, N]``, float64).
+
+    Args:
+        space: the items' squared distances; ``num_candidates``: neighbour list length of the search
+            (``>= max(k1 + 1, k2)``); ``chunk_size``: rows per strip of the search.
+        num_query, out: the first ``num_query`` items' distances to the others are written to ``out``
+            ``[Q, N - Q]`` (``num_query = 0`` and an empty ``out`` for none).
+
+    Returns:
+        (``V``, ``[N]`` row maxima ``max_k d[i, k]^2``, clamped above 0).
+    """
+    width = max(k1 + 1, k2)
+    index, exact, row_max = _exhaustive_search(space, num_candidates, chunk_size, num_query, out)
+    row_max = row_max.clamp_min(torch.finfo(row_max.dtype).tiny)
+    neighbours = index[:, :width].cpu().numpy()
+    rows_np, cols_np = _expanded_neighbours(neighbours, k1)
+    pair_distance = _pair_distances(space, index, exact, rows_np, cols_np)
+    pair_distance = (pair_distance / row_max[torch.from_numpy(rows_np).to(row_max.device)]).cpu().numpy()
+    return _encoding(neighbours, rows_np, cols_np, pair_distance, k2), row_max
 
 
 def _merge_nearest(best_distance: Tensor, best_index: Tensor, distance: Tensor, columns: Tensor) -> None:
