@@ -86,9 +86,8 @@ def relabeller(
 
     ``settings`` has ``k1``, ``k2``, ``eps``, ``min_samples``, ``batch_size`` (:class:`reidkit.config.AdaptConfig`).
     """
-    from reidkit.adapt.memory import centroids_of
+    from reidkit.adapt.memory import CameraMemory, centroids_of, proxies_of
     from reidkit.adapt.pseudo_labels import constrained_labels, jaccard_distance, label_quality
-
     from reidkit.embed import TorchEmbedder, embed_paths
 
     paths = [s.path for s in target.samples]
@@ -101,7 +100,7 @@ def relabeller(
         )
         features = embed_paths(embedder, paths, batch_size=settings.batch_size, workers=workers)
         model.train(was_training)
-        distance = jaccard_distance(features, k1=settings.k1, k2=settings.k2)
+        distance = jaccard_distance(features, k1=settings.k1, k2=settings.k2, max_distance=settings.eps)
         labels = constrained_labels(
             distance,
             groups=target.groups,
@@ -111,11 +110,15 @@ def relabeller(
         )
         memory = criterion.cluster_memory()
         if memory is not None:
-            tensor = torch.from_numpy(features).to(device)
-            memory.reset(centroids_of(tensor, torch.from_numpy(labels).to(device), camids.to(device)))
-        quality = (
-            label_quality(labels, target.truth) if target.truth is not None else label_quality(labels, None)
-        )
+            tensor, label_tensor = torch.from_numpy(features).to(device), torch.from_numpy(labels).to(device)
+            if isinstance(memory, CameraMemory):
+                memory.reset(*proxies_of(tensor, label_tensor, camids.to(device)))
+            else:
+                memory.reset(centroids_of(tensor, label_tensor))
+        truth = target.truth if target.truth is not None else np.full(len(labels), -1)
+        quality = label_quality(labels, truth)
+        if target.truth is None:  # purity and NMI against nothing mean nothing
+            quality = {key: value for key, value in quality.items() if key not in ("purity", "nmi")}
         _append_cluster_log(log_path, {"epoch": epoch + 1, "images": len(labels), **quality})
         return labels
 
