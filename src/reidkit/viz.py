@@ -188,3 +188,54 @@ def write_results_page(path: str | Path, query: str, hits: Sequence, *, identiti
         f"{_segments_html(identities)}{cells}"
     )
     atomic_write_text(path, page)
+
+
+def cluster_sheet(
+    paths: Sequence[str],
+    labels: np.ndarray,
+    path: str | Path,
+    *,
+    clusters: int = 12,
+    per_cluster: int = 12,
+    size: tuple[int, int] = (96, 48),
+    groups: np.ndarray | None = None,
+) -> list[int]:
+    """Write a PNG of the largest clusters: one row each, up to ``per_cluster`` images spread over its members.
+
+    With ``groups`` (the tracklet of each image), a row shows images of as many different tracklets as it can,
+    so a row of one person seen in many tracklets looks different from a row of one long tracklet.
+
+    Returns:
+        The labels of the rows, largest cluster first.
+    """
+    labels = np.asarray(labels)
+    sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, dtype=np.int64)
+    order = [int(c) for c in np.argsort(-sizes, kind="stable")[:clusters] if sizes[c] > 0]
+    border, gap = 2, 4
+    tile_w, tile_h = size[1] + 2 * border, size[0] + 2 * border
+    canvas = Image.new(
+        "RGB",
+        (per_cluster * tile_w + (per_cluster + 1) * gap + 90, max(1, len(order)) * (tile_h + gap) + gap),
+        "white",
+    )
+    draw = ImageDraw.Draw(canvas)
+    for row, cluster in enumerate(order):
+        members = np.flatnonzero(labels == cluster)
+        if groups is None:  # spread over the members
+            chosen = members[np.linspace(0, len(members) - 1, min(per_cluster, len(members))).astype(int)]
+        else:  # round-robin over the member tracklets: the first image of each, then the second, ...
+            by_group: dict[int, list[int]] = {}
+            for member in members:
+                by_group.setdefault(int(groups[member]), []).append(int(member))
+            queues = list(by_group.values())
+            chosen = [q[i] for i in range(max(map(len, queues))) for q in queues if i < len(q)][:per_cluster]
+        top = gap + row * (tile_h + gap)
+        count = len(np.unique(groups[labels == cluster])) if groups is not None else 0
+        text = f"#{cluster}: {sizes[cluster]}" + (f"\n{count} tracks" if groups is not None else "")
+        draw.text((gap, top + 4), text, fill=(0, 0, 0))
+        for column, member in enumerate(chosen):
+            canvas.paste(_tile(paths[member], size, GREY, border), (90 + gap + column * (tile_w + gap), top))
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
+    return order
