@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -126,3 +127,21 @@ def test_bad_input_gives_clear_errors(untrained_checkpoint, synthetic_root, tmp_
     assert "need a fixed set of identities" in capsys.readouterr().err
     assert _adapt(untrained_checkpoint, tmp_path / "f", *target, more=["adapt.eps=1.5"]) == 2
     assert "adapt.eps" in capsys.readouterr().err
+
+
+def test_adapt_on_a_tracking_run_keeps_tracklets_whole_and_cannot_links_apart(untrained_checkpoint, tmp_path):
+    from run_data import write_tracking_run
+
+    from reidkit.adapt.run_crops import extract_run_crops
+
+    run = write_tracking_run(tmp_path)
+    more = ["train.epochs=1", "data.p=2", "adapt.per_tracklet=6", "adapt.min_samples=2", "adapt.eps=0.9"]
+    assert _adapt(untrained_checkpoint, tmp_path / "adapted", "--tracks", str(run), more=more) == 0
+    crops = extract_run_crops(run, tmp_path / "adapted" / "crops", per_tracklet=6, aspect=0.5)
+    labels = np.load(tmp_path / "adapted" / "pseudo_labels" / "epoch_0000.npy")
+    assert len(labels) == len(crops.samples)
+    for group in np.unique(crops.groups):  # one tracklet, one label
+        assert len(set(labels[crops.groups == group].tolist())) == 1
+    label_of = {int(g): int(labels[crops.groups == g][0]) for g in np.unique(crops.groups)}
+    for a, b in crops.cannot_link:  # two people in one frame are never one cluster
+        assert label_of[a] == -1 or label_of[a] != label_of[b]
