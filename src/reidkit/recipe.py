@@ -40,6 +40,9 @@ __all__ = [
     "lr_factor",
     "make_evaluator",
     "model_parameter_groups",
+    "optimizer_for",
+    "schedule_for",
+    "train_transform",
 ]
 
 
@@ -83,7 +86,7 @@ class TrainingRun:
     config: Mapping[str, Any]
 
 
-def _resolve_device(name: str) -> torch.device:
+def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -95,19 +98,55 @@ def _resolve_device(name: str) -> torch.device:
     return device
 
 
-def _train_transform(config: Config):
+def train_transform(config: Config, preprocess: Preprocess | None = None):
+    """The training augmentation of ``data`` at the size and normalisation of ``preprocess`` (default: ``data``'s)."""
     from reidkit.data.transforms import TrainTransform
 
     data = config.data
+    size = preprocess or Preprocess(data.height, data.width, mean=tuple(data.mean), std=tuple(data.std))
     return TrainTransform(
-        data.height,
-        data.width,
+        size.height,
+        size.width,
         flip=data.flip,
         pad=data.pad,
         random_erasing=data.random_erasing,
         color_jitter=data.color_jitter,
-        mean=tuple(data.mean),
-        std=tuple(data.std),
+        mean=size.mean,
+        std=size.std,
+    )
+
+
+def optimizer_for(config: Config, model: nn.Module, criterion: nn.Module) -> torch.optim.Optimizer:
+    """The ``optim`` optimiser over ``model`` and the criterion's learnable state."""
+    optim = config.optim
+    try:
+        return build_optimizer(
+            model,
+            criterion,
+            name=optim.name,
+            lr=optim.lr,
+            weight_decay=optim.weight_decay,
+            momentum=optim.momentum,
+            nesterov=optim.nesterov,
+            criterion_lr=optim.criterion_lr,
+            lr_factors=optim.lr_factors,
+        )
+    except ConfigError as error:
+        raise ConfigError(f"optim.{error}") from None
+
+
+def schedule_for(config: Config) -> Callable[[float], float]:
+    """The ``schedule`` learning-rate multiplier as a function of the fractional epoch."""
+    schedule = config.schedule
+    return partial(
+        lr_factor,
+        schedule=schedule.name,
+        total_epochs=config.train.epochs,
+        warmup_epochs=schedule.warmup_epochs,
+        warmup_factor=schedule.warmup_factor,
+        milestones=tuple(schedule.milestones),
+        gamma=schedule.gamma,
+        min_factor=schedule.min_factor,
     )
 
 
@@ -154,7 +193,7 @@ def _training_data(
         if attribute_labels is not None:
             unknown = {name: UNKNOWN_ATTRIBUTE for name in model_params["attributes"]}
             attribute_labels += [dict(unknown) for _ in unlabelled]
-    dataset = ImageDataset(records + unlabelled, _train_transform(config), attribute_labels=attribute_labels)
+    dataset = ImageDataset(records + unlabelled, train_transform(config), attribute_labels=attribute_labels)
     sampler = _pk_sampler(config, [s.pid for s in split.train])
     if unlabelled:
         # the extra images sit after the training images in the dataset
@@ -171,9 +210,9 @@ def _video_training_data(config: Config, split: VideoSplit) -> tuple[ImageDatase
             raise ConfigError(f"{key} is for image datasets; {data.dataset!r} is a video dataset")
     if config.model.temporal is None:  # a single-frame model: P identities x K frames
         frames = frame_samples(split)
-        return ImageDataset(frames, _train_transform(config)), _pk_sampler(config, [s.pid for s in frames])
+        return ImageDataset(frames, train_transform(config)), _pk_sampler(config, [s.pid for s in frames])
     try:
-        dataset = ClipDataset(split.train, _train_transform(config), seq_len=data.seq_len, mode=data.frames)
+        dataset = ClipDataset(split.train, train_transform(config), seq_len=data.seq_len, mode=data.frames)
     except ValueError as error:
         raise DatasetError(f"data: {error}") from None
     return dataset, _pk_sampler(config, [t.pid for t in split.train])
@@ -262,32 +301,8 @@ def build_training(config: Config) -> TrainingRun:
         )
     except ConfigError as error:
         raise ConfigError(f"loss.{error}") from None
-    optim = config.optim
-    try:
-        optimizer = build_optimizer(
-            model,
-            criterion,
-            name=optim.name,
-            lr=optim.lr,
-            weight_decay=optim.weight_decay,
-            momentum=optim.momentum,
-            nesterov=optim.nesterov,
-            criterion_lr=optim.criterion_lr,
-            lr_factors=optim.lr_factors,
-        )
-    except ConfigError as error:
-        raise ConfigError(f"optim.{error}") from None
-    schedule = config.schedule
-    lr_at = partial(
-        lr_factor,
-        schedule=schedule.name,
-        total_epochs=train.epochs,
-        warmup_epochs=schedule.warmup_epochs,
-        warmup_factor=schedule.warmup_factor,
-        milestones=tuple(schedule.milestones),
-        gamma=schedule.gamma,
-        min_factor=schedule.min_factor,
-    )
+    optimizer = optimizer_for(config, model, criterion)
+    lr_at = schedule_for(config)
     return TrainingRun(
         split=split,
         dataset=dataset,
@@ -296,7 +311,7 @@ def build_training(config: Config) -> TrainingRun:
         criterion=criterion,
         optimizer=optimizer,
         lr_at=lr_at,
-        device=_resolve_device(train.device),
+        device=resolve_device(train.device),
         spec=spec,
         preprocess=preprocess,
         data=DataRef(

@@ -166,33 +166,23 @@ def build_adaptation(config: Config, target: AdaptTarget, *, source: Checkpoint 
         ReidkitError: fewer than two target images.
     """
     from reidkit.adapt.sampler import PseudoLabelSampler
-    from reidkit.data.transforms import TrainTransform
     from reidkit.errors import ReidkitError
     from reidkit.losses.criterion import build_criterion
-    from reidkit.recipe import TrainingRun, _resolve_device, build_optimizer, lr_factor
+    from reidkit.recipe import TrainingRun, optimizer_for, resolve_device, schedule_for, train_transform
 
     if len(target.samples) < 2:
         raise ReidkitError(f"adapt needs at least two target images to cluster, got {len(target.samples)}")
     terms = tuple(dict(term) for term in config.loss.terms)
     _check_terms(terms)
     spec, preprocess, model = _source_parts(config, source)
-    data, train, optim, schedule = config.data, config.train, config.optim, config.schedule
-    transform = TrainTransform(
-        preprocess.height,
-        preprocess.width,
-        flip=data.flip,
-        pad=data.pad,
-        random_erasing=data.random_erasing,
-        color_jitter=data.color_jitter,
-        mean=preprocess.mean,
-        std=preprocess.std,
-    )
+    data, train = config.data, config.train
+    transform = train_transform(config, preprocess)
     feat_dim = int(getattr(model, "feature_dim", getattr(model, "embedding_dim", 0)))
     try:
         criterion = build_criterion(terms, num_classes=1, feat_dim=feat_dim, seed=train.seed)
     except ConfigError as error:
         raise ConfigError(f"loss.{error}") from None
-    device = _resolve_device(train.device)
+    device = resolve_device(train.device)
     dataset = ImageDataset(list(target.samples), transform)
     relabel = relabeller(
         model,
@@ -206,37 +196,14 @@ def build_adaptation(config: Config, target: AdaptTarget, *, source: Checkpoint 
     sampler = PseudoLabelSampler(
         dataset, relabel, Path(out_dir) / "pseudo_labels", p=data.p, k=data.k, seed=train.seed
     )
-    optimizer = build_optimizer(
-        model,
-        criterion,
-        name=optim.name,
-        lr=optim.lr,
-        weight_decay=optim.weight_decay,
-        momentum=optim.momentum,
-        nesterov=optim.nesterov,
-        lr_factors=optim.lr_factors,
-    )
-
-    def lr_at(epoch: float) -> float:
-        return lr_factor(
-            epoch,
-            schedule=schedule.name,
-            total_epochs=train.epochs,
-            warmup_epochs=schedule.warmup_epochs,
-            warmup_factor=schedule.warmup_factor,
-            milestones=tuple(schedule.milestones),
-            gamma=schedule.gamma,
-            min_factor=schedule.min_factor,
-        )
-
     return TrainingRun(
         split=target.split,
         dataset=dataset,
         sampler=sampler,
         model=model,
         criterion=criterion,
-        optimizer=optimizer,
-        lr_at=lr_at,
+        optimizer=optimizer_for(config, model, criterion),
+        lr_at=schedule_for(config),
         device=device,
         spec=spec,
         preprocess=preprocess,
