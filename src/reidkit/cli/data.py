@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reidkit.cli._common import dataset_options, non_negative, positive
+from reidkit.data._synth_domains import DOMAINS
 from reidkit.errors import ReidkitError
 
 
@@ -18,9 +19,18 @@ def add_synth(commands) -> None:
     )
     p.add_argument("out", help="output folder")
     p.add_argument("--ids", type=positive, default=100, help="number of identities (default 100)")
-    p.add_argument("--cams", type=positive, default=6, help="number of cameras (default 6)")
+    p.add_argument(
+        "--cams", type=positive, help="number of cameras (default: the domain's; 6 for the default domain)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--difficulty", choices=["easy", "medium", "hard"], default="medium")
+    p.add_argument(
+        "--domain",
+        choices=list(DOMAINS),
+        default="default",
+        help="the site: backgrounds, light, per-camera colour casts, clothing palette, resolution / blur and "
+        "cameras; " + "; ".join(f"{d.name}: {d.description}" for d in DOMAINS.values()),
+    )
     p.add_argument(
         "--distractors", type=non_negative, default=0, help="distractor people (pid 0) in the gallery"
     )
@@ -120,6 +130,7 @@ def _synthesise(
         cams=args.cams,
         seed=args.seed,
         difficulty=args.difficulty,
+        domain=args.domain,
         workers=args.workers,
         overwrite=args.overwrite,
         progress=not args.quiet,

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from reidkit.data._synth_body import Look, draw_person
+from reidkit.data._synth_domains import DEFAULT_DOMAIN, Domain
 from reidkit.data._synth_pen import SUPERSAMPLE, _jitter, _Pen, _shade
 
 HEIGHT, WIDTH = 128, 64
@@ -59,6 +60,7 @@ HAIR_COLOURS = (
 SHOE_CHOICES = (0, 1, 2, 3, 4, 11)
 
 VIEWS = ("front", "back", "side")
+_MID_GREY = np.float32(128.0)  # the level that a camera's contrast pulls pixel values towards
 
 
 # ------------------------------------------------------------------------------------------- records
@@ -76,13 +78,16 @@ class CameraStyle:
     wall: tuple[int, int, int]
     ground: tuple[int, int, int]
     texture: tuple[int, int, int]
-    texture_kinds: tuple[int, int]  # two of: 0 bricks, 1 windows, 2 panels, 3 foliage, 4 shop front
+    texture_kinds: tuple[int, int]  # two of: 0 bricks, 1 windows, 2 panels, 3 foliage, 4 shop front, 5 tiles
     horizon: float  # fraction of the canvas height where the wall meets the ground
     ground_lines: bool
     pole: tuple[int, int, int]
     car: tuple[int, int, int]
     light_slope: float
     scene_mix: float
+    contrast: float = 1.0  # pixel values pulled towards mid-grey by this factor
+    floor_tiles: bool = False  # a tiled floor instead of plain ground
+    site: Domain = DEFAULT_DOMAIN  # the domain the camera belongs to (scene colours and textures of the site)
 
 
 @dataclass
@@ -105,27 +110,35 @@ class Nuisance:
 
 
 # ------------------------------------------------------------------------------------------- camera
-def make_camera(rng: np.random.Generator, level: Nuisance) -> CameraStyle:
-    """Draw one camera's style; ``level`` scales the strength of its nuisances."""
+def make_camera(rng: np.random.Generator, level: Nuisance, domain: Domain = DEFAULT_DOMAIN) -> CameraStyle:
+    """Draw one camera's style; ``level`` scales the strength of its nuisances, ``domain`` sets the site's
+    light, colours, scenes and imaging (the default domain draws exactly what this always drew)."""
     view_probs = rng.dirichlet((1.2, 1.2, 1.2))
     view_probs = 0.15 + 0.55 * view_probs  # every view happens in every camera, some more often
     view_probs = view_probs / view_probs.sum()
-    cast = level.cast
+    cast = level.cast * domain.cast
     gains = np.exp(cast * rng.normal(0.0, 1.0, 3))
     mix = cast * 0.45 * rng.normal(0.0, 1.0, (3, 3))
     np.fill_diagonal(mix, 0.0)
     matrix = np.diag(gains) + mix
     matrix /= max(1e-3, matrix.sum(axis=1).mean())  # keep the overall level; the cast is in the ratios
+    if domain.light_colour != (1.0, 1.0, 1.0):
+        matrix = np.diag(domain.light_colour) @ matrix  # the colour of the site's light
     offset = cast * 45.0 * rng.normal(0.0, 1.0, 3)
-    brightness = float(np.exp(level.brightness * rng.normal(0.0, 1.0)))
-    blur_low = level.blur[0] + (level.blur[1] - level.blur[0]) * rng.uniform(0.0, 0.6)
-    blur = (blur_low, blur_low + (level.blur[1] - level.blur[0]) * 0.4)
-    down_high = level.downscale[1]
-    down_low = level.downscale[0] + (level.downscale[1] - level.downscale[0]) * rng.uniform(0.0, 0.6)
+    brightness = domain.brightness * float(np.exp(level.brightness * domain.light_spread * rng.normal(0.0, 1.0)))
+    blur_range = (level.blur[0] + domain.blur, level.blur[1] + domain.blur)
+    blur_low = blur_range[0] + (blur_range[1] - blur_range[0]) * rng.uniform(0.0, 0.6)
+    blur = (blur_low, blur_low + (blur_range[1] - blur_range[0]) * 0.4)
+    down_range = (level.downscale[0] * domain.resolution, level.downscale[1] * domain.resolution)
+    down_high = down_range[1]
+    down_low = down_range[0] + (down_range[1] - down_range[0]) * rng.uniform(0.0, 0.6)
     # scenes are mostly unsaturated (concrete, asphalt, glass) with a mild tint of the camera's place
-    tint = rng.normal(0.0, level.scene_tint, 3)
-    wall = tuple(int(v) for v in np.clip(rng.uniform(70, 200) + tint + rng.normal(0, 6, 3), 0, 255))
-    ground = tuple(int(v) for v in np.clip(rng.uniform(60, 170) + 0.6 * tint + rng.normal(0, 6, 3), 0, 255))
+    tint = rng.normal(0.0, level.scene_tint * domain.scene_tint, 3)
+    site = np.asarray(domain.scene_colour, dtype=np.float64)
+    wall = tuple(int(v) for v in np.clip(rng.uniform(*domain.wall) + tint + site + rng.normal(0, 6, 3), 0, 255))
+    ground = tuple(
+        int(v) for v in np.clip(rng.uniform(*domain.ground) + 0.6 * tint + site + rng.normal(0, 6, 3), 0, 255)
+    )
     texture = tuple(
         int(v)
         for v in np.clip(
@@ -138,18 +151,21 @@ def make_camera(rng: np.random.Generator, level: Nuisance) -> CameraStyle:
         colour_offset=offset.astype(np.float32),
         brightness=brightness,
         blur=blur,
-        noise=level.noise * float(rng.uniform(0.6, 1.4)),
+        noise=level.noise * domain.noise * float(rng.uniform(0.6, 1.4)),
         downscale=(down_low, down_high),
         wall=wall,
         ground=ground,
         texture=texture,
-        texture_kinds=tuple(int(k) for k in rng.choice(5, 2, replace=False)),
+        texture_kinds=tuple(domain.textures[int(k)] for k in rng.choice(len(domain.textures), 2, replace=False)),
         horizon=float(rng.uniform(0.55, 0.78)),
         ground_lines=bool(rng.random() < 0.5),
         pole=tuple(int(v) for v in rng.integers(60, 200) + rng.integers(-15, 16, 3)),
         car=CLOTHING_COLOURS[int(rng.integers(0, len(CLOTHING_COLOURS)))][1],
         light_slope=float(rng.uniform(-0.25, 0.25)),
         scene_mix=level.scene_mix,
+        contrast=domain.contrast,
+        floor_tiles=bool(rng.random() < domain.tiled_floor) if domain.tiled_floor > 0 else False,
+        site=domain,
     )
 
 
@@ -157,19 +173,20 @@ def make_camera(rng: np.random.Generator, level: Nuisance) -> CameraStyle:
 def draw_background(pen: _Pen, camera: CameraStyle, rng: np.random.Generator) -> None:
     """Wall + ground in the camera's style, with per-image variation (offsets, clutter, light)."""
     horizon = CANVAS_H * (camera.horizon + rng.uniform(-0.04, 0.04))
-    mix = camera.scene_mix
+    mix, site = camera.scene_mix, camera.site
     wall = np.asarray(camera.wall, dtype=np.float64)
     ground = np.asarray(camera.ground, dtype=np.float64)
     texture = np.asarray(camera.texture, dtype=np.float64)
-    wall = (1 - mix) * wall + mix * (rng.uniform(70, 200) + rng.normal(0, 12, 3))
-    ground = (1 - mix) * ground + mix * (rng.uniform(60, 170) + rng.normal(0, 10, 3))
+    colour = np.asarray(site.scene_colour, dtype=np.float64)
+    wall = (1 - mix) * wall + mix * (rng.uniform(*site.wall) + colour + rng.normal(0, 12, 3))
+    ground = (1 - mix) * ground + mix * (rng.uniform(*site.ground) + colour + rng.normal(0, 10, 3))
     texture = (1 - mix) * texture + mix * (wall + rng.choice((-1, 1)) * rng.uniform(25, 60))
     wall, ground, texture = (_jitter(tuple(c), 6, rng) for c in (wall, ground, texture))
     pen.rect(0, 0, CANVAS_W, horizon, wall)
     pen.rect(0, horizon, CANVAS_W, CANVAS_H, ground)
     offset_x = rng.uniform(0, 40)
     if rng.random() < mix:
-        kind = int(rng.integers(0, 5))
+        kind = site.textures[int(rng.integers(0, len(site.textures)))]
     else:
         kind = camera.texture_kinds[int(rng.random() < 0.35)]  # the camera sees two kinds of scene
     if kind == 0:  # bricks
@@ -206,11 +223,15 @@ def draw_background(pen: _Pen, camera: CameraStyle, rng: np.random.Generator) ->
             cx, cy = rng.uniform(0, CANVAS_W), rng.uniform(0, horizon)
             r = rng.uniform(5, 14)
             pen.ellipse(cx, cy, r, r * 0.8, _jitter(texture, 18, rng))
-    else:  # shop front: a door and a sign
+    elif kind == 4:  # shop front: a door and a sign
         x = rng.uniform(-10, CANVAS_W - 30)
         pen.rect(x, horizon * 0.25, x + 34, horizon, texture)
         pen.rect(x + 3, horizon * 0.3, x + 31, horizon - 2, _shade(texture, 0.6))
         pen.rect(0, horizon * 0.08, CANVAS_W, horizon * 0.18, _jitter(texture, 30, rng))
+    else:  # tiles: a grid of square tiles
+        _draw_grid(pen, 0.0, horizon, rng.uniform(0, 10), 10.0, texture)
+    if camera.floor_tiles:
+        _draw_floor_tiles(pen, horizon, ground, rng)
     if camera.ground_lines:
         y = horizon + 6
         gap = 6.0
@@ -224,6 +245,36 @@ def draw_background(pen: _Pen, camera: CameraStyle, rng: np.random.Generator) ->
         base = horizon + rng.uniform(-5, 20)
         colour = CLOTHING_COLOURS[int(rng.integers(0, len(CLOTHING_COLOURS)))][1]
         pen.rect(x, base - h, x + w, base, _jitter(colour, 20, rng))
+
+
+def _draw_grid(pen: _Pen, y0: float, y1: float, offset: float, size: float, colour) -> None:
+    """One-unit lines every ``size`` units between rows ``y0`` and ``y1`` (a tiled wall)."""
+    y = y0
+    while y < y1:
+        pen.rect(0, y, CANVAS_W, min(y1, y + 1), colour)
+        y += size
+    x = -offset
+    while x < CANVAS_W:
+        pen.rect(x, y0, x + 1, y1, colour)
+        x += size
+
+
+def _draw_floor_tiles(pen: _Pen, horizon: float, ground, rng: np.random.Generator) -> None:
+    """A checkerboard floor below ``horizon``: rows and tiles wider nearer the camera, every other tile darker."""
+    dark = _shade(ground, float(rng.uniform(0.72, 0.86)))
+    y, depth, row = horizon, 4.0, 0
+    shift = rng.uniform(0, 1)
+    while y < CANVAS_H:
+        width = depth * 2.2
+        x, i = -(shift + row % 2) * width, 0
+        while x < CANVAS_W:
+            if i % 2:
+                pen.rect(x, y, x + width, min(CANVAS_H, y + depth), dark)
+            x += width
+            i += 1
+        y += depth
+        depth *= 1.3
+        row += 1
 
 
 def draw_occluder(
@@ -324,6 +375,8 @@ def apply_camera(
     # camera: colour cast, brightness and a light gradient, sensor noise
     pixels = np.asarray(image, dtype=np.float32).reshape(-1, 3) @ camera.colour_matrix.T
     pixels = (pixels + camera.colour_offset).reshape(HEIGHT, WIDTH, 3)
+    if camera.contrast != 1.0:
+        pixels = _MID_GREY + camera.contrast * (pixels - _MID_GREY)
     if light is None:
         light = camera.brightness * float(np.exp(level.image_light * rng.normal()))
     gradient = 1.0 + camera.light_slope * np.linspace(-0.5, 0.5, HEIGHT, dtype=np.float32)[:, None, None]

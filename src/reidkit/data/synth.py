@@ -6,7 +6,9 @@ moment: viewpoint (a chest logo shows only from the front, a backpack mostly fro
 camera's colour cast / brightness / blur / noise / resolution and scene, detector error (shifted, scaled or
 partial boxes) and occluders. Hard negatives are groups of identities that share their clothing colours and
 differ only in details, so colour alone cannot tell them apart while shape, pattern, logo, bag, hat and shoes
-can. ``difficulty`` scales the nuisances and the group size.
+can. ``difficulty`` scales the nuisances and the group size; ``domain`` picks the site
+(:data:`reidkit.data._synth_domains.DOMAINS`: backgrounds, light, colour casts, clothing palette, resolution and
+blur, number of cameras), so that a model trained on one site can be measured on another.
 
 Output (``generate``)::
 
@@ -38,10 +40,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from reidkit.data import _synth_draw as draw
+from reidkit.data._synth_domains import DEFAULT_DOMAIN, DOMAINS, Domain, get_domain, stream_seed
 from reidkit.errors import ConfigError, ReidkitError
 
 FORMAT_VERSION = 1
 DIFFICULTIES = ("easy", "medium", "hard")
+DOMAIN_NAMES = tuple(DOMAINS)  # the sites of reidkit.data._synth_domains, "default" first
 IMAGE_SIZE = (draw.HEIGHT, draw.WIDTH)
 JPEG_QUALITY = 90
 MAX_CAMERAS = 9  # Market-1501 file names carry a one-digit camera number
@@ -130,21 +134,35 @@ class _Job:
     index: int
 
 
-def _rng(seed: int, *words: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed, *words]))
+def _rng(seed: int | tuple[int, ...], *words: int) -> np.random.Generator:
+    """The random stream of ``words`` under ``seed`` (a seed, or the entropy of :func:`stream_seed`)."""
+    head = list(seed) if isinstance(seed, tuple) else [seed]
+    return np.random.default_rng(np.random.SeedSequence([*head, *words]))
 
 
 # ------------------------------------------------------------------------------------------- identities
-def _group_colours(rng: np.random.Generator) -> dict[str, int]:
+def _group_colours(rng: np.random.Generator, domain: Domain = DEFAULT_DOMAIN) -> dict[str, int]:
+    """A group's clothing colours: uniform over the clothing colours, or weighted by the domain's palette."""
     n = len(_CLOTHING)
-    top = int(rng.integers(0, n))
-    pattern = int(rng.choice([c for c in range(n) if c != top]))
+    palette = domain.palette_weights(_CLOTHING)
+    if palette is None:
+        top = int(rng.integers(0, n))
+        pattern = int(rng.choice([c for c in range(n) if c != top]))
+        bottom, bag, hat = (int(rng.integers(0, n)) for _ in range(3))
+    else:
+        weights = np.asarray(palette, dtype=np.float64)
+        top = int(rng.choice(n, p=weights))
+        others = np.where(np.arange(n) == top, 0.0, weights)
+        if others.sum() <= 0:  # a one-colour palette: the pattern takes any other colour
+            others = np.where(np.arange(n) == top, 0.0, 1.0)
+        pattern = int(rng.choice(n, p=others / others.sum()))
+        bottom, bag, hat = (int(rng.choice(n, p=weights)) for _ in range(3))
     return {
         "top_colour": top,
         "pattern_colour": pattern,
-        "bottom_colour": int(rng.integers(0, n)),
-        "bag_colour": int(rng.integers(0, n)),
-        "hat_colour": int(rng.integers(0, n)),
+        "bottom_colour": bottom,
+        "bag_colour": bag,
+        "hat_colour": hat,
         "jitter": int(rng.integers(0, 2**31)),
     }
 
@@ -180,9 +198,11 @@ def _member_codes(
     return codes
 
 
-def _look(codes: dict[str, int], jitter_seed: int, rng: np.random.Generator) -> draw.Look:
+def _look(
+    codes: dict[str, int], jitter_seed: int, rng: np.random.Generator, domain: Domain = DEFAULT_DOMAIN
+) -> draw.Look:
     shared = np.random.default_rng(jitter_seed)  # the group's exact colour shades
-    clothing = [rgb for _, rgb in draw.CLOTHING_COLOURS]
+    clothing = domain.clothing(draw.CLOTHING_COLOURS)  # the shades of the colours that the site's people wear
 
     def colour(name: str, amount: float = 7.0) -> tuple[int, int, int]:
         return draw._jitter(clothing[codes[name]], amount, shared)
@@ -213,7 +233,12 @@ def _look(codes: dict[str, int], jitter_seed: int, rng: np.random.Generator) -> 
 
 
 def _make_people(
-    seed: int, ids: int, n_train: int, distractors: int, group_size: int
+    seed: int | tuple[int, ...],
+    ids: int,
+    n_train: int,
+    distractors: int,
+    group_size: int,
+    domain: Domain = DEFAULT_DOMAIN,
 ) -> tuple[list[_Person], dict[str, list[list[int]]]]:
     pids = np.arange(1, ids + 1)
     train_pids = set(int(p) for p in _rng(seed, _TAG_SPLIT).choice(pids, n_train, replace=False))
@@ -227,14 +252,14 @@ def _make_people(
         for g, start in enumerate(range(0, len(members), group_size)):
             group = sorted(members[start : start + group_size])
             group_rng = _rng(seed, _TAG_GROUP, split_code, g)
-            colours = _group_colours(group_rng)
+            colours = _group_colours(group_rng, domain)
             if split == "test":
                 test_colours.append(colours)
             taken: list[dict[str, int]] = []
             for pid in group:
                 codes = _member_codes(group_rng, colours, taken)
                 taken.append(codes)
-                look = _look(codes, colours["jitter"], _rng(seed, _TAG_PERSON, pid))
+                look = _look(codes, colours["jitter"], _rng(seed, _TAG_PERSON, pid), domain)
                 people.append(_Person(pid, pid, split, codes, look))
             groups[split].append(group)
     for i in range(distractors):
@@ -243,13 +268,13 @@ def _make_people(
         colours = test_colours[int(rng.integers(0, len(test_colours)))]
         codes = _member_codes(rng, colours, [])
         people.append(
-            _Person(_DISTRACTOR_KEY + i, 0, "distractor", codes, _look(codes, colours["jitter"], rng))
+            _Person(_DISTRACTOR_KEY + i, 0, "distractor", codes, _look(codes, colours["jitter"], rng, domain))
         )
     people.sort(key=lambda person: person.key)
     return people, groups
 
 
-def _plan(seed: int, people: Sequence[_Person], cams: int, images_per_camera: tuple[int, int]) -> list[_Job]:
+def _plan(seed: int | tuple[int, ...], people: Sequence[_Person], cams: int, images_per_camera: tuple[int, int]) -> list[_Job]:
     """Which images exist: cameras per person, images per camera, file names and folders."""
     jobs: list[_Job] = []
     used: set[tuple[str, str]] = set()
@@ -298,9 +323,10 @@ def _render_job(job: _Job) -> int:
     def passer_by() -> draw.Look:  # a random other pedestrian, drawn only when one occludes the target
         other_rng = _rng(seed, _TAG_IMAGE, job.key, job.cam, job.index, 1)
         return _look(
-            _member_codes(other_rng, _group_colours(other_rng), []),
+            _member_codes(other_rng, _group_colours(other_rng, state["domain"]), []),
             int(other_rng.integers(0, 2**31)),
             other_rng,
+            state["domain"],
         )
 
     image = draw.render(state["looks"][job.key], state["cameras"][job.cam], level, rng, passer_by)
@@ -317,9 +343,10 @@ def generate(
     out: str | Path,
     *,
     ids: int = 100,
-    cams: int = 6,
+    cams: int | None = None,
     seed: int = 0,
     difficulty: str = "medium",
+    domain: str = "default",
     distractors: int = 0,
     images_per_camera: int | tuple[int, int] = (2, 6),
     train_fraction: float = 0.5,
@@ -332,10 +359,14 @@ def generate(
     Args:
         out: output folder; built in a temp folder beside it and renamed into place when complete.
         ids: number of identities (pids 1..ids), split into train and test by ``train_fraction``.
-        cams: number of cameras (2..9); each identity appears in a random subset of >= 2 of them.
+        cams: number of cameras (2..9); each identity appears in a random subset of >= 2 of them. None: the
+            domain's number (6 for ``"default"``).
         seed: non-negative seed; the same arguments give the same bytes whatever ``workers`` is.
         difficulty: one of :data:`DIFFICULTIES`; scales camera nuisances and hard-negative group size and
             turns on misaligned / partial boxes and occluders at ``"hard"``.
+        domain: one of :data:`DOMAIN_NAMES`: the site (backgrounds, light, colour casts, clothing palette,
+            resolution, blur, cameras). ``"default"`` is the original generator; another domain draws other
+            people, cameras and layout from the same seed.
         distractors: extra people written as pid 0000 into ``bounding_box_test`` (never queried).
         images_per_camera: images of an identity per camera it appears in: a number or an inclusive
             (low, high) range; at least 2, so every camera keeps a gallery image besides its query.
@@ -345,7 +376,7 @@ def generate(
         progress: show a progress bar.
 
     Returns:
-        ``{"root", "difficulty", "seed", "cams", "ids", "distractors", "images", "train", "query", "gallery",
+        ``{"root", "difficulty", "domain", "seed", "cams", "ids", "distractors", "images", "train", "query", "gallery",
         "distractor_images", "seconds", "images_per_second"}``; ``train`` / ``query`` / ``gallery`` /
         ``distractor_images`` are ``{"ids": int, "images": int}`` (distractor images are part of the gallery).
 
@@ -353,6 +384,8 @@ def generate(
         ConfigError: a bad argument (names the argument and what was expected).
         OutputExistsError: ``out`` exists, is not empty and ``overwrite`` is False.
     """
+    site = get_domain(domain)
+    cams = site.cams if cams is None else cams
     low_high = _check_arguments(
         ids, cams, seed, difficulty, distractors, images_per_camera, train_fraction, workers
     )
@@ -361,12 +394,14 @@ def generate(
     level = _LEVELS[difficulty]
     n_train = min(ids - 1, max(1, round(ids * train_fraction)))
     started = time.perf_counter()
-    people, groups = _make_people(seed, ids, n_train, distractors, level.group_size)
-    cameras = [draw.make_camera(_rng(seed, _TAG_CAMERA, cam), level) for cam in range(cams)]
-    jobs = _plan(seed, people, cams, low_high)
+    key = stream_seed(seed, site)
+    people, groups = _make_people(key, ids, n_train, distractors, level.group_size, site)
+    cameras = [draw.make_camera(_rng(key, _TAG_CAMERA, cam), level, site) for cam in range(cams)]
+    jobs = _plan(key, people, cams, low_high)
     state = {
-        "seed": seed,
+        "seed": key,
         "level": level,
+        "domain": site,
         "cameras": cameras,
         "looks": {person.key: person.look for person in people},
     }
@@ -375,6 +410,7 @@ def generate(
         "cams": cams,
         "seed": seed,
         "difficulty": difficulty,
+        "domain": domain,
         "distractors": distractors,
         "images_per_camera": list(low_high),
         "train_fraction": train_fraction,
@@ -387,6 +423,7 @@ def generate(
     return {
         "root": str(out),
         "difficulty": difficulty,
+        "domain": domain,
         "seed": seed,
         "cams": cams,
         "ids": ids,

@@ -1,7 +1,7 @@
 """Synthetic tracklets: reidkit's procedural pedestrians walking through cameras, in the DukeMTMC-VideoReID layout.
 
 Identities, looks, hard-negative groups and camera styles are those of :func:`reidkit.data.synth.generate` for
-the same ``seed``, ``ids`` and ``difficulty`` (train identities: half of them, as there). Each identity is seen
+the same ``seed``, ``ids``, ``difficulty`` and ``domain`` (train identities: half of them, as there). Each identity is seen
 by a random subset of >= 2 cameras and leaves ``tracklets_per_camera`` tracklets in each. A tracklet is one
 walk of one identity in one camera over consecutive frames: the view (front / back / side), the facing, the
 background, the camera style, the person's size and the crop's resolution and blur stay fixed, the walking
@@ -62,6 +62,7 @@ from PIL import Image, ImageDraw
 
 from reidkit.data import _synth_draw as draw
 from reidkit.data import _synth_walk as walk
+from reidkit.data._synth_domains import DEFAULT_DOMAIN, Domain, get_domain, stream_seed
 from reidkit.data.synth import (
     _LEVELS,
     _TAG_CAMERA,
@@ -118,7 +119,7 @@ class _Tracklet:
 
 # ------------------------------------------------------------------------------------------- plan
 def _plan(
-    seed: int,
+    seed: int | tuple[int, ...],
     people: Sequence[_Person],
     cams: int,
     frames: tuple[int, int],
@@ -151,11 +152,11 @@ def _plan(
     return tracklets
 
 
-def _passer_look(seed: int, tracklet: _Tracklet) -> draw.Look:
-    """The look of the pedestrian who walks in front of ``tracklet``'s target."""
+def _passer_look(seed: int | tuple[int, ...], tracklet: _Tracklet, domain: Domain = DEFAULT_DOMAIN) -> draw.Look:
+    """The look of the pedestrian who walks in front of ``tracklet``'s target (dressed as ``domain`` dresses)."""
     rng = _rng(seed, _TAG_PASSER, tracklet.pid, tracklet.cam, tracklet.number)
-    colours = _group_colours(rng)
-    return _look(_member_codes(rng, colours, []), colours["jitter"], rng)
+    colours = _group_colours(rng, domain)
+    return _look(_member_codes(rng, colours, []), colours["jitter"], rng, domain)
 
 
 # ------------------------------------------------------------------------------------------- rendering
@@ -178,7 +179,7 @@ def _render_tracklet(tracklet: _Tracklet) -> list[tuple]:
         _rng(seed, _TAG_TRACKLET, tracklet.pid, tracklet.cam, tracklet.number),
         length=tracklet.length,
         event=tracklet.event,
-        passer=_passer_look(seed, tracklet) if tracklet.event == "passer_by" else None,
+        passer=_passer_look(seed, tracklet, state["domain"]) if tracklet.event == "passer_by" else None,
     )
     folder = os.path.join(state["root"], tracklet.folder)
     os.makedirs(folder)
@@ -232,9 +233,10 @@ def generate_tracklets(
     out: str | Path,
     *,
     ids: int = 100,
-    cams: int = 6,
+    cams: int | None = None,
     seed: int = 0,
     difficulty: str = "medium",
+    domain: str = "default",
     frames: int | tuple[int, int] = (8, 24),
     tracklets_per_camera: int | tuple[int, int] = (1, 2),
     occlusion: float = 0.3,
@@ -247,10 +249,12 @@ def generate_tracklets(
     Args:
         out: output folder; built in a temp folder beside it and renamed into place when complete.
         ids: number of identities (pids 1..ids), half for training (as :func:`reidkit.data.synth.generate`).
-        cams: number of cameras (2..9); each identity appears in a random subset of >= 2 of them.
+        cams: number of cameras (2..9); each identity appears in a random subset of >= 2 of them. None: the
+            domain's number (6 for ``"default"``).
         seed: non-negative seed; the same arguments give the same bytes whatever ``workers`` is.
         difficulty: one of ``easy``, ``medium``, ``hard``: camera nuisances, hard-negative group size and
             the detector box's offset and scale (the occluders of ``generate``'s ``hard`` are not used here).
+        domain: the site, one of :data:`reidkit.data.synth.DOMAIN_NAMES` (as in :func:`reidkit.data.synth.generate`).
         frames: frames per tracklet: a number or an inclusive (low, high) range, 2 <= low <= high <= 1000.
         tracklets_per_camera: tracklets of an identity per camera it appears in: a number or an inclusive
             (low, high) range, 1 <= low <= high <= 100.
@@ -260,7 +264,7 @@ def generate_tracklets(
         progress: show a progress bar.
 
     Returns:
-        ``{"root", "difficulty", "seed", "cams", "ids", "tracklets", "frames", "occluded_tracklets",
+        ``{"root", "difficulty", "domain", "seed", "cams", "ids", "tracklets", "frames", "occluded_tracklets",
         "occluded_frames", "train", "query", "gallery", "seconds", "frames_per_second"}``; ``train`` /
         ``query`` / ``gallery`` are ``{"ids", "tracklets", "frames"}``.
 
@@ -268,6 +272,8 @@ def generate_tracklets(
         ConfigError: a bad argument (names the argument and what was expected).
         OutputExistsError: ``out`` exists, is not empty and ``overwrite`` is False.
     """
+    site = get_domain(domain)
+    cams = site.cams if cams is None else cams
     lengths, per_camera = _check_arguments(
         ids, cams, seed, difficulty, frames, tracklets_per_camera, occlusion, workers
     )
@@ -275,12 +281,15 @@ def generate_tracklets(
     _check_output(out, overwrite)
     level = _LEVELS[difficulty]
     started = time.perf_counter()
-    people, groups = _make_people(seed, ids, min(ids - 1, max(1, round(ids * 0.5))), 0, level.group_size)
-    tracklets = _plan(seed, people, cams, lengths, per_camera, float(occlusion))
+    key = stream_seed(seed, site)
+    n_train = min(ids - 1, max(1, round(ids * 0.5)))
+    people, groups = _make_people(key, ids, n_train, 0, level.group_size, site)
+    tracklets = _plan(key, people, cams, lengths, per_camera, float(occlusion))
     state = {
-        "seed": seed,
+        "seed": key,
         "level": level,
-        "cameras": [draw.make_camera(_rng(seed, _TAG_CAMERA, cam), level) for cam in range(cams)],
+        "domain": site,
+        "cameras": [draw.make_camera(_rng(key, _TAG_CAMERA, cam), level, site) for cam in range(cams)],
         "looks": {person.pid: person.look for person in people},
     }
     counts = _counts(tracklets)
@@ -289,6 +298,7 @@ def generate_tracklets(
         "cams": cams,
         "seed": seed,
         "difficulty": difficulty,
+        "domain": domain,
         "frames": list(lengths),
         "tracklets_per_camera": list(per_camera),
         "occlusion": float(occlusion),
@@ -299,6 +309,7 @@ def generate_tracklets(
     return {
         "root": str(out),
         "difficulty": difficulty,
+        "domain": domain,
         "seed": seed,
         "cams": cams,
         "ids": ids,
