@@ -40,17 +40,18 @@ from reidkit.models.backbones import find_mobilenet_v2_weights
 _ADAPT = "import sys; from reidkit.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
-def _common(args: argparse.Namespace, seed: int) -> list[str]:
-    weights = find_mobilenet_v2_weights() if args.backbone == "mobilenet_v2" else None
+def _common(args: argparse.Namespace, seed: int, backbone: str | None = None) -> list[str]:
+    backbone = backbone or args.backbone
+    weights = find_mobilenet_v2_weights() if backbone == "mobilenet_v2" and args.pretrained else None
     return [
         f"data.height={args.height}",
         f"data.width={args.width}",
         f"data.p={args.p}",
         f"data.k={args.k}",
         f"data.workers={args.workers}",
-        f"model.backbone={args.backbone}",
+        f"model.backbone={backbone}",
         f"model.pretrained={weights if weights is not None else 'null'}",
-        "model.last_stride=1",
+        f"model.last_stride={args.last_stride}",
         f"train.seed={seed}",
         "train.log_every=1000",
         "train.device=cpu",
@@ -64,7 +65,7 @@ def _supervised(args: argparse.Namespace, root: Path, seed: int) -> tuple[str, .
         "data.dataset=synthetic",
         f"data.root={root}",
         "schedule.name=cosine",
-        "schedule.warmup_epochs=1",
+        "schedule.warmup_epochs=2",
         f"train.epochs={args.epochs}",
     )
 
@@ -72,8 +73,9 @@ def _supervised(args: argparse.Namespace, root: Path, seed: int) -> tuple[str, .
 def _adapt_command(
     args: argparse.Namespace, out: Path, target: Path, seed: int, source: Path | None
 ) -> list[str]:
+    # without a source model: ImageNet weights (the MobileNetV2 ones ship with the mobilenet extra)
     items = [
-        *_common(args, seed),
+        *_common(args, seed, None if source else args.unsupervised_backbone),
         f"train.epochs={args.adapt_epochs}",
         f"adapt.eps={args.eps}",
         f"adapt.min_samples={args.min_samples}",
@@ -183,6 +185,8 @@ def main() -> None:
     parser.add_argument("--eps", type=float, default=0.6)
     parser.add_argument("--min-samples", type=int, default=4)
     parser.add_argument("--k1", type=int, default=30)
+    parser.add_argument("--last-stride", type=int, default=2)
+    parser.add_argument("--unsupervised-backbone", default="mobilenet_v2", help="the ImageNet-initialised model")
     parser.add_argument("--sizes", type=int, nargs="*", default=[10000, 50000], help="clustering cost sizes")
     parser.add_argument("--cost-only", type=int, help=argparse.SUPPRESS)
     _runs.add_ablation_arguments(
