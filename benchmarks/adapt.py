@@ -64,8 +64,9 @@ def _supervised(args: argparse.Namespace, root: Path, seed: int) -> tuple[str, .
         *_common(args, seed),
         "data.dataset=synthetic",
         f"data.root={root}",
-        "schedule.name=cosine",
+        "schedule.name=multistep",
         "schedule.warmup_epochs=2",
+        f"schedule.milestones=[{round(0.67 * args.epochs)},{round(0.9 * args.epochs)}]",
         f"train.epochs={args.epochs}",
     )
 
@@ -185,7 +186,7 @@ def main() -> None:
     parser.add_argument("--eps", type=float, default=0.6)
     parser.add_argument("--min-samples", type=int, default=4)
     parser.add_argument("--k1", type=int, default=30)
-    parser.add_argument("--last-stride", type=int, default=2)
+    parser.add_argument("--last-stride", type=int, default=1)
     parser.add_argument("--unsupervised-backbone", default="mobilenet_v2", help="the ImageNet-initialised model")
     parser.add_argument("--sizes", type=int, nargs="*", default=[10000, 50000], help="clustering cost sizes")
     parser.add_argument("--cost-only", type=int, help=argparse.SUPPRESS)
