@@ -225,6 +225,18 @@ def main() -> None:
         "\nvalues: mean ± sample standard deviation over seeds; frames/s: training throughput (mean over epochs)"
     )
 
+    torch.set_num_threads(args.threads * args.jobs)
+    speeds = _step_speeds(args, root, args.heads)
+    print(
+        f"\nTraining step, one batch of {args.p * args.k * args.seq_len} frames, {args.speed_steps} steps per "
+        f"recipe back to back, {torch.get_num_threads()} threads (no data loading):"
+    )
+    print("| head | frames/s | vs avg |")
+    print("|---|---|---|")
+    for head in args.heads:
+        ratio = f"{speeds[head] / speeds[BASELINE]:4.2f}x" if BASELINE in speeds else "-"
+        print(f"| {'single frame' if head == 'frame' else head} | {speeds[head]:6.1f} | {ratio} |")
+
     occluded = {row["path"]: row["occluded"] for row in read_frames(root)}
     print(
         "\nFrame weights on the test tracklets' clips that mix occluded and clean frames (mean over seeds):"
