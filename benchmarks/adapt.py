@@ -187,7 +187,12 @@ def main() -> None:
     parser.add_argument("--min-samples", type=int, default=4)
     parser.add_argument("--k1", type=int, default=30)
     parser.add_argument("--last-stride", type=int, default=1)
-    parser.add_argument("--unsupervised-backbone", default="mobilenet_v2", help="the ImageNet-initialised model")
+    parser.add_argument(
+        "--target-cams", type=int, help="target cameras (default: the target domain's own count)"
+    )
+    parser.add_argument(
+        "--unsupervised-backbone", default="mobilenet_v2", help="the ImageNet-initialised model"
+    )
     parser.add_argument("--sizes", type=int, nargs="*", default=[10000, 50000], help="clustering cost sizes")
     parser.add_argument("--cost-only", type=int, help=argparse.SUPPRESS)
     _runs.add_ablation_arguments(
@@ -207,7 +212,7 @@ def main() -> None:
             generate(
                 roots[side],
                 ids=args.ids,
-                cams=args.cams,
+                cams=args.cams if side == "source" else args.target_cams,
                 seed=1 if side == "target" else 0,
                 difficulty=args.difficulty,
                 domain=domain,
