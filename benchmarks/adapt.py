@@ -196,7 +196,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[10000, 50000], help="clustering cost sizes")
     parser.add_argument("--cost-only", type=int, help=argparse.SUPPRESS)
     _runs.add_ablation_arguments(
-        parser, ids=200, difficulty="medium", epochs=10, k=4, k_help="images per identity"
+        parser, ids=60, difficulty="medium", epochs=30, k=4, k_help="images per identity"
     )
     args = parser.parse_args()
     if args.cost_only:
