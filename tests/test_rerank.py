@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from kreciprocal_reference import jaccard, transcribed_encoding
 from reidkit.distance import SquaredRowDistance, pairwise_distance
 from reidkit.metrics import evaluate
 from reidkit.rerank import (
@@ -20,37 +21,12 @@ def transcribed_rerank(q_g, q_q, g_g, k1, k2, lambda_value):
     num_query = q_g.shape[0]
     original = np.block([[q_q, q_g], [q_g.T, g_g]]).astype(np.float64) ** 2
     count = original.shape[0]
-    for i in range(count):  # each row scaled by its largest distance
-        original[i] = original[i] / original[i].max()
-    ranking = [list(np.argsort(original[i], kind="stable")) for i in range(count)]
-
-    def nearest(i, k):  # N(i, k): the k + 1 nearest, the item itself included
-        return ranking[i][: k + 1]
-
-    def reciprocal(i, k):  # R(i, k) = {j in N(i, k) : i in N(j, k)}
-        return [j for j in nearest(i, k) if i in nearest(j, k)]
-
-    half = int(round(k1 / 2))
-    encoding = np.zeros((count, count))
-    for i in range(count):
-        base = reciprocal(i, k1)
-        expanded = set(base)
-        for candidate in base:
-            theirs = reciprocal(candidate, half)
-            if len(set(theirs) & set(base)) > 2 / 3 * len(theirs):
-                expanded |= set(theirs)
-        members = sorted(expanded)
-        weights = np.exp(-original[i, members])
-        encoding[i, members] = weights / weights.sum()
-    if k2 > 1:  # local query expansion over the k2 nearest
-        encoding = np.array([encoding[ranking[i][:k2]].mean(axis=0) for i in range(count)])
+    encoding, _ = transcribed_encoding(original, k1, k2)
     final = np.zeros((num_query, count - num_query))
     for i in range(num_query):
         for j in range(num_query, count):
-            shared = np.minimum(encoding[i], encoding[j]).sum()
-            union = np.maximum(encoding[i], encoding[j]).sum()
-            jaccard = 1 - shared / union
-            final[i, j - num_query] = (1 - lambda_value) * jaccard + lambda_value * original[i, j]
+            distance = jaccard(encoding[i], encoding[j])
+            final[i, j - num_query] = (1 - lambda_value) * distance + lambda_value * original[i, j]
     return final
 
 

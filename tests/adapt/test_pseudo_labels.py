@@ -9,6 +9,7 @@ import pytest
 import torch
 from scipy import sparse
 
+from kreciprocal_reference import jaccard, transcribed_encoding
 from reidkit.adapt import constrained_labels, dbscan_labels, jaccard_distance, label_quality
 
 
@@ -20,33 +21,8 @@ def naive_jaccard(features: np.ndarray, k1: int, k2: int, metric: str) -> np.nda
         original = (1.0 - unit @ unit.T) ** 2
     else:
         original = ((features[:, None, :] - features[None, :, :]) ** 2).sum(axis=2)
-    for i in range(count):  # each row scaled by its largest distance
-        original[i] = original[i] / original[i].max()
-    ranking = [list(np.argsort(original[i], kind="stable")) for i in range(count)]
-
-    def reciprocal(i, k):  # R(i, k) = {j in N(i, k) : i in N(j, k)}, N(i, k) the k + 1 nearest
-        return [j for j in ranking[i][: k + 1] if i in ranking[j][: k + 1]]
-
-    half = int(round(k1 / 2))
-    encoding = np.zeros((count, count))
-    for i in range(count):
-        base = reciprocal(i, k1)
-        expanded = set(base)
-        for candidate in base:
-            theirs = reciprocal(candidate, half)
-            if len(set(theirs) & set(base)) > 2 / 3 * len(theirs):
-                expanded |= set(theirs)
-        members = sorted(expanded)
-        weights = np.exp(-original[i, members])
-        encoding[i, members] = weights / weights.sum()
-    if k2 > 1:
-        encoding = np.array([encoding[ranking[i][:k2]].mean(axis=0) for i in range(count)])
-    jaccard = np.ones((count, count))
-    for i in range(count):
-        for j in range(count):
-            shared = np.minimum(encoding[i], encoding[j]).sum()
-            jaccard[i, j] = 1.0 - shared / (2.0 - shared)
-    return jaccard
+    encoding, _ = transcribed_encoding(original, k1, k2)
+    return np.array([[jaccard(encoding[i], encoding[j]) for j in range(count)] for i in range(count)])
 
 
 def clustered_features(seed: int, count: int, ids: int = 5, dim: int = 8, noise: float = 0.6) -> np.ndarray:

@@ -104,12 +104,11 @@ def _source(args: argparse.Namespace):
     if not args.checkpoint:
         return None
     from reidkit import checkpoint
-    from reidkit.models.temporal import TemporalModel
 
     source = checkpoint.load(args.checkpoint).without_training()
     if "temporal" in source.spec.params:
         raise ReidkitError(
-            f"--checkpoint {args.checkpoint} is a video model ({TemporalModel.__name__}); adapt trains image models"
+            f"--checkpoint {args.checkpoint} is a video model (a temporal head); adapt trains image models"
         )
     return source
 

@@ -67,26 +67,28 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.tracklets)
 
+    def _clip(self, key: int | tuple[int, int]) -> tuple[int, list[int], np.random.SeedSequence]:
+        """(tracklet index, frame indices, augmentation seed) of item ``key``.
+
+        An item seed gives two independent streams, the frame choice and the augmentation; a plain index uses
+        :func:`reidkit.data.frames.clip_rng` ``(0, 0, index)`` for the choice.
+        """
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        if seed is None:
+            choice, augmentation = clip_rng(0, 0, index), np.random.SeedSequence([0, 0, index, 1])
+        else:
+            choice_seed, augmentation = np.random.SeedSequence(seed).spawn(2)
+            choice = np.random.default_rng(choice_seed)
+        count = len(self.tracklets[index].paths)
+        return index, sample_frames(count, self.seq_len, self.mode, rng=choice)[0], augmentation
+
     def frame_indices(self, key: int | tuple[int, int]) -> list[int]:
         """The frame indices (into ``tracklets[index].paths``) of the clip of item ``key``."""
-        index, seed = key if isinstance(key, tuple) else (key, None)
-        choice, _ = self._generators(index, seed)
-        count = len(self.tracklets[index].paths)
-        return sample_frames(count, self.seq_len, self.mode, rng=choice)[0]
-
-    @staticmethod
-    def _generators(index: int, seed: int | None) -> tuple[np.random.Generator, np.random.SeedSequence]:
-        """(generator of the frame choice, seed sequence of the augmentation) of one item."""
-        if seed is None:
-            return clip_rng(0, 0, index), np.random.SeedSequence([0, 0, index, 1])
-        choice, augmentation = np.random.SeedSequence(seed).spawn(2)
-        return np.random.default_rng(choice), augmentation
+        return self._clip(key)[1]
 
     def __getitem__(self, key: int | tuple[int, int]) -> ImageItem:
-        index, seed = key if isinstance(key, tuple) else (key, None)
+        index, indices, augmentation = self._clip(key)
         tracklet = self.tracklets[index]
-        choice, augmentation = self._generators(index, seed)
-        indices = sample_frames(len(tracklet.paths), self.seq_len, self.mode, rng=choice)[0]
         frames = [
             # a fresh generator from the same seed for each frame: the same random draws, the same augmentation
             self.transform(read_image(tracklet.paths[i]), np.random.default_rng(augmentation))

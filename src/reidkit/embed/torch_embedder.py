@@ -61,6 +61,9 @@ class TorchEmbedder(BatchEmbedder):
         self.model = model.eval().to(self.device)
         self.preprocess, self.batch_size, self.name = preprocess, batch_size, name
         self.checkpoint: Checkpoint | None = None  # set by from_checkpoint
+        from reidkit.models.temporal import TemporalModel
+
+        self._takes_clips = isinstance(self.model, TemporalModel)
         self.dim = int(getattr(model, "embedding_dim", 0)) or self._probe_dim()
 
     @functools.cached_property
@@ -98,11 +101,7 @@ class TorchEmbedder(BatchEmbedder):
 
     def _embed_images(self, images: Tensor) -> Tensor:
         """``model.embed`` of ``[B, 3, H, W]``; a temporal model sees each image as a clip of one frame."""
-        from reidkit.models.temporal import TemporalModel
-
-        if isinstance(self.model, TemporalModel):
-            return self.model.embed(images.unsqueeze(1))
-        return self.model.embed(images)
+        return self.model.embed(images.unsqueeze(1) if self._takes_clips else images)
 
     def embed_clips(self, clips: np.ndarray) -> np.ndarray:
         """Preprocessed clips ``[B, T, 3, H, W]`` -> ``[B, D]`` float32 clip features of a temporal model.
