@@ -5,8 +5,10 @@ without labels, its test split scored with labels). Per seed, with the same back
 
 - ``source``: ``reidkit train`` on the source (the ``--recipe``), scored on the source and on the target
   (*direct transfer*);
-- ``adapt``: ``reidkit adapt`` from that checkpoint on the target's train images (``configs/adapt.yaml``);
-- ``unsupervised``: ``reidkit adapt`` from ImageNet weights only (no source model);
+- ``adapt``: ``reidkit adapt`` from that checkpoint on the target's train images (``configs/adapt.yaml``, one
+  centroid per cluster in the memory), and the same with the camera-aware memory (one proxy per cluster and
+  camera);
+- ``unsupervised``: ``reidkit adapt`` (camera-aware) from ImageNet weights only (no source model);
 - ``ceiling``: ``reidkit train`` on the target with its labels.
 
 The table gives target mAP / Rank-1 (mean ± sd over seeds) and the share of the direct-transfer -> ceiling gap
@@ -72,7 +74,7 @@ def _supervised(args: argparse.Namespace, root: Path, seed: int) -> tuple[str, .
 
 
 def _adapt_command(
-    args: argparse.Namespace, out: Path, target: Path, seed: int, source: Path | None
+    args: argparse.Namespace, out: Path, target: Path, seed: int, source: Path | None, camera_aware: bool
 ) -> list[str]:
     # without a source model: ImageNet weights (the MobileNetV2 ones ship with the mobilenet extra)
     items = [
@@ -81,6 +83,8 @@ def _adapt_command(
         f"adapt.eps={args.eps}",
         f"adapt.min_samples={args.min_samples}",
         f"adapt.k1={args.k1}",
+        "loss.terms=[{name: cluster_contrast, weight: 1.0, on: embedding, params: {temperature: 0.05, "
+        f"momentum: 0.2, camera_aware: {str(camera_aware).lower()}}}}}]",
     ]
     argv = ["adapt", "--dataset", "synthetic", "--root", str(target), "--out", str(out), "--quiet"]
     argv += [
@@ -129,8 +133,10 @@ def _adapt_all(args: argparse.Namespace, target: Path) -> None:
     todo = []
     for seed in args.seeds:
         base = Path(args.out) / f"seed{seed}"
-        todo.append(_adapt_command(args, base / "adapt", target, seed, base / "source" / "checkpoint.pt"))
-        todo.append(_adapt_command(args, base / "unsupervised", target, seed, None))
+        source = base / "source" / "checkpoint.pt"
+        todo.append(_adapt_command(args, base / "adapt", target, seed, source, camera_aware=False))
+        todo.append(_adapt_command(args, base / "adapt_camera", target, seed, source, camera_aware=True))
+        todo.append(_adapt_command(args, base / "unsupervised", target, seed, None, camera_aware=True))
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     pending = [c for c in todo if not (Path(c[c.index("--out") + 1]) / "metrics.json").is_file()]
     while pending:
@@ -182,10 +188,10 @@ def main() -> None:
     parser.add_argument("--source-domain", default="default")
     parser.add_argument("--target-domain", default="mall")
     parser.add_argument("--recipe", default="bag_of_tricks")
-    parser.add_argument("--adapt-epochs", type=int, default=10)
-    parser.add_argument("--eps", type=float, default=0.6)
-    parser.add_argument("--min-samples", type=int, default=4)
-    parser.add_argument("--k1", type=int, default=30)
+    parser.add_argument("--adapt-epochs", type=int, default=30)
+    parser.add_argument("--eps", type=float, default=0.4)
+    parser.add_argument("--min-samples", type=int, default=2)
+    parser.add_argument("--k1", type=int, default=10, help="about the images per identity of the target")
     parser.add_argument("--last-stride", type=int, default=1)
     parser.add_argument(
         "--target-cams", type=int, help="target cameras (default: the target domain's own count)"
@@ -196,7 +202,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[10000, 50000], help="clustering cost sizes")
     parser.add_argument("--cost-only", type=int, help=argparse.SUPPRESS)
     _runs.add_ablation_arguments(
-        parser, ids=60, difficulty="medium", epochs=30, k=4, k_help="images per identity"
+        parser, ids=100, difficulty="medium", epochs=30, k=4, k_help="images per identity"
     )
     args = parser.parse_args()
     if args.cost_only:
@@ -241,7 +247,8 @@ def main() -> None:
         "source on source": [],
         "direct transfer": [],
         "adapt": [],
-        "unsupervised": [],
+        "adapt, camera-aware": [],
+        "unsupervised, camera-aware": [],
         "ceiling": [],
     }
     for seed in args.seeds:
@@ -253,7 +260,8 @@ def main() -> None:
             )
         )
         rows["adapt"].append(_metrics(base / "adapt"))
-        rows["unsupervised"].append(_metrics(base / "unsupervised"))
+        rows["adapt, camera-aware"].append(_metrics(base / "adapt_camera"))
+        rows["unsupervised, camera-aware"].append(_metrics(base / "unsupervised"))
         rows["ceiling"].append(_metrics(base / "ceiling"))
     total = time.perf_counter() - start
     print(
@@ -281,20 +289,18 @@ def main() -> None:
             f"| {name} | {scored} | {_runs.mean_sd([r['mAP'] for r in values])} | "
             f"{_runs.mean_sd([r['rank1'] for r in values])} | {closed} |"
         )
-    clusters = [
-        json.loads(line)
-        for line in (out / f"seed{args.seeds[0]}" / "adapt" / "clusters.jsonl").read_text().splitlines()
-    ]
-    print(
-        "\nPseudo-labels of the adapt run, seed", args.seeds[0], "(epoch: clusters, outliers, purity, NMI):"
-    )
-    print(
-        "  "
-        + "; ".join(
-            f"{c['epoch']}: {c['clusters']}, {c['outliers']}, {c['purity']:.2f}, {c['nmi']:.2f}"
-            for c in clusters
+    for run in ("adapt", "adapt_camera", "unsupervised"):
+        log = out / f"seed{args.seeds[0]}" / run / "clusters.jsonl"
+        clusters = [json.loads(line) for line in log.read_text().splitlines()]
+        print(f"\nPseudo-labels of {run}, seed {args.seeds[0]} (epoch: clusters, outliers, purity, NMI):")
+        print(
+            "  "
+            + "; ".join(
+                f"{c['epoch']}: {c['clusters']}, {c['outliers']}, {c['purity']:.2f}, {c['nmi']:.2f}"
+                for c in clusters
+                if c["epoch"] in (1, 2, 5) or c["epoch"] % 10 == 0
+            )
         )
-    )
 
     print(
         "\nClustering step (k-reciprocal Jaccard k1=30 k2=6 + DBSCAN eps 0.6), 256-d clustered features, 2 threads:"

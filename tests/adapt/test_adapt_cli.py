@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,9 @@ def _tensors(state) -> list:
 
 def _same(first, second) -> bool:
     a, b = _tensors(first), _tensors(second)
-    return len(a) == len(b) and all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    return len(a) == len(b) and all(
+        x.shape == y.shape and torch.equal(x, y) for x, y in zip(a, b, strict=True)
+    )
 
 
 def _adapt(source, out, *target: str, more=(), args=()) -> int:
@@ -56,10 +59,14 @@ def _adapt(source, out, *target: str, more=(), args=()) -> int:
     return main([*argv, *sum((["--set", item] for item in items), [])])
 
 
-def test_adapt_on_a_dataset_resumes_exactly_and_logs_each_clustering(untrained_checkpoint, synthetic_root, tmp_path):
+def test_adapt_on_a_dataset_resumes_exactly_and_logs_each_clustering(
+    untrained_checkpoint, synthetic_root, tmp_path
+):
     target = ("--dataset", "synthetic", "--root", str(synthetic_root))
     assert _adapt(untrained_checkpoint, tmp_path / "straight", *target) == 0
-    clusters = [json.loads(line) for line in (tmp_path / "straight" / "clusters.jsonl").read_text().splitlines()]
+    clusters = [
+        json.loads(line) for line in (tmp_path / "straight" / "clusters.jsonl").read_text().splitlines()
+    ]
     assert [entry["epoch"] for entry in clusters] == [1, 2]
     train_images = len(list((synthetic_root / "bounding_box_train").glob("*.jpg")))
     for entry in clusters:
@@ -72,7 +79,10 @@ def test_adapt_on_a_dataset_resumes_exactly_and_logs_each_clustering(untrained_c
     assert metrics["after"]["num_queries"] > 0  # evaluated on the target's query / gallery with its labels
 
     resumed_dir = tmp_path / "resumed"
-    assert _adapt(untrained_checkpoint, resumed_dir, *target, args=("--max-steps", str(len(steps) // 2 + 1))) == 0
+    assert (
+        _adapt(untrained_checkpoint, resumed_dir, *target, args=("--max-steps", str(len(steps) // 2 + 1)))
+        == 0
+    )
     assert _adapt(untrained_checkpoint, resumed_dir, *target, args=("--resume",)) == 0
     straight = checkpoint.load(tmp_path / "straight" / CHECKPOINT_NAME)
     resumed = checkpoint.load(resumed_dir / CHECKPOINT_NAME)
@@ -92,18 +102,51 @@ def test_adapt_on_an_image_folder(untrained_checkpoint, synthetic_root, tmp_path
         (folder / camera).mkdir(parents=True)
     for index, path in enumerate(sorted((synthetic_root / "bounding_box_train").glob("*.jpg"))):
         shutil.copy(path, folder / ("c1" if index % 2 else "c2") / path.name)
-    assert _adapt(untrained_checkpoint, tmp_path / "run", "--images", str(folder), more=["train.epochs=1"]) == 0
+    assert (
+        _adapt(untrained_checkpoint, tmp_path / "run", "--images", str(folder), more=["train.epochs=1"]) == 0
+    )
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics == {"before": {}, "after": {}}  # no labels, no evaluation
     entry = json.loads((tmp_path / "run" / "clusters.jsonl").read_text().splitlines()[0])
     assert "purity" not in entry and entry["clusters"] >= 2
 
 
+def _find(state, name: str):
+    """The tensor called ``name`` anywhere in a nested state dict."""
+    for key, value in state.items():
+        if key.endswith(name) and isinstance(value, torch.Tensor):
+            return value
+        if isinstance(value, dict) and (found := _find(value, name)) is not None:
+            return found
+    return None
+
+
+def test_a_flat_image_folder_is_one_camera_of_the_camera_aware_memory(
+    untrained_checkpoint, synthetic_root, tmp_path
+):
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for path in sorted((synthetic_root / "bounding_box_train").glob("*.jpg")):
+        shutil.copy(path, folder / path.name)
+    assert (
+        _adapt(untrained_checkpoint, tmp_path / "run", "--images", str(folder), more=["train.epochs=1"]) == 0
+    )
+    entry = json.loads((tmp_path / "run" / "clusters.jsonl").read_text().splitlines()[-1])
+    state = checkpoint.load(tmp_path / "run" / CHECKPOINT_NAME).criterion_state
+    cameras, labels = _find(state, "proxy_cameras"), _find(state, "proxy_labels")
+    assert cameras is not None and cameras.tolist() == [0] * entry["clusters"]  # one proxy per cluster
+    assert labels.tolist() == list(range(entry["clusters"]))
+
+
 def test_the_defaults_are_those_of_configs_adapt_yaml():
     defaults, recipe = load_config(None, list(ADAPT_DEFAULTS)), load_config(CONFIGS / "adapt.yaml", [])
     for section in ("loss", "adapt", "optim", "schedule"):
         assert getattr(defaults, section) == getattr(recipe, section), section
-    assert (defaults.data.p, defaults.data.k, defaults.train.epochs) == (recipe.data.p, recipe.data.k, recipe.train.epochs)
+    assert (defaults.data.p, defaults.data.k, defaults.train.epochs) == (
+        recipe.data.p,
+        recipe.data.k,
+        recipe.train.epochs,
+    )
 
 
 def test_bad_input_gives_clear_errors(untrained_checkpoint, synthetic_root, tmp_path, capsys):
@@ -123,7 +166,22 @@ def test_bad_input_gives_clear_errors(untrained_checkpoint, synthetic_root, tmp_
     assert _adapt(not_a_checkpoint, tmp_path / "d", "--images", str(one)) == 2
     assert str(not_a_checkpoint) in capsys.readouterr().err
     target = ("--dataset", "synthetic", "--root", str(synthetic_root))
-    assert _adapt(untrained_checkpoint, tmp_path / "e", *target, more=["loss.terms=[{name: cross_entropy}]"]) == 2
+    source = checkpoint.load(untrained_checkpoint)
+    video = tmp_path / "video.pt"  # a clip model: adapt trains image models
+    checkpoint.save(
+        video, replace(source, spec=replace(source.spec, params={**source.spec.params, "temporal": "avg"}))
+    )
+    assert _adapt(video, tmp_path / "v", *target) == 2
+    assert f"{video} is a video model" in capsys.readouterr().err
+    other = tmp_path / "other.pt"  # a checkpoint whose weights belong to another model than its spec names
+    checkpoint.save(other, replace(source, spec=replace(source.spec, backbone="resnet34")))
+    assert _adapt(other, tmp_path / "o", *target) == 2
+    assert f"{other} does not hold weights for this model" in capsys.readouterr().err
+    assert not (tmp_path / "o" / CHECKPOINT_NAME).exists()
+    assert (
+        _adapt(untrained_checkpoint, tmp_path / "e", *target, more=["loss.terms=[{name: cross_entropy}]"])
+        == 2
+    )
     assert "need a fixed set of identities" in capsys.readouterr().err
     assert _adapt(untrained_checkpoint, tmp_path / "f", *target, more=["adapt.eps=1.5"]) == 2
     assert "adapt.eps" in capsys.readouterr().err

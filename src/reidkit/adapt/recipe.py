@@ -26,7 +26,7 @@ from reidkit._io import atomic_write_text
 from reidkit.checkpoint import Checkpoint, DataRef, ModelSpec, Preprocess
 from reidkit.config import Config, to_dict
 from reidkit.data.image_dataset import ImageDataset
-from reidkit.data.records import Sample, Split
+from reidkit.data.records import NO_CAMERA, Sample, Split
 from reidkit.errors import ConfigError
 
 __all__ = ["AdaptTarget", "CLUSTERS_LOG", "UNSUPPORTED_TERMS", "build_adaptation", "relabeller"]
@@ -158,8 +158,18 @@ def _check_terms(terms: Sequence[dict]) -> None:
         )
 
 
+def _one_camera_if_unknown(target: AdaptTarget) -> AdaptTarget:
+    """Images without a camera id (a flat ``--images`` folder) count as one camera of the camera-aware memory."""
+    if not any(s.camid == NO_CAMERA for s in target.samples):
+        return target
+    samples = tuple(replace(s, camid=0) if s.camid == NO_CAMERA else s for s in target.samples)
+    return replace(target, samples=samples)
+
+
 def build_adaptation(config: Config, target: AdaptTarget, *, source: Checkpoint | None, out_dir: str | Path):
     """The :class:`~reidkit.recipe.TrainingRun` that adapts ``source`` (or a fresh model) to ``target``.
+
+    Images without a camera id count as one camera (for a camera-aware memory: one proxy per cluster).
 
     Raises:
         ConfigError: loss terms that need fixed identities, or no ``cluster_contrast`` term.
@@ -174,6 +184,7 @@ def build_adaptation(config: Config, target: AdaptTarget, *, source: Checkpoint 
         raise ReidkitError(f"adapt needs at least two target images to cluster, got {len(target.samples)}")
     terms = tuple(dict(term) for term in config.loss.terms)
     _check_terms(terms)
+    target = _one_camera_if_unknown(target)
     spec, preprocess, model = _source_parts(config, source)
     data, train = config.data, config.train
     transform = train_transform(config, preprocess)

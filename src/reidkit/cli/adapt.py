@@ -12,7 +12,7 @@ from reidkit.errors import ReidkitError
 
 #: the settings of ``reidkit adapt`` without ``--config`` (those of configs/adapt.yaml), before any ``--set``
 ADAPT_DEFAULTS = (
-    "loss.terms=[{name: cluster_contrast, weight: 1.0, on: embedding, params: {temperature: 0.05, momentum: 0.2}}]",
+    "loss.terms=[{name: cluster_contrast, weight: 1.0, on: embedding, params: {temperature: 0.05, momentum: 0.2, camera_aware: true}}]",
     "data.p=16",
     "data.k=4",
     "optim.lr=3.5e-4",
