@@ -32,6 +32,12 @@ TINY_OVERRIDES = [
 ]
 
 
+@pytest.fixture
+def tiny_overrides() -> list[str]:
+    """:data:`TINY_OVERRIDES`, for tests that train from the CLI."""
+    return list(TINY_OVERRIDES)
+
+
 @pytest.fixture(scope="session")
 def untrained_checkpoint(synthetic_root, tmp_path_factory):
     """A reidkit checkpoint of an untrained tiny model (``train.epochs=0``): real weights, real file format."""

@@ -15,26 +15,18 @@ from reidkit.data.synth import generate
 pytestmark = pytest.mark.slow
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-TINY = [
-    "model.backbone=resnet18",
-    "model.last_stride=2",
-    "data.height=64",
-    "data.width=32",
-    "data.p=4",
-    "data.k=2",
-]
 
 
 def _sets(items) -> list[str]:
     return sum((["--set", item] for item in items), [])
 
 
-def test_adapt_improves_the_target_map_of_its_source_checkpoint(tmp_path):
+def test_adapt_improves_the_target_map_of_its_source_checkpoint(tiny_overrides, tmp_path):
     source_root, target_root = tmp_path / "street", tmp_path / "mall"
     generate(source_root, ids=24, cams=3, seed=0, difficulty="easy", domain="street")
     generate(target_root, ids=24, cams=3, seed=1, difficulty="easy", domain="mall")
     tiny = [
-        *TINY,
+        *tiny_overrides,
         "model.pretrained=null",
         "data.workers=0",
         "train.device=cpu",
