@@ -1,10 +1,12 @@
 """Atomic file writes: write a temp file in the target's folder, fsync, then rename over the target.
 
-A crash or an exception mid-write leaves the previous file untouched and no partial file behind.
+A crash or an exception mid-write leaves the previous file untouched and no partial file behind. Also the
+one streamed file hash (:func:`update_file_digest`, :func:`file_sha256`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -43,3 +45,17 @@ def fsync_directory(directory: str | Path) -> None:
         os.fsync(handle)
     finally:
         os.close(handle)
+
+
+def update_file_digest(digest, path: str | Path) -> None:
+    """Feed the bytes of ``path`` to a :mod:`hashlib` object, 1 MiB at a time."""
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The hex SHA-256 of the file at ``path`` (streamed: bounded memory)."""
+    digest = hashlib.sha256()
+    update_file_digest(digest, path)
+    return digest.hexdigest()

@@ -135,6 +135,15 @@ def optimizer_for(config: Config, model: nn.Module, criterion: nn.Module) -> tor
         raise ConfigError(f"optim.{error}") from None
 
 
+def criterion_for(terms: Sequence[Mapping], model: nn.Module, *, num_classes: int, seed: int) -> nn.Module:
+    """The ``loss.terms`` criterion for ``model``'s feature width; a bad term names its ``loss.`` key."""
+    feat_dim = int(getattr(model, "feature_dim", getattr(model, "embedding_dim", 0)))
+    try:
+        return build_criterion(terms, num_classes=num_classes, feat_dim=feat_dim, seed=seed)
+    except ConfigError as error:
+        raise ConfigError(f"loss.{error}") from None
+
+
 def schedule_for(config: Config) -> Callable[[float], float]:
     """The ``schedule`` learning-rate multiplier as a function of the fractional epoch."""
     schedule = config.schedule
@@ -293,14 +302,8 @@ def build_training(config: Config) -> TrainingRun:
         params=model_params,
     )
     model = _initialised_model(config, spec)
-    feat_dim = int(getattr(model, "feature_dim", getattr(model, "embedding_dim", 0)))
     loss_terms = tuple(dict(term) for term in config.loss.terms)
-    try:
-        criterion = build_criterion(
-            loss_terms, num_classes=split.num_train_pids, feat_dim=feat_dim, seed=train.seed
-        )
-    except ConfigError as error:
-        raise ConfigError(f"loss.{error}") from None
+    criterion = criterion_for(loss_terms, model, num_classes=split.num_train_pids, seed=train.seed)
     optimizer = optimizer_for(config, model, criterion)
     lr_at = schedule_for(config)
     return TrainingRun(

@@ -177,8 +177,14 @@ def build_adaptation(config: Config, target: AdaptTarget, *, source: Checkpoint 
     """
     from reidkit.adapt.sampler import PseudoLabelSampler
     from reidkit.errors import ReidkitError
-    from reidkit.losses.criterion import build_criterion
-    from reidkit.recipe import TrainingRun, optimizer_for, resolve_device, schedule_for, train_transform
+    from reidkit.recipe import (
+        TrainingRun,
+        criterion_for,
+        optimizer_for,
+        resolve_device,
+        schedule_for,
+        train_transform,
+    )
 
     if len(target.samples) < 2:
         raise ReidkitError(f"adapt needs at least two target images to cluster, got {len(target.samples)}")
@@ -188,11 +194,7 @@ def build_adaptation(config: Config, target: AdaptTarget, *, source: Checkpoint 
     spec, preprocess, model = _source_parts(config, source)
     data, train = config.data, config.train
     transform = train_transform(config, preprocess)
-    feat_dim = int(getattr(model, "feature_dim", getattr(model, "embedding_dim", 0)))
-    try:
-        criterion = build_criterion(terms, num_classes=1, feat_dim=feat_dim, seed=train.seed)
-    except ConfigError as error:
-        raise ConfigError(f"loss.{error}") from None
+    criterion = criterion_for(terms, model, num_classes=1, seed=train.seed)
     device = resolve_device(train.device)
     dataset = ImageDataset(list(target.samples), transform)
     relabel = relabeller(

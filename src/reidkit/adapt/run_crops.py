@@ -16,7 +16,6 @@ video again.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from reidkit._io import file_sha256
 from reidkit.data.records import Sample
 from reidkit.errors import DatasetError
 
@@ -76,13 +76,6 @@ def _spread(frames: np.ndarray, count: int) -> np.ndarray:
         return np.arange(len(frames))
     return np.unique(np.round(np.linspace(0, len(frames) - 1, count)).astype(np.int64))
 
-
-def _digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_manifest(out: Path, expected: dict) -> TrackCrops | None:
@@ -143,7 +136,7 @@ def extract_run_crops(
     out = Path(out)
     key = {
         "format": _FORMAT,
-        "tracklets_sha256": _digest(files.directory / TRACKLETS_NAME),
+        "tracklets_sha256": file_sha256(files.directory / TRACKLETS_NAME),
         "settings": [per_tracklet, aspect, max_height, min_height],
     }
     cached = _read_manifest(out, key)

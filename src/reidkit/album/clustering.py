@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from reidkit.distance import pairwise_distance_numpy
 from reidkit.errors import ConfigError
 
 METRICS = ("cosine", "euclidean")
@@ -58,7 +59,7 @@ def unit_rows(embeddings: np.ndarray) -> np.ndarray:
 
 def cosine_distances(embeddings: np.ndarray) -> np.ndarray:
     """``[N, D]`` unit rows -> ``[N, N]`` cosine distances ``1 - cos``, clipped to [0, 2], zero diagonal."""
-    distances = np.clip(1.0 - embeddings @ embeddings.T, 0.0, 2.0)
+    distances = np.clip(pairwise_distance_numpy(embeddings, metric="cosine"), 0.0, 2.0)
     np.fill_diagonal(distances, 0.0)
     return distances
 

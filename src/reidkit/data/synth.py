@@ -274,7 +274,9 @@ def _make_people(
     return people, groups
 
 
-def _plan(seed: int | tuple[int, ...], people: Sequence[_Person], cams: int, images_per_camera: tuple[int, int]) -> list[_Job]:
+def _plan(
+    seed: int | tuple[int, ...], people: Sequence[_Person], cams: int, images_per_camera: tuple[int, int]
+) -> list[_Job]:
     """Which images exist: cameras per person, images per camera, file names and folders."""
     jobs: list[_Job] = []
     used: set[tuple[str, str]] = set()
@@ -391,20 +393,11 @@ def generate(
     )
     out = Path(out)
     _check_output(out, overwrite)
-    level = _LEVELS[difficulty]
     n_train = min(ids - 1, max(1, round(ids * train_fraction)))
     started = time.perf_counter()
-    key = stream_seed(seed, site)
-    people, groups = _make_people(key, ids, n_train, distractors, level.group_size, site)
-    cameras = [draw.make_camera(_rng(key, _TAG_CAMERA, cam), level, site) for cam in range(cams)]
+    key, people, groups, state = _cast(seed, site, difficulty, ids, n_train, distractors, cams)
     jobs = _plan(key, people, cams, low_high)
-    state = {
-        "seed": key,
-        "level": level,
-        "domain": site,
-        "cameras": cameras,
-        "looks": {person.key: person.look for person in people},
-    }
+    state["looks"] = {person.key: person.look for person in people}
     params = {
         "ids": ids,
         "cams": cams,
@@ -421,17 +414,35 @@ def generate(
     )
     seconds = time.perf_counter() - started
     return {
-        "root": str(out),
-        "difficulty": difficulty,
-        "domain": domain,
-        "seed": seed,
-        "cams": cams,
-        "ids": ids,
+        **_summary_head(out, params),
         "distractors": distractors,
         "images": len(jobs),
         **counts,
         "seconds": round(seconds, 3),
         "images_per_second": round(len(jobs) / max(seconds, 1e-9), 1),
+    }
+
+
+def _cast(
+    seed: int, site: Domain, difficulty: str, ids: int, n_train: int, distractors: int, cams: int
+) -> tuple[tuple[int, ...], list[_Person], dict[str, list[list[int]]], dict]:
+    """What the image and the tracklet generators both draw first: ``(key, people, groups, state)``.
+
+    ``key`` is the domain's stream seed, ``state`` what drawing needs besides the job (seed, level, domain,
+    cameras; the caller adds ``looks``).
+    """
+    level = _LEVELS[difficulty]
+    key = stream_seed(seed, site)
+    people, groups = _make_people(key, ids, n_train, distractors, level.group_size, site)
+    cameras = [draw.make_camera(_rng(key, _TAG_CAMERA, cam), level, site) for cam in range(cams)]
+    return key, people, groups, {"seed": key, "level": level, "domain": site, "cameras": cameras}
+
+
+def _summary_head(out: Path, params: dict) -> dict:
+    """The first keys of a generator's summary: root and the arguments every generator has."""
+    return {
+        "root": str(out),
+        **{name: params[name] for name in ("difficulty", "domain", "seed", "cams", "ids")},
     }
 
 

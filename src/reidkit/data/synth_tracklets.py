@@ -62,19 +62,18 @@ from PIL import Image, ImageDraw
 
 from reidkit.data import _synth_draw as draw
 from reidkit.data import _synth_walk as walk
-from reidkit.data._synth_domains import DEFAULT_DOMAIN, Domain, get_domain, stream_seed
+from reidkit.data._synth_domains import DEFAULT_DOMAIN, Domain, get_domain
 from reidkit.data.synth import (
-    _LEVELS,
-    _TAG_CAMERA,
     OutputExistsError,
+    _cast,
     _check_output,
     _group_colours,
     _look,
-    _make_people,
     _member_codes,
     _Person,
     _rng,
     _staged_output,
+    _summary_head,
     check_people_arguments,
 )
 from reidkit.errors import ConfigError, ReidkitError
@@ -152,7 +151,9 @@ def _plan(
     return tracklets
 
 
-def _passer_look(seed: int | tuple[int, ...], tracklet: _Tracklet, domain: Domain = DEFAULT_DOMAIN) -> draw.Look:
+def _passer_look(
+    seed: int | tuple[int, ...], tracklet: _Tracklet, domain: Domain = DEFAULT_DOMAIN
+) -> draw.Look:
     """The look of the pedestrian who walks in front of ``tracklet``'s target (dressed as ``domain`` dresses)."""
     rng = _rng(seed, _TAG_PASSER, tracklet.pid, tracklet.cam, tracklet.number)
     colours = _group_colours(rng, domain)
@@ -279,19 +280,11 @@ def generate_tracklets(
     )
     out = Path(out)
     _check_output(out, overwrite)
-    level = _LEVELS[difficulty]
     started = time.perf_counter()
-    key = stream_seed(seed, site)
     n_train = min(ids - 1, max(1, round(ids * 0.5)))
-    people, groups = _make_people(key, ids, n_train, 0, level.group_size, site)
+    key, people, groups, state = _cast(seed, site, difficulty, ids, n_train, 0, cams)
     tracklets = _plan(key, people, cams, lengths, per_camera, float(occlusion))
-    state = {
-        "seed": key,
-        "level": level,
-        "domain": site,
-        "cameras": [draw.make_camera(_rng(key, _TAG_CAMERA, cam), level, site) for cam in range(cams)],
-        "looks": {person.pid: person.look for person in people},
-    }
+    state["looks"] = {person.pid: person.look for person in people}
     counts = _counts(tracklets)
     params = {
         "ids": ids,
@@ -307,12 +300,7 @@ def generate_tracklets(
     seconds = time.perf_counter() - started
     n_frames = sum(t.length for t in tracklets)
     return {
-        "root": str(out),
-        "difficulty": difficulty,
-        "domain": domain,
-        "seed": seed,
-        "cams": cams,
-        "ids": ids,
+        **_summary_head(out, params),
         "tracklets": len(tracklets),
         "frames": n_frames,
         **counts,

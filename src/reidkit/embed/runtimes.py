@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from reidkit._io import update_file_digest
 from reidkit.checkpoint import Preprocess
 from reidkit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from reidkit.embed.base import BatchEmbedder, forward_in_fixed_batches
@@ -93,9 +94,7 @@ def _resolve_preprocess(
 def _file_digest(paths: Sequence[Path], preprocess: Preprocess) -> str:
     digest = hashlib.sha256(preprocess.to_json().encode())
     for path in paths:
-        with open(path, "rb") as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(block)
+        update_file_digest(digest, path)
     return digest.hexdigest()[:16]
 
 

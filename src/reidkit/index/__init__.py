@@ -226,7 +226,8 @@ class Index:
         """The settings of the version this object sees (dim, metric, kind, fingerprint, version, ...)."""
         return self._snapshot.settings
 
-    def _check_fingerprint(self, fingerprint: str, what: str) -> None:
+    def check_fingerprint(self, fingerprint: str, what: str) -> None:
+        """Raise :class:`FingerprintMismatchError` (naming ``what``) unless ``fingerprint`` is the index's model's."""
         self._open_snapshot().check_fingerprint(fingerprint, what)
 
     def save(self) -> None:

@@ -98,7 +98,7 @@ def index_images(
     if len(records) != len(paths):
         raise GalleryIndexError(f"{len(paths)} image paths but {len(records)} metadata items")
     if embedder.fingerprint != index.fingerprint:
-        index._check_fingerprint(embedder.fingerprint, f"images embedded by {embedder.name}")
+        index.check_fingerprint(embedder.fingerprint, f"images embedded by {embedder.name}")
     keys = [str(Path(path).resolve()) for path in paths]
     first: dict[str, int] = {}  # resolved path -> position of its first occurrence
     for position, key in enumerate(keys):

@@ -138,7 +138,7 @@ def index_tracks(index: Index, run_dir: str | Path, *, batch_size: int = 1024) -
             "index (track again with --checkpoint, --onnx or --openvino)"
         )
     if fingerprint != index.fingerprint:
-        index._check_fingerprint(
+        index.check_fingerprint(
             fingerprint, f"the tracklet features of run {files.directory} ({files.info.embedder['name']})"
         )
     items, vectors = tracklet_items(files)

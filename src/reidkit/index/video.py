@@ -82,7 +82,7 @@ def index_tracklets(
 
     check_tracklet_arguments(seq_len, frames, batch_size)
     if embedder.fingerprint != index.fingerprint:
-        index._check_fingerprint(embedder.fingerprint, f"tracklets embedded by {embedder.name}")
+        index.check_fingerprint(embedder.fingerprint, f"tracklets embedded by {embedder.name}")
     for position, tracklet in enumerate(tracklets):
         if not tracklet.paths:
             raise DatasetError(

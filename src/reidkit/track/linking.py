@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from reidkit.distance import pairwise_distance_numpy
 from reidkit.embed.aggregate import quality_weighted_mean
 from reidkit.track.agglomerative import LINKAGES, constrained_agglomerative
 from reidkit.track.records import Tracklet
@@ -226,7 +227,7 @@ def _distances(features: list[np.ndarray | None], settings: LinkSettings) -> np.
     have = np.array([f is not None for f in features])
     dim = next((len(f) for f in features if f is not None), 1)
     matrix = np.stack([f if f is not None else np.zeros(dim, np.float32) for f in features]).astype(np.float64)
-    distance = 1.0 - matrix @ matrix.T
+    distance = pairwise_distance_numpy(matrix, metric="cosine")  # a missing feature (zeros) is at 1
     if settings.rerank and have.sum() > 2:
         from reidkit.rerank import k_reciprocal
 
@@ -294,7 +295,7 @@ def distance_summary(tracklets: list[Tracklet]) -> dict[str, list[float]]:
     if len(items) < 2:
         return {"must_differ": [], "nearest_other_camera": []}
     features = np.stack([t.feature for t in items]).astype(np.float64)
-    distance = 1.0 - features @ features.T
+    distance = pairwise_distance_numpy(features, metric="cosine")
     differ, nearest = [], []
     for i, a in enumerate(items):
         others = [j for j, b in enumerate(items) if b.camera != a.camera]

@@ -16,7 +16,6 @@ both little-endian.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -30,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from reidkit._io import atomic_write_bytes, fsync_directory
+from reidkit._io import atomic_write_bytes, file_sha256, fsync_directory
 from reidkit.track.records import TRACKLET_COLUMNS, Tracklet
 from reidkit.track.runinfo import RUN_NAME, CameraInfo, RunFileError, RunInfo, inside_run
 
@@ -188,13 +187,6 @@ def identities_json(tracklets: Sequence[Tracklet]) -> dict[str, Any]:
     return {"identities": identities}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def write_run(run_dir: str | Path, info: RunInfo, tracklets: Sequence[Tracklet]) -> None:
     """Write (or replace) a run folder: thumbnails, ``tracklets.sqlite``, ``identities.json``, ``run.json``.
@@ -246,7 +238,7 @@ def write_run(run_dir: str | Path, info: RunInfo, tracklets: Sequence[Tracklet])
     database = run_dir / TRACKLETS_NAME
     content = {
         **info.to_json(),
-        "tracklets": {"count": len(rows), "bytes": database.stat().st_size, "sha256": _sha256(database)},
+        "tracklets": {"count": len(rows), "bytes": database.stat().st_size, "sha256": file_sha256(database)},
     }
     _write_bytes(run_dir / RUN_NAME, json.dumps(content, indent=1).encode())
     for stale in (run_dir / THUMBS_DIR).glob("*.jpg"):
@@ -291,7 +283,7 @@ def _check_database_record(record: Any, database: Path, where: str) -> None:
         return
     if not isinstance(record, dict) or not {"bytes", "sha256"} <= set(record):
         raise RunFileError(f"{where}: 'tracklets' must be an object with bytes and sha256")
-    if database.stat().st_size != record["bytes"] or _sha256(database) != record["sha256"]:
+    if database.stat().st_size != record["bytes"] or file_sha256(database) != record["sha256"]:
         raise RunFileError(
             f"{database} is not the table {where} was written with (a write of the run was interrupted, or "
             "the file was replaced): re-run `reidkit track`"
