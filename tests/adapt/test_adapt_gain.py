@@ -40,9 +40,11 @@ def test_adapt_improves_the_target_map_of_its_source_checkpoint(tiny_overrides, 
     adapted = tmp_path / "adapted"
     adapt = ["adapt", "--checkpoint", str(source / CHECKPOINT_NAME), "--dataset", "synthetic"]
     adapt += ["--root", str(target_root), "--out", str(adapted), "--quiet"]
-    settings = [*tiny, "train.epochs=8", "train.eval_before=true", "adapt.k2=3"]
+    settings = [*tiny, "train.epochs=14", "train.eval_before=true", "adapt.k2=3"]
     settings += ["adapt.k1=8", "adapt.eps=0.6", "adapt.min_samples=2", "data.p=6", "data.k=4"]
     assert main([*adapt, *_sets(settings)]) == 0
     metrics = json.loads((adapted / "metrics.json").read_text())
     before, after = metrics["before"]["mAP"], metrics["after"]["mAP"]
+    # 14 adaptation epochs measured 18.0 -> 29.0 % on an AMD EPYC (AVX-512) machine; 8 epochs gave only
+    # +2.4 points there (and +5.6 on an Intel Xeon): the margin must survive another CPU's rounding
     assert after > before + 0.03, (before, after)
