@@ -34,6 +34,10 @@ TINY = [
     "eval.batch_size=64",
 ]
 
+#: epochs where 3 is too few: JLML's two branches at Adam 1e-3 scored 0.50 -> 0.47 mAP after 3 epochs on an AMD
+#: EPYC machine (0.50 -> 0.66 after 6), although they beat the untrained model on an Intel Xeon
+EPOCHS = {"jlml": 6}
+
 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_local_recipe_trains_and_loss_falls(recipe, synthetic_root, tmp_path):
@@ -41,11 +45,13 @@ def test_local_recipe_trains_and_loss_falls(recipe, synthetic_root, tmp_path):
     overrides = [f"data.root={synthetic_root}", *TINY, "train.eval_before=true"]
     if recipe == "pcb":  # six stripes need at least six rows in the feature map
         overrides += ["data.height=128", "data.width=64"]
+    n_epochs = EPOCHS.get(recipe, 3)
+    overrides.append(f"train.epochs={n_epochs}")
     argv = ["train", "--config", str(CONFIGS / f"{recipe}.yaml"), "--out", str(out), "--quiet"]
     assert main(argv + sum((["--set", item] for item in overrides), [])) == 0
     epochs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     losses = [entry["loss"] for entry in epochs if entry["kind"] == "epoch"]
-    assert len(losses) == 3
+    assert len(losses) == n_epochs
     assert losses[-1] < losses[0], losses
     metrics = json.loads((out / "metrics.json").read_text())
     # training beats the untrained model (by 0.09 to 0.37 mAP on this set; 0.03 leaves room for other CPUs)

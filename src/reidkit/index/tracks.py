@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from reidkit.distance import pairwise_distance_numpy
 from reidkit.index.items import GalleryIndexError, GalleryItem, SearchHit
 
 if TYPE_CHECKING:
@@ -355,10 +356,9 @@ def _answer(key: tuple, segments: list[Segment], best: float | None = None) -> I
 
 def _distances(index: Index, query: np.ndarray, ids: list[int]) -> np.ndarray:
     vectors = index.vectors(ids).astype(np.float64)
-    query = np.asarray(query, dtype=np.float64).reshape(-1)
-    if index.settings.metric == "ip":
-        return 1.0 - vectors @ query
-    return np.linalg.norm(vectors - query, axis=1)
+    query = np.asarray(query, dtype=np.float64).reshape(1, -1)
+    metric = "cosine" if index.settings.metric == "ip" else "euclidean"
+    return pairwise_distance_numpy(vectors, query, metric)[:, 0]
 
 
 def complete_identities(
