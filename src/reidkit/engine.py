@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -45,10 +46,21 @@ class Progress:
 
 
 def _autocast(device: torch.device, amp: bool):
+    """Mixed precision for the forward pass: CUDA bf16 where supported, else fp16; CPU bf16."""
     if amp and device.type == "cuda":
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype)
+    if amp and device.type == "cpu":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return torch.autocast(device.type, enabled=False)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), so that CPU autocast pays off."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def train_loader(
@@ -238,7 +250,9 @@ class FitOptions:
         out_dir: the run folder (``checkpoint.pt``, ``log.jsonl``, ``tensorboard/``).
         epochs: epochs in all (a resumed run counts the ones already done); 0 saves the untrained model.
         workers: data-loading processes.
-        amp: mixed precision (CUDA only: bfloat16 where supported, else float16 with a gradient scaler).
+        amp: mixed precision on CUDA (bfloat16 where supported, else float16 with a gradient scaler).
+        cpu_amp: bfloat16 autocast when training on the CPU (the loss, the optimiser and the weights stay
+            float32; fast on CPUs with AMX or AVX512-BF16, see :func:`cpu_has_bf16`).
         channels_last: channels-last memory format (CUDA only).
         grad_clip: clip the gradient norm to this value; None: no clipping.
         evaluate: ``evaluate(model) -> metrics dict``; called every ``eval_every`` epochs and after the last.
@@ -257,6 +271,7 @@ class FitOptions:
     epochs: int
     workers: int = 0
     amp: bool = False
+    cpu_amp: bool = False
     channels_last: bool = False
     grad_clip: float | None = None
     evaluate: Callable[[nn.Module], dict] | None = None
@@ -373,7 +388,7 @@ def _fit_epoch(
         steps_per_epoch=steps_per_epoch,
         lr_at=run.lr_at,
         scaler=scaler,
-        amp=options.amp,
+        amp=options.cpu_amp if device.type == "cpu" else options.amp,
         channels_last=options.channels_last,
         grad_clip=options.grad_clip,
         log=log,
@@ -405,6 +420,12 @@ def fit(run: TrainingRun, options: FitOptions) -> dict[str, Any]:
     run.criterion.to(device)
     if options.channels_last and device.type == "cuda":
         model.to(memory_format=torch.channels_last)
+    if options.cpu_amp and device.type == "cpu" and not cpu_has_bf16():
+        warnings.warn(
+            "cpu_amp: this CPU has no native bfloat16 (AVX512-BF16 or AMX): autocast is emulated and slower "
+            "than float32",
+            stacklevel=2,
+        )
     use_scaler = options.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
     state = Progress()

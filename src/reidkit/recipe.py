@@ -419,6 +419,7 @@ def fit_options(
         epochs=train.epochs,
         workers=config.data.workers,
         amp=train.amp,
+        cpu_amp=train.cpu_amp,
         channels_last=train.channels_last,
         grad_clip=train.grad_clip or None,  # 0 disables clipping, as null does
         evaluate=make_evaluator(config, run, progress=progress),

@@ -128,6 +128,16 @@ def add_embedder_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--openvino", help="an OpenVINO IR .xml (or .onnx) model")
     group.add_argument("--preprocess", help="preprocessing of a third-party model: imagenet, bgr255, rgb255")
     parser.add_argument("--device", default="cpu")
+    add_bf16_argument(parser)
+
+
+def add_bf16_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="checkpoints: run the network under bfloat16 autocast (fast on CPUs with AMX / AVX512-BF16; "
+        "features stay float32)",
+    )
 
 
 def embedder_from_args(args: argparse.Namespace):
@@ -140,6 +150,7 @@ def embedder_from_args(args: argparse.Namespace):
         openvino=args.openvino,
         preprocess=args.preprocess,
         device=args.device,
+        bf16=args.bf16,
     )
 
 
@@ -148,7 +159,11 @@ def checkpoint_embedder(args: argparse.Namespace, *, batch_size: int = 64):
     from reidkit.embed import load_embedder
 
     embedder = load_embedder(
-        checkpoint=args.checkpoint, flip=not args.no_flip, device=args.device, batch_size=batch_size
+        checkpoint=args.checkpoint,
+        flip=not args.no_flip,
+        device=args.device,
+        batch_size=batch_size,
+        bf16=args.bf16,
     )
     return embedder.checkpoint, embedder
 

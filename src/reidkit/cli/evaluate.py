@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from reidkit.cli._common import (
+    add_bf16_argument,
     add_dataset_arguments,
     add_video_arguments,
     checkpoint_embedder,
@@ -35,6 +36,7 @@ def _add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True)
     add_dataset_arguments(parser, defaults_from_checkpoint=True)
     parser.add_argument("--device", default="cpu")
+    add_bf16_argument(parser)
     parser.add_argument("--workers", type=non_negative, default=2)
     parser.add_argument("--no-flip", action="store_true", help="do not average with the mirrored image")
     parser.add_argument("--quiet", action="store_true")
@@ -45,14 +47,21 @@ def add_eval(commands) -> None:
     _add_checkpoint_arguments(p)
     p.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean")
     p.add_argument("--rerank", choices=["exact", "fast"], help="k-reciprocal re-ranking")
-    p.add_argument("--qe", type=non_negative, default=0, metavar="K", help="alpha query expansion over K neighbours")
+    p.add_argument(
+        "--qe", type=non_negative, default=0, metavar="K", help="alpha query expansion over K neighbours"
+    )
     p.add_argument(
         "--distance",
         choices=["global", "local", "combined"],
         default="global",
         help="local/combined: AlignedReID's aligned local distance (slower; see README)",
     )
-    p.add_argument("--local-weight", type=non_negative_float, default=1.0, help="weight of the local distance in combined")
+    p.add_argument(
+        "--local-weight",
+        type=non_negative_float,
+        default=1.0,
+        help="weight of the local distance in combined",
+    )
     p.add_argument(
         "--pairwise",
         action="store_true",

@@ -445,6 +445,7 @@ def run_serve(args: argparse.Namespace) -> int:
         max_concurrent_decodes=args.max_concurrent_decodes,
         body_timeout_s=args.body_timeout,
         device=args.device,
+        bf16=args.bf16,
     )
     return 0
 

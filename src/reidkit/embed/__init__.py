@@ -56,16 +56,22 @@ def load_embedder(
     flip: bool | None = None,
     batch_size: int = 32,
     device: str = "cpu",
+    bf16: bool = False,
 ) -> Embedder:
     """The embedder for exactly one of a reidkit checkpoint, an ONNX file or an OpenVINO model.
 
     ``preprocess`` (a preset name of :data:`PRESETS`) is for third-party files only; a checkpoint carries its own.
+    ``bf16`` (checkpoints only) runs the network under bfloat16 autocast (:class:`TorchEmbedder`).
     """
     given = [
         name for name, value in (("checkpoint", checkpoint), ("onnx", onnx), ("openvino", openvino)) if value
     ]
     if len(given) != 1:
         raise EmbeddingError(f"give exactly one of checkpoint, onnx, openvino (got {given or 'none'})")
+    if bf16 and not checkpoint:
+        raise EmbeddingError(
+            "bf16 runs a reidkit checkpoint under PyTorch autocast; an exported model cannot"
+        )
     if checkpoint:
         from reidkit import checkpoint as checkpoints
 
@@ -74,6 +80,7 @@ def load_embedder(
             flip=True if flip is None else flip,
             device=device,
             batch_size=batch_size,
+            bf16=bf16,
         )
     if onnx:
         return OnnxEmbedder(onnx, preprocess=preprocess, flip=flip, batch_size=batch_size)

@@ -44,6 +44,10 @@ class TorchEmbedder(BatchEmbedder):
         device: where to run the model.
         batch_size: images per forward pass.
         name: model name.
+        bf16: run the network under bfloat16 autocast (fast on CPUs with AMX or AVX512-BF16 and on recent
+            GPUs); the features come back as float32 and are normalised in float32. The fingerprint is the
+            model's either way: bf16 features are an approximation of the same embedding (cosine ~0.999+, see
+            ``benchmarks/cpu_bf16.py``), so they may be searched against an index built in float32.
     """
 
     runtime = "PyTorch"
@@ -56,8 +60,10 @@ class TorchEmbedder(BatchEmbedder):
         device: str | torch.device = "cpu",
         batch_size: int = 64,
         name: str = "reidkit",
+        bf16: bool = False,
     ) -> None:
         self.device = torch.device(device)
+        self.bf16 = bool(bf16)
         self.model = model.eval().to(self.device)
         self.preprocess, self.batch_size, self.name = preprocess, batch_size, name
         self.checkpoint: Checkpoint | None = None  # set by from_checkpoint
@@ -80,6 +86,7 @@ class TorchEmbedder(BatchEmbedder):
         flip: bool = True,
         device: str | torch.device = "cpu",
         batch_size: int = 64,
+        bf16: bool = False,
     ) -> TorchEmbedder:
         """The checkpoint's model with the preprocessing it was trained with (every checkpoint embedder)."""
         embedder = cls(
@@ -88,13 +95,16 @@ class TorchEmbedder(BatchEmbedder):
             device=device,
             batch_size=batch_size,
             name=checkpoint.spec.name,
+            bf16=bf16,
         )
         embedder.checkpoint = checkpoint
         return embedder
 
     @torch.no_grad()
     def _run(self, function: Callable[[Tensor], Tensor], batch: np.ndarray) -> np.ndarray:
-        return function(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            output = function(torch.from_numpy(batch).to(self.device))
+        return output.float().cpu().numpy()
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         return self._run(self._embed_images, batch)

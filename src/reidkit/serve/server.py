@@ -89,6 +89,7 @@ def serve_main(
     max_concurrent_decodes: int = DEFAULT_MAX_CONCURRENT_DECODES,
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
     device: str = "cpu",
+    bf16: bool = False,
 ) -> None:
     """``reidkit serve``: load the embedder (exactly one of checkpoint / onnx / openvino) and serve ``index``.
 
@@ -100,7 +101,7 @@ def serve_main(
     from reidkit.embed import load_embedder
 
     embedder = load_embedder(
-        checkpoint=checkpoint, onnx=onnx, openvino=openvino, preprocess=preprocess, device=device
+        checkpoint=checkpoint, onnx=onnx, openvino=openvino, preprocess=preprocess, device=device, bf16=bf16
     )
     token = os.environ.get(token_env) or None
     state = "enabled" if token else f"disabled (set {token_env} to enable them)"
