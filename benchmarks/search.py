@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _reference import machine_line
 from PIL import Image
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -69,7 +70,7 @@ def clustered_embeddings(count: int, dim: int, rng: np.random.Generator, identit
 
 # ------------------------------------------------------------------------------------------------ index
 def bench_index(sizes: list[int], dim: int, queries: int, workdir: Path) -> None:
-    from reidkit.index import Index, default_nlist
+    from reidkit.index import Index
 
     rng = np.random.default_rng(0)
     rows = []
@@ -98,13 +99,15 @@ def bench_index(sizes: list[int], dim: int, queries: int, workdir: Path) -> None
         for kind in ("flat", "ivfpq"):
             directory = workdir / f"{kind}-{size}"
             options = {}
-            if kind == "ivfpq":
-                nlist = min(default_nlist(size), 1024)
-                options = {"nlist": nlist, "pq_m": dim // 8, "pq_bits": 8, "nprobe": 16}
+            if (
+                kind == "ivfpq"
+            ):  # the index's own choices: nlist ~4 sqrt(N), nprobe max(16, nlist / 64), refine 4
+                options = {"pq_m": dim // 8, "pq_bits": 8}
             index = Index.create(directory, dim=dim, fingerprint="bench", kind=kind, **options)
             started = time.perf_counter()
             index.add(gallery, items, fingerprint="bench")
             build = time.perf_counter() - started
+            info = index.info()
             latencies, found = [], []
             for query in query_vectors:
                 started = time.perf_counter()
@@ -121,7 +124,8 @@ def bench_index(sizes: list[int], dim: int, queries: int, workdir: Path) -> None
             label = (
                 "flat (exact)"
                 if kind == "flat"
-                else f"IVF{options['nlist']},PQ{dim // 8}x8 nprobe 16 refine 4"
+                else f"IVF{info['trained_nlist']},PQ{dim // 8}x8 nprobe {info['search_nprobe']} "
+                f"refine {info['refine']}"
             )
             rows.append(
                 [
@@ -291,7 +295,9 @@ def bench_embedding(batches: int, batch_size: int, workdir: Path) -> None:
         runtimes = [
             (
                 "PyTorch (TorchEmbedder)",
-                TorchEmbedder.from_checkpoint(checkpoints.load(checkpoint), flip=False, batch_size=batch_size),
+                TorchEmbedder.from_checkpoint(
+                    checkpoints.load(checkpoint), flip=False, batch_size=batch_size
+                ),
             ),
             ("ONNX Runtime", OnnxEmbedder(onnx_path, batch_size=batch_size)),
             ("OpenVINO (same ONNX file)", OpenVinoEmbedder(onnx_path, batch_size=batch_size)),
@@ -330,9 +336,10 @@ def main() -> None:
     parser.add_argument("--sections", default="index,http,embed")
     args = parser.parse_args()
     sections = set(args.sections.split(","))
+    threads = os.environ.get("OMP_NUM_THREADS", "all")
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"load average {os.getloadavg()[0]:.1f}, Python {platform.python_version()}"
+        f"machine: {machine_line()}, OMP threads {threads}, load average {os.getloadavg()[0]:.1f}, "
+        f"Python {platform.python_version()}"
     )
     with tempfile.TemporaryDirectory(prefix="reidkit-bench-") as temp:
         workdir = Path(temp)

@@ -18,8 +18,13 @@ BAD = [
     (["eval", "--checkpoint", "c", "--local-weight", "-0.5"], "--local-weight: expected a number >= 0"),
     (["eval", "--checkpoint", "c", "--local-weight", "inf"], "--local-weight: expected a number >= 0"),
     (["eval", "--checkpoint", "c", "--workers", "-1"], "--workers: expected an integer >= 0"),
-    (["extract", "--checkpoint", "c", "--out", "f.npz", "--workers", "-3"], "--workers: expected an integer >= 0"),
+    (
+        ["extract", "--checkpoint", "c", "--out", "f.npz", "--workers", "-3"],
+        "--workers: expected an integer >= 0",
+    ),
     (["index", "build", "--out", "i", "--batch-size", "0"], "--batch-size: expected an integer >= 1"),
+    (["index", "build", "--out", "i", "--nprobe", "0"], "--nprobe: expected an integer >= 1"),
+    (["index", "build", "--out", "i", "--refine", "-2"], "--refine: expected an integer >= 1"),
     (["search", "--index", "i", "--query", "q.jpg", "--top-k", "0"], "--top-k: expected an integer >= 1"),
 ]
 

@@ -67,6 +67,25 @@ def test_build_search_add_and_refuse_other_model(synthetic_root, checkpoints, tm
     info = json.loads(capsys.readouterr().out)
     gallery_count = len(list(gallery.glob("*.jpg")))
     assert info["count"] == gallery_count
+    assert (info["kind"], info["nprobe"], info["refine"]) == ("flat", None, 4)
+    tuned = [
+        "--kind",
+        "ivfpq",
+        "--nlist",
+        "8",
+        "--nprobe",
+        "3",
+        "--refine",
+        "2",
+        "--out",
+        str(tmp_path / "pq"),
+    ]
+    build = ["index", "build", "--checkpoint", str(checkpoints[0]), "--images", str(gallery), "--quiet"]
+    assert main([*build, *tuned]) == 0
+    capsys.readouterr()
+    assert main(["index", "info", str(tmp_path / "pq"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["kind"], info["nprobe"], info["search_nprobe"], info["refine"]) == ("ivfpq", 3, 3, 2)
 
     assert (
         main(

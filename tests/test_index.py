@@ -222,6 +222,15 @@ def test_ivf_kinds_train_on_the_data_and_persist(tmp_path, rng):
         ivf.add(gallery[100:], make_items(1200)[100:], fingerprint="m")
         assert ivf.info()["structure"] == "ivf"
         assert [[h.id for h in hits] for hits in ivf.search(queries, fingerprint="m", top_k=10)] == truth
+    # automatic nprobe: max(16, 8 / 64) capped at the 8 lists = all of them, exact; nprobe=1 is not
+    for nprobe, name in ((None, "auto"), (1, "one")):
+        with Index.create(
+            tmp_path / name, dim=16, fingerprint="m", kind="ivf", nlist=8, nprobe=nprobe
+        ) as ivf:
+            ivf.add(gallery, make_items(1200), fingerprint="m")
+            assert (ivf.info()["nprobe"], ivf.info()["search_nprobe"]) == (nprobe, nprobe or 8)
+            found = [[h.id for h in hits] for hits in ivf.search(queries, fingerprint="m", top_k=10)]
+            assert (found == truth) == (nprobe is None)
     with Index.create(
         tmp_path / "pq", dim=16, fingerprint="m", kind="ivfpq", nlist=8, pq_m=8, pq_bits=4, nprobe=4
     ) as pq:

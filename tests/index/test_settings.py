@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("faiss", reason="the index needs faiss-cpu: pip install 'reidkit[faiss]'")
 
 from reidkit.index import GalleryIndexError, Index, IndexSettings  # noqa: E402
+from reidkit.index.settings import auto_nprobe  # noqa: E402
 from reidkit.index.store import DATABASE_NAME, GalleryStore, create_database  # noqa: E402
 
 
@@ -54,7 +55,7 @@ def test_defaults_and_frozen():
     assert (settings.pq_m, settings.pq_bits, settings.nprobe, settings.refine, settings.version) == (
         8,
         8,
-        16,
+        None,  # automatic: chosen from the trained lists
         4,
         0,
     )
@@ -140,3 +141,22 @@ def test_differences_name_each_creation_setting_and_ignore_state():
         "metric: 'ip' in the index, 'l2' asked",
         "nprobe: 3 in the index, 5 asked",
     ]
+
+
+def test_automatic_nprobe_is_a_64th_of_the_trained_lists_at_least_16_at_most_all():
+    assert [auto_nprobe(n) for n in (1, 10, 16, 17, 1024, 1025, 4000, 4096, 65536)] == [
+        1,
+        10,
+        16,
+        16,
+        16,
+        17,
+        63,
+        64,
+        1024,
+    ]
+    untrained = IndexSettings.create(dim=64, fingerprint="m", kind="ivfpq")
+    assert untrained.search_nprobe == 1  # no lists yet: the structure is flat and nprobe unused
+    assert dataclasses.replace(untrained, trained_nlist=4000).search_nprobe == 63
+    fixed = IndexSettings.create(dim=64, fingerprint="m", kind="ivfpq", nprobe=5)
+    assert dataclasses.replace(fixed, trained_nlist=4000).search_nprobe == 5

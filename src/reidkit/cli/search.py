@@ -48,6 +48,16 @@ def add_index(commands) -> None:
             s.add_argument(
                 "--metric", choices=["ip", "l2"], default="ip", help="cosine (ip) or Euclidean (l2)"
             )
+            s.add_argument("--nlist", type=positive, help="IVF lists (default: about 4 sqrt(N) when trained)")
+            s.add_argument(
+                "--nprobe", type=positive, help="IVF lists visited per query (default: max(16, nlist / 64))"
+            )
+            s.add_argument(
+                "--refine",
+                type=positive,
+                default=4,
+                help="ivfpq: candidates per hit re-ranked with the exact embeddings (default 4)",
+            )
         add_embedder_arguments(s)
         s.add_argument("--images", help="a folder of images (camera = sub-folder name)")
         s.add_argument(
@@ -165,6 +175,9 @@ def _open_for_build(args: argparse.Namespace, model: Any) -> tuple[Index, bool]:
             model_name=model.name,
             metric=args.metric,
             kind=args.kind,
+            nlist=args.nlist,
+            nprobe=args.nprobe,
+            refine=args.refine,
         )
     except SettingsMismatchError as error:
         raise ReidkitError(

@@ -315,7 +315,17 @@ class Index:
         with self._lock:
             snapshot = self._open_snapshot()
             settings = snapshot.settings
-            names = ("dim", "metric", "kind", "structure", "trained_nlist", "nprobe", "refine", "pq_m")
+            names = (
+                "dim",
+                "metric",
+                "kind",
+                "structure",
+                "trained_nlist",
+                "nprobe",
+                "search_nprobe",
+                "refine",
+                "pq_m",
+            )
             return {
                 "directory": str(self.directory),
                 "count": snapshot.count,

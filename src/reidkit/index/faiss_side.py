@@ -86,7 +86,7 @@ def _train_ivf(settings: IndexSettings, store: GalleryStore) -> Any:
     if settings.kind == "ivfpq":
         structure.do_polysemous_training = False  # only for Hamming-filtered search, which is not used; slow
     structure.train(vectors)
-    structure.nprobe = settings.nprobe
+    structure.nprobe = settings.search_nprobe
     return structure
 
 
@@ -170,7 +170,7 @@ def search(
     # the selector is kept referenced here for as long as the search runs
     selector = faiss.IDSelectorBatch(allowed) if allowed is not None else None
     if trained:
-        params = faiss.SearchParametersIVF(nprobe=settings.nprobe)
+        params = faiss.SearchParametersIVF(nprobe=settings.search_nprobe)
         if selector is not None:
             params.sel = selector
     elif selector is not None:

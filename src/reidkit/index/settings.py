@@ -8,6 +8,7 @@ this reidkit writes) and every field of :class:`IndexSettings`. A change is a ne
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -20,6 +21,10 @@ METRICS = ("ip", "l2")
 KINDS = ("flat", "ivf", "ivfpq")
 #: largest number of bits per product-quantiser code (2**bits centroids are trained per sub-quantiser).
 MAX_PQ_BITS = 16
+#: automatic nprobe: lists visited per query as a fraction of the trained lists (and its floor); on clustered
+#: 256-d embeddings this finds ~0.97 of the exact top-10 at 1M items (benchmarks/search.py, README)
+AUTO_NPROBE_FRACTION = 1 / 64
+AUTO_NPROBE_MINIMUM = 16
 #: keys an index written before they existed may lack, with the value that index behaves as.
 _DEFAULTS = {"refine": 1}
 #: the settings an index is created with that decide what it holds and how it searches (see ``differences``).
@@ -39,7 +44,8 @@ class IndexSettings:
         nlist: IVF lists asked for (None: about 4 sqrt(N) at training time).
         pq_m: PQ sub-quantisers (set for ``"ivfpq"``; must divide ``dim``).
         pq_bits: bits per PQ code.
-        nprobe: lists visited per query for IVF kinds.
+        nprobe: lists visited per query for IVF kinds; None: automatic (:func:`auto_nprobe` of the trained
+            lists, see :attr:`search_nprobe`).
         refine: for ``"ivfpq"``, candidates fetched per hit and re-ranked exactly (1: no re-ranking).
         trained_nlist: lists of the trained IVF structure; None while the structure is flat (exact).
         version: the committed version, bumped by every write.
@@ -53,7 +59,7 @@ class IndexSettings:
     nlist: int | None = None
     pq_m: int | None = None
     pq_bits: int = 8
-    nprobe: int = 16
+    nprobe: int | None = None
     refine: int = 1
     trained_nlist: int | None = None
     version: int = 0
@@ -74,7 +80,7 @@ class IndexSettings:
         self._integer("refine", minimum=1, text="an integer >= 1")
         self._integer("nlist", minimum=1, optional=True)
         self._integer("pq_bits", minimum=1, maximum=MAX_PQ_BITS)
-        self._integer("nprobe", minimum=1)
+        self._integer("nprobe", minimum=1, optional=True)
         self._integer("trained_nlist", minimum=1, optional=True)
         self._integer("version", minimum=0, text="a non-negative integer")
 
@@ -102,6 +108,13 @@ class IndexSettings:
     def structure(self) -> str:
         """The FAISS structure in use: ``kind`` once trained, ``"flat"`` (exact) until then."""
         return self.kind if self.trained_nlist is not None else "flat"
+
+    @property
+    def search_nprobe(self) -> int:
+        """Lists visited per query: ``nprobe`` when set, else :func:`auto_nprobe` of the trained lists."""
+        if self.nprobe is not None:
+            return self.nprobe
+        return auto_nprobe(self.trained_nlist or 1)
 
     @property
     def refine_factor(self) -> int:
@@ -136,7 +149,7 @@ class IndexSettings:
         nlist: int | None = None,
         pq_m: int | None = None,
         pq_bits: int = 8,
-        nprobe: int = 16,
+        nprobe: int | None = None,
         refine: int = 4,
     ) -> IndexSettings:
         """Settings of a new, empty index (version 0, untrained).
@@ -152,7 +165,8 @@ class IndexSettings:
             nlist: number of IVF lists (default: about 4 sqrt(N) at training time).
             pq_m: number of PQ sub-quantisers (must divide ``dim``; default ``dim // 8``).
             pq_bits: bits per PQ code.
-            nprobe: lists visited per query for IVF kinds.
+            nprobe: lists visited per query for IVF kinds; None (default): chosen when the index is trained,
+                ``max(16, nlist / 64)`` lists (at most all), e.g. 63 of 4000 lists at 1M items.
             refine: for ``"ivfpq"``, fetch ``refine * top_k`` candidates from the compressed codes and re-rank
                 them with the exact stored embeddings (1: no re-ranking); the distances returned are exact.
 
@@ -232,6 +246,11 @@ class IndexSettings:
             [(json.dumps(getattr(updated, key)), key) for key in changes],
         )
         return updated
+
+
+def auto_nprobe(nlist: int) -> int:
+    """The automatic nprobe for ``nlist`` trained lists: ``ceil(nlist / 64)``, at least 16, at most ``nlist``."""
+    return min(nlist, max(AUTO_NPROBE_MINIMUM, math.ceil(nlist * AUTO_NPROBE_FRACTION)))
 
 
 def _check_format(values: dict[str, Any], where: str) -> None:
