@@ -18,14 +18,13 @@ A finished run is reused from ``--out``/<recipe>/seed<N>/ (delete the folder to 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import _runs
 import torch
+from _reference import machine_line
 
 from reidkit.checkpoint import CHECKPOINT_NAME
 from reidkit.data.synth import generate
@@ -194,7 +193,7 @@ def main() -> None:
         f"flip {'on' if args.flip else 'off'}"
     )
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"machine: {machine_line()}, torch {torch.__version__}, "
         f"{args.threads} thread(s); wall {total / 60:.1f} min\n"
     )
     base_speed = statistics.mean(r.images_per_s for r in results[BASELINE]) if BASELINE in results else None

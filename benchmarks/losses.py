@@ -13,14 +13,13 @@ A run is kept in ``--out``/<recipe>/seed<N>/ and reused when its metrics exist (
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import _runs
 import torch
+from _reference import machine_line
 
 from reidkit.config import load_config
 from reidkit.data.synth import generate
@@ -152,7 +151,7 @@ def main() -> None:
         f"--difficulty {args.difficulty}, seeds {args.seeds}"
     )
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"machine: {machine_line()}, "
         f"torch {torch.__version__}, {args.jobs} trainings at a time x {args.threads} thread(s); "
         f"this invocation {total / 60:.1f} min, "
         f"sum of the runs' wall times {sum(r.wall_s for runs in results.values() for r in runs) / 60:.1f} min\n"

@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _reference import machine_line
+
 from reidkit.data.synth import DIFFICULTIES, generate
 
 
@@ -35,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     print(
         f"synthetic pedestrians: {args.ids} ids, {args.cams} cameras, {args.difficulty}; "
-        f"{os.cpu_count()} CPUs visible, load average {os.getloadavg()[0]:.1f}"
+        f"{machine_line()}, load average {os.getloadavg()[0]:.1f}"
     )
     print(
         f"{'workers':>7} {'images':>7} {'seconds':>8} {'images/s':>9} {'CPU ms/image':>13} {'vs workers=1':>13}"

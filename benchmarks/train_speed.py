@@ -11,11 +11,11 @@ pipeline).
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import _runs
 import torch
+from _reference import machine_line
 
 from reidkit.data.batch import Batch
 from reidkit.losses.criterion import build_criterion
@@ -54,7 +54,7 @@ def measure(
     optimizer = torch.optim.Adam(model.parameters(), lr=3.5e-4)
     images = torch.randn(batch, 3, height, width, device=device)
     pids = torch.arange(batch, device=device) // 4
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
     train_batch = Batch(images, pids, torch.zeros_like(pids))
     train_rate = _runs.time_train_steps(model, criterion, optimizer, train_batch, steps=steps, amp=amp)
 
@@ -73,15 +73,13 @@ def measure(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA)")
+    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA, or the CPU: see cpu_bf16.py)")
     parser.add_argument("--batch", type=int, default=64, help="P x K batch size (default 16 x 4)")
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
     device = torch.device(args.device)
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, device {device}"
-    )
-    print(f"torch {torch.__version__}, batch {args.batch}, amp {args.amp and device.type == 'cuda'}")
+    print(f"machine: {machine_line(torch.get_num_threads())}, device {device}")
+    print(f"torch {torch.__version__}, batch {args.batch}, bf16 autocast {args.amp}")
     rows = [
         (case, measure(*case, device=device, batch=args.batch, steps=args.steps, amp=args.amp))
         for case in CASES
