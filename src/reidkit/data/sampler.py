@@ -9,6 +9,12 @@ The order depends only on (seed, epoch), so a resumed run replays the same batch
 
 :class:`UnlabelledMixSampler` appends a fixed number of extra, unlabelled images (pid -1, for the LSRO loss)
 to every P x K batch, cycling through them in an order that is also a function of (seed, epoch) only.
+
+:class:`SeededBatches` gives each index its augmentation seed; with ``rank`` / ``world_size`` it yields one
+process's share of every global batch (P / world identities, and its share of the unlabelled extras) for
+distributed training: every process computes the same global batches, the shares are disjoint, together they are
+the global batch, and an image keeps the seed of its position in the global batch, so the union of the ranks'
+batches is exactly the single-process batch, whatever the number of processes.
 """
 
 from __future__ import annotations
@@ -163,16 +169,40 @@ def item_seed(seed: int, epoch: int, batch: int, position: int) -> int:
 
 class SeededBatches:
     """Wrap a :class:`PKSampler` (or :class:`UnlabelledMixSampler`) so that each index travels with its
-    augmentation seed."""
+    augmentation seed; with ``world_size > 1``, only the share of process ``rank`` of each batch.
 
-    def __init__(self, sampler: PKSampler | UnlabelledMixSampler) -> None:
-        self.sampler = sampler
+    A share is identities ``[rank * P / W, (rank + 1) * P / W)`` of the batch's P (K images each, in batch order)
+    followed by the same slice of its unlabelled extras. Seeds are those of the positions in the whole batch.
+
+    Raises:
+        ValueError: ``rank`` is not in ``[0, world_size)``, or ``world_size`` does not divide P (or the
+            unlabelled images per batch).
+    """
+
+    def __init__(
+        self, sampler: PKSampler | UnlabelledMixSampler, *, rank: int = 0, world_size: int = 1
+    ) -> None:
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size), got rank {rank} of world_size {world_size}")
+        base = sampler.base if isinstance(sampler, UnlabelledMixSampler) else sampler
+        extra = sampler.per_batch if isinstance(sampler, UnlabelledMixSampler) else 0
+        if base.p % world_size or extra % world_size:
+            raise ValueError(
+                f"{world_size} processes must divide data.p={base.p} identities per batch"
+                + (f" and the {extra} unlabelled images per batch" if extra else "")
+            )
+        self.sampler, self.rank, self.world_size = sampler, rank, world_size
+        labelled, extra_share = base.p * base.k // world_size, extra // world_size
+        self._positions = list(range(rank * labelled, (rank + 1) * labelled))
+        start = base.p * base.k + rank * extra_share
+        self._positions += list(range(start, start + extra_share))
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         s = self.sampler
         for offset, batch in enumerate(s):
             number = s.start_batch + offset
-            yield [(index, item_seed(s.seed, s.epoch, number, pos)) for pos, index in enumerate(batch)]
+            positions = self._positions if self.world_size > 1 else range(len(batch))
+            yield [(batch[pos], item_seed(s.seed, s.epoch, number, pos)) for pos in positions]
 
     def __len__(self) -> int:
         return len(self.sampler)
