@@ -114,6 +114,20 @@ def _write_vector_file(path: Path, data: bytes) -> None:
     atomic_write_bytes(path, data)
 
 
+#: the settings :meth:`Index.info` reports (``structure`` and ``search_nprobe`` are derived ones)
+_INFO_SETTINGS = (
+    "dim",
+    "metric",
+    "kind",
+    "structure",
+    "trained_nlist",
+    "nprobe",
+    "search_nprobe",
+    "refine",
+    "pq_m",
+)
+
+
 class Index:
     """A gallery of embeddings with metadata, stored in a directory (see the module docstring).
 
@@ -315,21 +329,10 @@ class Index:
         with self._lock:
             snapshot = self._open_snapshot()
             settings = snapshot.settings
-            names = (
-                "dim",
-                "metric",
-                "kind",
-                "structure",
-                "trained_nlist",
-                "nprobe",
-                "search_nprobe",
-                "refine",
-                "pq_m",
-            )
             return {
                 "directory": str(self.directory),
                 "count": snapshot.count,
-                **{name: getattr(settings, name) for name in names},
+                **{name: getattr(settings, name) for name in _INFO_SETTINGS},
                 "fingerprint": settings.fingerprint,
                 "model_name": settings.model_name,
                 "version": snapshot.version,
