@@ -34,10 +34,10 @@ from _reference import machine_line
 
 from reidkit.checkpoint import CHECKPOINT_NAME
 from reidkit.data.batch import Batch
-from reidkit.engine import cpu_has_bf16
 from reidkit.losses.criterion import build_criterion
 from reidkit.models import build_model
 from reidkit.models.backbones import find_mobilenet_v2_weights
+from reidkit.precision import cpu_has_bf16
 
 CASES = [("resnet50", 256, 128), ("mobilenet_v2", 256, 128), ("resnet50", 128, 64)]
 TERMS = [

@@ -15,10 +15,11 @@ from reidkit.data.records import Sample, Split
 from reidkit.data.sampler import PKSampler
 from reidkit.data.transforms import TrainTransform
 from reidkit.embed import TorchEmbedder, load_embedder
-from reidkit.engine import FitOptions, cpu_has_bf16, fit
+from reidkit.engine import FitOptions, fit
 from reidkit.errors import EmbeddingError
 from reidkit.losses.criterion import build_criterion
 from reidkit.models.output import ReidOutput
+from reidkit.precision import cpu_has_bf16
 from reidkit.recipe import TrainingRun, build_optimizer
 
 TERMS = ({"name": "cross_entropy", "on": "logits", "params": {}}, {"name": "trihard", "on": "global"})

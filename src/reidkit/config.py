@@ -112,6 +112,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16 + gradient scaler)
     cpu_amp: bool = False  # bf16 autocast on CPU (fast with AMX / AVX512-BF16; emulated and slow without)
+    sync_bn: bool = False  # SyncBatchNorm across the processes of a torchrun run (CUDA only)
     channels_last: bool = True  # CUDA only
     eval_every: int = 0  # epochs between evaluations; 0 = only after the last epoch
     eval_before: bool = False  # also evaluate the untrained model

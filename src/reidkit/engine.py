@@ -10,7 +10,6 @@ stopped.
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -23,11 +22,13 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from reidkit import checkpoint as checkpoints
-from reidkit._io import atomic_write_text
 from reidkit.checkpoint import CHECKPOINT_NAME, Checkpoint, ModelSpec, TrainingState
 from reidkit.data.batch import Batch, collate_items
 from reidkit.data.sampler import PKSampler, SeededBatches, UnlabelledMixSampler
+from reidkit.distributed import Distributed, gather_step
 from reidkit.errors import CheckpointError, ConfigError
+from reidkit.precision import autocast, cpu_has_bf16
+from reidkit.runlog import JsonLog, NullLog
 
 if TYPE_CHECKING:
     from reidkit.recipe import TrainingRun
@@ -45,24 +46,6 @@ class Progress:
     global_step: int = 0
 
 
-def _autocast(device: torch.device, amp: bool):
-    """Mixed precision for the forward pass: CUDA bf16 where supported, else fp16; CPU bf16."""
-    if amp and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    if amp and device.type == "cpu":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return torch.autocast(device.type, enabled=False)
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), so that CPU autocast pays off."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def train_loader(
     dataset: Dataset,
     sampler: PKSampler | UnlabelledMixSampler,
@@ -70,14 +53,19 @@ def train_loader(
     workers: int = 0,
     pin_memory: bool = False,
     generator: torch.Generator | None = None,
+    distributed: Distributed | None = None,
 ) -> DataLoader:
     """:class:`~reidkit.data.batch.Batch` es of ``dataset`` (yielding ``ImageItem`` s) over ``sampler``'s
     current epoch (call its ``set_epoch`` first). Each index travels with its augmentation seed, so a batch is a
     function of (seed, epoch, position) only, whatever ``workers`` is; ``generator`` keeps the DataLoader off
-    the global RNG."""
+    the global RNG. With ``distributed``, only this process's share of every batch is loaded."""
     return DataLoader(
         dataset,
-        batch_sampler=SeededBatches(sampler),
+        batch_sampler=SeededBatches(
+            sampler,
+            rank=distributed.rank if distributed else 0,
+            world_size=distributed.world_size if distributed else 1,
+        ),
         num_workers=workers,
         collate_fn=collate_items,
         pin_memory=pin_memory,
@@ -95,8 +83,12 @@ def train_step(
     scaler: torch.amp.GradScaler | None = None,
     amp: bool = False,
     grad_clip: float | None = None,
+    distributed: Distributed | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """One optimiser step on ``batch`` (already on the model's device): forward, loss, backward, step.
+
+    With ``distributed``, ``batch`` is this process's share: the loss is computed on the outputs gathered from
+    every process and the model's gradients are summed over them before the step (:mod:`reidkit.distributed`).
 
     Returns:
         ``(loss, terms)``: the scalar total loss (already back-propagated) and the unweighted terms.
@@ -104,14 +96,19 @@ def train_step(
     Raises:
         FloatingPointError: the loss is not finite (nothing is updated).
     """
-    with _autocast(batch.images.device, amp):
+    with autocast(batch.images.device, amp):
         output = model(batch.images)
-    loss, terms = criterion(output, batch)
+    distributed = distributed or Distributed()
+    loss, terms = criterion(*gather_step(distributed, output, batch))
     if not torch.isfinite(loss):
         raise FloatingPointError(f"loss became {loss.item()}")
     optimizer.zero_grad(set_to_none=True)
+    # the model's gradients come from the local share only: summed over the processes; the criterion's own
+    # parameters (centres, pair head) already got the gradient of the whole gathered batch on every process
+    parameters = list(model.parameters())
     if scaler is not None:
         scaler.scale(loss).backward()
+        distributed.sum_gradients(parameters)
         if grad_clip:
             scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -119,6 +116,7 @@ def train_step(
         scaler.update()
     else:
         loss.backward()
+        distributed.sum_gradients(parameters)
         if grad_clip:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
@@ -143,11 +141,13 @@ def train_one_epoch(
     log_every: int = 20,
     max_steps: int | None = None,
     progress: bool = False,
+    distributed: Distributed | None = None,
 ) -> dict[str, float]:
     """Run the remaining batches of ``state.epoch``; updates ``state`` after every step.
 
     Returns:
-        Mean of every logged loss term over the batches run, and ``images_per_s``.
+        Mean of every logged loss term over the batches run, and ``images_per_s`` (of all processes of a
+        distributed run: this one's times the world size).
     """
     from tqdm import tqdm
 
@@ -170,14 +170,21 @@ def train_one_epoch(
             batch = replace(batch, images=batch.images.contiguous(memory_format=torch.channels_last))
         try:
             loss, terms = train_step(
-                model, criterion, optimizer, batch, scaler=scaler, amp=amp, grad_clip=grad_clip
+                model,
+                criterion,
+                optimizer,
+                batch,
+                scaler=scaler,
+                amp=amp,
+                grad_clip=grad_clip,
+                distributed=distributed,
             )
         except FloatingPointError as error:
             raise FloatingPointError(f"{error} at epoch {state.epoch + 1}, batch {state.batch}") from None
         state.batch += 1
         state.global_step += 1
         count += 1
-        images += batch.num_frames
+        images += batch.num_frames * (distributed.world_size if distributed else 1)
         terms = {"loss": float(loss.detach()), **terms}
         for key, value in terms.items():
             sums[key] = sums.get(key, 0.0) + value
@@ -205,42 +212,6 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-class _JsonLog:
-    """Append-only JSON-lines log, optionally mirrored to TensorBoard."""
-
-    def __init__(self, path: Path, tensorboard_dir: Path | None) -> None:
-        self.path = path
-        self.writer = None
-        if tensorboard_dir is not None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as error:
-                raise ImportError("TensorBoard logging needs: pip install reidkit[tensorboard]") from error
-            self.writer = SummaryWriter(str(tensorboard_dir))
-
-    def truncate_after(self, global_step: int) -> None:
-        """Drop entries written after ``global_step`` (a resumed run writes them again)."""
-        if not self.path.exists():
-            return
-        kept = [
-            line
-            for line in self.path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= global_step
-        ]
-        atomic_write_text(self.path, "".join(line + "\n" for line in kept))
-
-    def __call__(self, entry: dict) -> None:
-        entry = {"time": round(time.time(), 3), **entry}
-        with open(self.path, "a") as stream:
-            stream.write(json.dumps(entry) + "\n")
-        if self.writer is not None:
-            step = entry.get("step", 0)
-            for key, value in entry.items():
-                if isinstance(value, (int, float)) and key not in ("step", "time", "epoch"):
-                    self.writer.add_scalar(f"{entry.get('kind', 'log')}/{key}", value, step)
-            self.writer.flush()
-
-
 # ---------------------------------------------------------------------------------------------------- fit
 @dataclass(frozen=True)
 class FitOptions:
@@ -252,7 +223,7 @@ class FitOptions:
         workers: data-loading processes.
         amp: mixed precision on CUDA (bfloat16 where supported, else float16 with a gradient scaler).
         cpu_amp: bfloat16 autocast when training on the CPU (the loss, the optimiser and the weights stay
-            float32; fast on CPUs with AMX or AVX512-BF16, see :func:`cpu_has_bf16`).
+            float32; fast on CPUs with AMX or AVX512-BF16, see :func:`reidkit.precision.cpu_has_bf16`).
         channels_last: channels-last memory format (CUDA only).
         grad_clip: clip the gradient norm to this value; None: no clipping.
         evaluate: ``evaluate(model) -> metrics dict``; called every ``eval_every`` epochs and after the last.
@@ -265,6 +236,9 @@ class FitOptions:
             batch it stopped before.
         max_steps: stop (with a checkpoint) after this many optimiser steps in total.
         progress: show progress bars.
+        distributed: this process's place in a ``torchrun`` run (started, see :mod:`reidkit.distributed`):
+            it trains on its share of every batch; only rank 0 logs, checkpoints and evaluates.
+        sync_bn: convert batch-norm layers to SyncBatchNorm (distributed CUDA runs only).
     """
 
     out_dir: str | Path
@@ -283,6 +257,8 @@ class FitOptions:
     resume: str | Path | None = None
     max_steps: int | None = None
     progress: bool = False
+    distributed: Distributed = Distributed()
+    sync_bn: bool = False
 
     def __post_init__(self) -> None:
         minimum = {"epochs": 0, "workers": 0, "eval_every": 0, "checkpoint_every": 1, "log_every": 1}
@@ -364,7 +340,7 @@ def _fit_epoch(
     options: FitOptions,
     state: Progress,
     scaler: torch.amp.GradScaler | None,
-    log: _JsonLog,
+    log: JsonLog | NullLog,
     generator: torch.Generator,
 ) -> tuple[dict[str, float], int]:
     """The rest of epoch ``state.epoch`` (from batch ``state.batch``): its summary and its length in batches."""
@@ -377,6 +353,7 @@ def _fit_epoch(
         workers=options.workers,
         pin_memory=device.type == "cuda",
         generator=generator,
+        distributed=options.distributed,
     )
     summary = train_one_epoch(
         run.model,
@@ -394,16 +371,39 @@ def _fit_epoch(
         log=log,
         log_every=options.log_every,
         max_steps=options.max_steps,
-        progress=options.progress,
+        progress=options.progress and options.distributed.is_main,
+        distributed=options.distributed,
     )
     return summary, steps_per_epoch
+
+
+def _start_replicas(
+    run: TrainingRun, distributed: Distributed, state: Progress, log: JsonLog | NullLog
+) -> None:
+    """A distributed run: every process starts from rank 0's weights; the log says how the batch is shared."""
+    if not distributed.enabled:
+        return
+    distributed.broadcast_module(run.model)
+    distributed.broadcast_module(run.criterion)
+    batch = len(run.sampler.batches(state.epoch)[0])
+    log(
+        {
+            "kind": "distributed",
+            "step": state.global_step,
+            "world_size": distributed.world_size,
+            "backend": torch.distributed.get_backend(),
+            "batch_per_process": batch // distributed.world_size,
+            "effective_batch": batch,
+            "lr_scale": 1.0,  # the outputs are gathered: the global batch is the configured P x K
+        }
+    )
 
 
 def fit(run: TrainingRun, options: FitOptions) -> dict[str, Any]:
     """Train ``run.model`` for ``options.epochs`` epochs, evaluating and checkpointing along the way.
 
     Writes ``options.out_dir/checkpoint.pt`` (a :class:`~reidkit.checkpoint.Checkpoint` with training state)
-    and ``log.jsonl``.
+    and ``log.jsonl`` (rank 0 of a distributed run; the other processes return empty metrics).
 
     Returns:
         ``{"state": {epoch, batch, global_step}, "metrics": last evaluation or {}, "before": untrained
@@ -411,7 +411,9 @@ def fit(run: TrainingRun, options: FitOptions) -> dict[str, Any]:
 
     Raises:
         CheckpointError: ``options.resume`` is not a checkpoint of this model with training state.
+        ConfigError: ``options.sync_bn`` outside a distributed CUDA run.
     """
+    distributed = options.distributed
     out_dir = Path(options.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(run.device)
@@ -420,6 +422,10 @@ def fit(run: TrainingRun, options: FitOptions) -> dict[str, Any]:
     run.criterion.to(device)
     if options.channels_last and device.type == "cuda":
         model.to(memory_format=torch.channels_last)
+    if options.sync_bn:
+        if not (distributed.enabled and device.type == "cuda"):
+            raise ConfigError("train.sync_bn: SyncBatchNorm needs a distributed run on CUDA (torchrun, NCCL)")
+        nn.SyncBatchNorm.convert_sync_batchnorm(model)  # in place below the top module; same parameters
     if options.cpu_amp and device.type == "cpu" and not cpu_has_bf16():
         warnings.warn(
             "cpu_amp: this CPU has no native bfloat16 (AVX512-BF16 or AMX): autocast is emulated and slower "
@@ -429,7 +435,8 @@ def fit(run: TrainingRun, options: FitOptions) -> dict[str, Any]:
     use_scaler = options.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
     state = Progress()
-    log = _JsonLog(out_dir / LOG_NAME, out_dir / "tensorboard" if options.tensorboard else None)
+    tensorboard = out_dir / "tensorboard" if options.tensorboard else None
+    log = JsonLog(out_dir / LOG_NAME, tensorboard) if distributed.is_main else NullLog()
     result: dict[str, Any] = {"metrics": {}, "before": {}}
     if options.resume is not None:
         saved = _resume(run, options.resume, scaler)
@@ -437,16 +444,22 @@ def fit(run: TrainingRun, options: FitOptions) -> dict[str, Any]:
         state = Progress(saved.training.epoch, saved.training.batch, saved.training.global_step)
         result = {"metrics": dict(saved.metrics), "before": dict(saved.before)}
         log.truncate_after(state.global_step)
-    else:
+    elif distributed.is_main:
         (out_dir / LOG_NAME).unlink(missing_ok=True)
+    _start_replicas(run, distributed, state, log)
 
     def save() -> None:
-        checkpoints.save(out_dir / CHECKPOINT_NAME, _snapshot(run, state, scaler, result))
+        if distributed.is_main:
+            checkpoints.save(out_dir / CHECKPOINT_NAME, _snapshot(run, state, scaler, result))
+        distributed.barrier()
 
     def run_eval(epoch: int) -> dict:
-        metrics = options.evaluate(model) if options.evaluate is not None else {}
+        metrics = {}
+        if options.evaluate is not None and distributed.is_main:
+            metrics = options.evaluate(model)
         if metrics:
             log({"kind": "eval", "epoch": epoch, "step": state.global_step, **metrics})
+        distributed.barrier()
         return metrics
 
     if options.eval_before and options.resume is None and options.evaluate is not None:

@@ -27,6 +27,7 @@ from reidkit.data.clip_dataset import ClipDataset, frame_samples
 from reidkit.data.image_dataset import ImageDataset
 from reidkit.data.records import Split, VideoSplit
 from reidkit.data.sampler import PKSampler, UnlabelledMixSampler
+from reidkit.distributed import Distributed
 from reidkit.engine import FitOptions
 from reidkit.errors import CheckpointError, ConfigError, DatasetError, EmbeddingError, ReidkitError
 from reidkit.losses.criterion import Criterion, build_criterion
@@ -410,9 +411,11 @@ def fit_options(
     resume: str | Path | None = None,
     max_steps: int | None = None,
     progress: bool = False,
+    distributed: Distributed | None = None,
 ) -> FitOptions:
     """The :class:`~reidkit.engine.FitOptions` of ``config.train`` / ``data.workers``, evaluating with
-    :func:`make_evaluator` (``resume``, ``max_steps`` and ``progress`` come from the command line)."""
+    :func:`make_evaluator` (``resume``, ``max_steps``, ``progress`` and ``distributed`` come from the command
+    line and its launcher)."""
     train = config.train
     return FitOptions(
         out_dir=out_dir,
@@ -420,6 +423,8 @@ def fit_options(
         workers=config.data.workers,
         amp=train.amp,
         cpu_amp=train.cpu_amp,
+        sync_bn=train.sync_bn,
+        distributed=distributed or Distributed(),
         channels_last=train.channels_last,
         grad_clip=train.grad_clip or None,  # 0 disables clipping, as null does
         evaluate=make_evaluator(config, run, progress=progress),

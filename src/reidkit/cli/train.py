@@ -19,30 +19,63 @@ def add_train(commands) -> None:
     p.add_argument(
         "--resume", nargs="?", const="auto", help="continue from a checkpoint (default: OUT/checkpoint.pt)"
     )
-    p.add_argument("--max-steps", type=positive, help="stop (with a checkpoint) after this many optimiser steps")
+    p.add_argument(
+        "--max-steps", type=positive, help="stop (with a checkpoint) after this many optimiser steps"
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run_train)
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from reidkit.config import load_config
+    from reidkit.distributed import Distributed
+
+    config = load_config(args.config, args.set)
+    distributed = Distributed.from_environment()
+    if not distributed.enabled:
+        return _train(args, config, distributed)
+    import torch
+
+    from reidkit.recipe import resolve_device
+
+    device = resolve_device(config.train.device)
+    if device.type == "cuda":  # one GPU per process
+        config.train.device = f"cuda:{distributed.local_rank}"
+        device = torch.device(config.train.device)
+    distributed.start(device)
+    try:
+        return _train(args, config, distributed)
+    finally:
+        distributed.stop()
+
+
+def _train(args: argparse.Namespace, config, distributed) -> int:
     from reidkit._io import atomic_write_text
     from reidkit.checkpoint import CHECKPOINT_NAME
-    from reidkit.config import load_config, save_config
+    from reidkit.config import save_config
     from reidkit.engine import fit
     from reidkit.recipe import build_training, fit_options
 
-    config = load_config(args.config, args.set)
     out = Path(args.out)
     resume = None
     if args.resume is not None:
         resume = Path(args.resume) if args.resume != "auto" else out / CHECKPOINT_NAME
     run = build_training(config)
-    save_config(config, out / "config.yaml")
+    if distributed.is_main:
+        save_config(config, out / "config.yaml")
     options = fit_options(
-        config, run, out_dir=out, resume=resume, max_steps=args.max_steps, progress=not args.quiet
+        config,
+        run,
+        out_dir=out,
+        resume=resume,
+        max_steps=args.max_steps,
+        progress=not args.quiet,
+        distributed=distributed,
     )
     result = fit(run, options)
+    if not distributed.is_main:
+        return 0
     metrics = {"before": result["before"], "after": result["metrics"]}
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     if args.json:

@@ -1,0 +1,100 @@
+"""Training on several processes: ``torchrun --nproc-per-node N`` against one process, same recipe and seed.
+
+Trains configs/bag_of_tricks.yaml on a synthetic set once as a single process with every core and once per
+``--processes`` value under torchrun (gloo on CPU, the cores split between the processes), and prints for each:
+training images/s (all processes together, from the log), its ratio to the single process, the loss of every
+epoch (the same seed gives the same batches, so the curves should agree up to batch-norm statistics, which each
+process computes on its own share), and the final mAP.
+
+    python benchmarks/scale.py                          # 1 vs 2 processes, about 5 minutes on 2 cores
+    python benchmarks/scale.py --epochs 2 --ids 24      # a quick run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _reference import machine_line
+from _runs import CONFIGS
+
+from reidkit.data.synth import generate
+from reidkit.models.backbones import find_mobilenet_v2_weights
+
+
+def _train(out: Path, root: Path, args: argparse.Namespace, processes: int) -> float:
+    weights = find_mobilenet_v2_weights() if args.backbone == "mobilenet_v2" else None
+    sets = [
+        f"data.root={root}",
+        f"data.height={args.height}",
+        f"data.width={args.width}",
+        "data.p=8",
+        "data.k=4",
+        "data.workers=0",
+        f"model.backbone={args.backbone}",
+        f"model.pretrained={weights if weights is not None else 'null'}",
+        f"train.epochs={args.epochs}",
+        "train.seed=0",
+        "train.device=cpu",
+        "train.log_every=1",
+    ]
+    argv = ["-m", "reidkit", "train", "--config", str(CONFIGS / "bag_of_tricks.yaml"), "--out", str(out)]
+    argv += ["--quiet", *sum((["--set", item] for item in sets), [])]
+    threads = max(1, (os.cpu_count() or 1) // processes)
+    if processes > 1:
+        argv = ["-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", str(processes), *argv]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    started = time.perf_counter()
+    subprocess.run([sys.executable, *argv], env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def _read(out: Path) -> tuple[list[float], float, float]:
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    epochs = [entry for entry in log if entry["kind"] == "epoch"]
+    metrics = json.loads((out / "metrics.json").read_text())["after"]
+    speed = sum(entry["images_per_s"] for entry in epochs) / len(epochs)
+    return [entry["loss"] for entry in epochs], speed, metrics["mAP"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", type=int, nargs="+", default=[2])
+    parser.add_argument("--ids", type=int, default=48)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--backbone", default="mobilenet_v2")
+    parser.add_argument("--height", type=int, default=128)
+    parser.add_argument("--width", type=int, default=64)
+    args = parser.parse_args()
+    print(f"machine: {machine_line()}")
+    with tempfile.TemporaryDirectory(prefix="reidkit-scale-") as temp:
+        root = Path(temp) / "data"
+        generate(root, ids=args.ids, cams=4, seed=0, difficulty="medium")
+        rows = []
+        for processes in [1, *args.processes]:
+            out = Path(temp) / f"p{processes}"
+            wall = _train(out, root, args, processes)
+            rows.append((processes, wall, *_read(out)))
+    base = rows[0][3]
+    print(
+        f"\n{args.backbone} {args.height}x{args.width}, P x K = 8 x 4 (global), {args.ids} synthetic ids, "
+        f"{args.epochs} epochs, seed 0, gloo on CPU, cores split between the processes"
+    )
+    print("| processes | threads each | train img/s | vs 1 process | wall s | loss per epoch | mAP % |")
+    print("|---|---|---|---|---|---|---|")
+    for processes, wall, losses, speed, mAP in rows:
+        threads = max(1, (os.cpu_count() or 1) // processes)
+        curve = " / ".join(f"{loss:.3f}" for loss in losses)
+        print(
+            f"| {processes} | {threads} | {speed:.1f} | {speed / base:.2f}x | {wall:.0f} | {curve} | {100 * mAP:.1f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

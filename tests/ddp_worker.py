@@ -1,0 +1,88 @@
+"""One process of a distributed test run (started by tests/test_distributed.py; never collected by pytest).
+
+``python tests/ddp_worker.py IMAGES OUT``: trains a small batch-norm-free model on the images in IMAGES for a
+few steps with ``reidkit.engine.fit``, as one process or, with the torchrun variables set, as one of several.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from reidkit.checkpoint import DataRef, ModelSpec, Preprocess
+from reidkit.data.image_dataset import ImageDataset
+from reidkit.data.records import Sample, Split
+from reidkit.data.sampler import PKSampler
+from reidkit.data.transforms import TrainTransform
+from reidkit.distributed import Distributed
+from reidkit.engine import FitOptions, fit
+from reidkit.losses.criterion import build_criterion
+from reidkit.models.output import ReidOutput
+from reidkit.recipe import TrainingRun, build_optimizer
+
+#: an ID loss, batch-hard triplet mining over the whole batch and center loss (a criterion with parameters)
+TERMS = (
+    {"name": "cross_entropy", "on": "logits", "params": {"epsilon": 0.1}},
+    {"name": "trihard", "on": "global", "params": {"margin": 0.3}},
+    {"name": "center", "weight": 0.01, "on": "global"},
+)
+
+
+class NoBatchNorm(nn.Module):
+    """Convolutions without batch norm: a sample's output does not depend on the rest of its batch."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten()
+        )
+        self.classifier = nn.Linear(32, num_classes)
+        self.embedding_dim = 32
+
+    def forward(self, images: torch.Tensor) -> ReidOutput:
+        feature = self.trunk(images)
+        return ReidOutput(embedding=feature, global_features=[feature], logits=[self.classifier(feature)])
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return self.forward(images).embedding
+
+
+def main(images: str, out: str) -> None:
+    samples = [
+        Sample(str(path), int(path.name.split("_")[0]), 0) for path in sorted(Path(images).glob("*.png"))
+    ]
+    num_classes = len({s.pid for s in samples})
+    torch.manual_seed(0)
+    model = NoBatchNorm(num_classes)
+    criterion = build_criterion(TERMS, num_classes=num_classes, feat_dim=32)
+    run = TrainingRun(
+        split=Split(train=tuple(samples), query=(), gallery=()),
+        dataset=ImageDataset(samples, TrainTransform(16, 8, pad=2, random_erasing=0.5)),
+        sampler=PKSampler([s.pid for s in samples], p=4, k=2, seed=3),
+        model=model,
+        criterion=criterion,
+        # SGD, not Adam: Adam's update hides a wrong gradient scale (a mean instead of the sum over processes)
+        optimizer=build_optimizer(model, criterion, name="sgd", lr=0.05, weight_decay=5e-4, momentum=0.9),
+        lr_at=lambda epoch: 1.0,
+        device=torch.device("cpu"),
+        spec=ModelSpec(name="nobn", num_classes=num_classes, backbone="none"),
+        preprocess=Preprocess(16, 8),
+        data=DataRef(name="images", root=images),
+        loss_terms=TERMS,
+        seed=3,
+        config={},
+    )
+    distributed = Distributed.from_environment()
+    distributed.start(torch.device("cpu"))
+    try:
+        fit(run, FitOptions(out_dir=out, epochs=2, log_every=1, distributed=distributed))
+    finally:
+        distributed.stop()
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main(*sys.argv[1:3])
