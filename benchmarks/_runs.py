@@ -39,6 +39,31 @@ def train_command(recipe: str, out: Path, overrides: Sequence[str]) -> list[str]
     return [sys.executable, "-c", _LAUNCHER, *argv]
 
 
+def synthetic_overrides(
+    root: Path, *, backbone: str, height: int, width: int, epochs: int, seed: int, log_every: int = 1000
+) -> list[str]:
+    """``--set`` items of a CPU run on a synthetic set: P x K = 8 x 4, no loader workers, ImageNet weights for
+    MobileNetV2 (the offline ones), ``epochs`` epochs."""
+    from reidkit.models.backbones import find_mobilenet_v2_weights
+
+    weights = find_mobilenet_v2_weights() if backbone == "mobilenet_v2" else None
+    return [
+        "data.dataset=synthetic",
+        f"data.root={root}",
+        f"data.height={height}",
+        f"data.width={width}",
+        "data.p=8",
+        "data.k=4",
+        "data.workers=0",
+        f"model.backbone={backbone}",
+        f"model.pretrained={weights if weights is not None else 'null'}",
+        f"train.epochs={epochs}",
+        f"train.seed={seed}",
+        "train.device=cpu",
+        f"train.log_every={log_every}",
+    ]
+
+
 def add_ablation_arguments(
     parser: argparse.ArgumentParser, *, ids: int, difficulty: str, epochs: int, k: int, k_help: str
 ) -> None:

@@ -36,7 +36,6 @@ from reidkit.checkpoint import CHECKPOINT_NAME
 from reidkit.data.batch import Batch
 from reidkit.losses.criterion import build_criterion
 from reidkit.models import build_model
-from reidkit.models.backbones import find_mobilenet_v2_weights
 from reidkit.precision import cpu_has_bf16
 
 CASES = [("resnet50", 256, 128), ("mobilenet_v2", 256, 128), ("resnet50", 128, 64)]
@@ -86,21 +85,11 @@ def throughput(args: argparse.Namespace) -> None:
 
 
 def _overrides(args: argparse.Namespace, root: Path, seed: int, cpu_amp: bool) -> tuple[str, ...]:
-    weights = find_mobilenet_v2_weights() if args.backbone == "mobilenet_v2" else None
+    common = _runs.synthetic_overrides(
+        root, backbone=args.backbone, height=args.height, width=args.width, epochs=args.epochs, seed=seed
+    )
     return (
-        "data.dataset=synthetic",
-        f"data.root={root}",
-        f"data.height={args.height}",
-        f"data.width={args.width}",
-        "data.p=8",
-        "data.k=4",
-        "data.workers=0",
-        f"model.backbone={args.backbone}",
-        f"model.pretrained={weights if weights is not None else 'null'}",
-        f"train.epochs={args.epochs}",
-        f"train.seed={seed}",
-        "train.device=cpu",
-        "train.log_every=1000",
+        *common,
         f"train.cpu_amp={'true' if cpu_amp else 'false'}",
         "schedule.name=multistep",
         "schedule.warmup_epochs=2",

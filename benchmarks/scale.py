@@ -22,28 +22,14 @@ import time
 from pathlib import Path
 
 from _reference import machine_line
-from _runs import CONFIGS
+from _runs import CONFIGS, synthetic_overrides
 
 from reidkit.data.synth import generate
-from reidkit.models.backbones import find_mobilenet_v2_weights
 
 
 def _train(out: Path, root: Path, args: argparse.Namespace, processes: int) -> float:
-    weights = find_mobilenet_v2_weights() if args.backbone == "mobilenet_v2" else None
-    sets = [
-        f"data.root={root}",
-        f"data.height={args.height}",
-        f"data.width={args.width}",
-        "data.p=8",
-        "data.k=4",
-        "data.workers=0",
-        f"model.backbone={args.backbone}",
-        f"model.pretrained={weights if weights is not None else 'null'}",
-        f"train.epochs={args.epochs}",
-        "train.seed=0",
-        "train.device=cpu",
-        "train.log_every=1",
-    ]
+    size = {"height": args.height, "width": args.width}
+    sets = synthetic_overrides(root, backbone=args.backbone, **size, epochs=args.epochs, seed=0, log_every=1)
     argv = ["-m", "reidkit", "train", "--config", str(CONFIGS / "bag_of_tricks.yaml"), "--out", str(out)]
     argv += ["--quiet", *sum((["--set", item] for item in sets), [])]
     threads = max(1, (os.cpu_count() or 1) // processes)

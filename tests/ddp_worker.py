@@ -50,6 +50,29 @@ class NoBatchNorm(nn.Module):
         return self.forward(images).embedding
 
 
+def small_run(
+    samples, model, criterion, optimizer, *, terms, p: int, seed: int, random_erasing: float
+) -> TrainingRun:
+    """A CPU training run of 16x8 images, P x 2 batches, a constant learning rate (also used by other tests)."""
+    num_classes = len({s.pid for s in samples})
+    return TrainingRun(
+        split=Split(train=tuple(samples), query=(), gallery=()),
+        dataset=ImageDataset(samples, TrainTransform(16, 8, pad=2, random_erasing=random_erasing)),
+        sampler=PKSampler([s.pid for s in samples], p=p, k=2, seed=seed),
+        model=model,
+        criterion=criterion,
+        optimizer=optimizer,
+        lr_at=lambda epoch: 1.0,
+        device=torch.device("cpu"),
+        spec=ModelSpec(name=type(model).__name__.lower(), num_classes=num_classes, backbone="none"),
+        preprocess=Preprocess(16, 8),
+        data=DataRef(name="images", root=str(Path(samples[0].path).parent)),
+        loss_terms=terms,
+        seed=seed,
+        config={},
+    )
+
+
 def main(images: str, out: str) -> None:
     samples = [
         Sample(str(path), int(path.name.split("_")[0]), 0) for path in sorted(Path(images).glob("*.png"))
@@ -58,23 +81,9 @@ def main(images: str, out: str) -> None:
     torch.manual_seed(0)
     model = NoBatchNorm(num_classes)
     criterion = build_criterion(TERMS, num_classes=num_classes, feat_dim=32)
-    run = TrainingRun(
-        split=Split(train=tuple(samples), query=(), gallery=()),
-        dataset=ImageDataset(samples, TrainTransform(16, 8, pad=2, random_erasing=0.5)),
-        sampler=PKSampler([s.pid for s in samples], p=4, k=2, seed=3),
-        model=model,
-        criterion=criterion,
-        # SGD, not Adam: Adam's update hides a wrong gradient scale (a mean instead of the sum over processes)
-        optimizer=build_optimizer(model, criterion, name="sgd", lr=0.05, weight_decay=5e-4, momentum=0.9),
-        lr_at=lambda epoch: 1.0,
-        device=torch.device("cpu"),
-        spec=ModelSpec(name="nobn", num_classes=num_classes, backbone="none"),
-        preprocess=Preprocess(16, 8),
-        data=DataRef(name="images", root=images),
-        loss_terms=TERMS,
-        seed=3,
-        config={},
-    )
+    # SGD, not Adam: Adam's update hides a wrong gradient scale (a mean instead of the sum over processes)
+    optimizer = build_optimizer(model, criterion, name="sgd", lr=0.05, weight_decay=5e-4, momentum=0.9)
+    run = small_run(samples, model, criterion, optimizer, terms=TERMS, p=4, seed=3, random_erasing=0.5)
     distributed = Distributed.from_environment()
     distributed.start(torch.device("cpu"))
     try:

@@ -9,18 +9,16 @@ import torch
 from PIL import Image
 from torch import nn
 
-from reidkit.checkpoint import DataRef, ModelSpec, Preprocess
-from reidkit.data.image_dataset import ImageDataset
-from reidkit.data.records import Sample, Split
-from reidkit.data.sampler import PKSampler
-from reidkit.data.transforms import TrainTransform
+from ddp_worker import small_run
+from reidkit.checkpoint import Preprocess
+from reidkit.data.records import Sample
 from reidkit.embed import TorchEmbedder, load_embedder
 from reidkit.engine import FitOptions, fit
 from reidkit.errors import EmbeddingError
 from reidkit.losses.criterion import build_criterion
 from reidkit.models.output import ReidOutput
 from reidkit.precision import cpu_has_bf16
-from reidkit.recipe import TrainingRun, build_optimizer
+from reidkit.recipe import build_optimizer
 
 TERMS = ({"name": "cross_entropy", "on": "logits", "params": {}}, {"name": "trihard", "on": "global"})
 
@@ -60,22 +58,8 @@ def _fit(tmp_path, samples, name: str, *, cpu_amp: bool) -> tuple[_Tiny, dict]:
     torch.manual_seed(0)
     model = _Tiny()
     criterion = build_criterion(TERMS, num_classes=4, feat_dim=32)
-    run = TrainingRun(
-        split=Split(train=tuple(samples), query=(), gallery=()),
-        dataset=ImageDataset(samples, TrainTransform(16, 8, pad=2, random_erasing=0.0)),
-        sampler=PKSampler([s.pid for s in samples], p=2, k=2, seed=0),
-        model=model,
-        criterion=criterion,
-        optimizer=build_optimizer(model, criterion, name="adam", lr=1e-2, weight_decay=0.0),
-        lr_at=lambda epoch: 1.0,
-        device=torch.device("cpu"),
-        spec=ModelSpec(name="tiny", num_classes=4, backbone="none"),
-        preprocess=Preprocess(16, 8),
-        data=DataRef(name="tiny", root="images"),
-        loss_terms=TERMS,
-        seed=0,
-        config={},
-    )
+    optimizer = build_optimizer(model, criterion, name="adam", lr=1e-2, weight_decay=0.0)
+    run = small_run(samples, model, criterion, optimizer, terms=TERMS, p=2, seed=0, random_erasing=0.0)
     with pytest.warns() if cpu_amp and not cpu_has_bf16() else _no_warning():
         result = fit(run, FitOptions(out_dir=tmp_path / name, epochs=2, log_every=1, cpu_amp=cpu_amp))
     return model, result
