@@ -25,6 +25,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import torch
@@ -135,6 +136,14 @@ class Distributed:
         for grad in grads:
             grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
             offset += grad.numel()
+
+    def broadcast_object(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every process (any picklable object)."""
+        if not self.enabled:
+            return value
+        box = [value]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
 
     def gather_rows(self, rows: np.ndarray) -> np.ndarray | None:
         """Every process's ``[n_r, ...]`` rows, concatenated in rank order, on rank 0; None on the others."""
