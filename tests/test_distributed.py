@@ -18,7 +18,7 @@ from PIL import Image
 from ddp_worker import NoBatchNorm
 from reidkit.checkpoint import CHECKPOINT_NAME, load
 from reidkit.cli import main
-from reidkit.distributed import Distributed
+from reidkit.distributed import Distributed, shard_bounds
 from reidkit.errors import ConfigError
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
@@ -149,3 +149,84 @@ def test_sync_bn_outside_a_distributed_cuda_run_is_refused(tiny_overrides, synth
     assert main(["train", "--out", str(tmp_path), "--quiet", *sum((["--set", s] for s in sets), [])]) == 2
     assert "train.sync_bn: SyncBatchNorm needs a distributed run on CUDA" in capsys.readouterr().err
     assert not (tmp_path / CHECKPOINT_NAME).exists()
+
+
+def test_shard_bounds_are_contiguous_in_order_on_batch_boundaries():
+    assert [shard_bounds(78, 64, r, 2) for r in range(2)] == [(0, 64), (64, 78)]
+    assert [shard_bounds(300, 64, r, 2) for r in range(2)] == [(0, 192), (192, 300)]
+    assert [shard_bounds(10, 4, r, 4) for r in range(4)] == [(0, 4), (4, 8), (8, 10), (10, 10)]
+    for count, batch, world in [(0, 8, 3), (1, 8, 3), (65, 64, 2), (1000, 7, 5)]:
+        bounds = [shard_bounds(count, batch, r, world) for r in range(world)]
+        assert bounds[0][0] == 0 and bounds[-1][1] == count
+        assert all(
+            a[1] == b[0] for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        )  # contiguous, in rank order
+        assert all(start % batch == 0 or start == count for start, _ in bounds)
+
+
+@pytest.mark.slow
+def test_torchrun_extract_equals_a_single_process_extract(untrained_checkpoint, synthetic_root, tmp_path):
+    argv = [
+        "extract",
+        "--checkpoint",
+        str(untrained_checkpoint),
+        "--images",
+        str(synthetic_root / "bounding_box_test"),
+    ]
+    argv += ["--workers", "0", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "one.npz")]) == 0
+    done = _torchrun([*argv, "--out", str(tmp_path / "two.npz")])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("wrote") == 1
+    one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
+    assert len(one["paths"]) > 64  # both processes had a share (64 and the rest)
+    assert sorted(one.files) == sorted(two.files)
+    for key in one.files:
+        if key == "features":  # the same batches, on other thread counts: equal to rounding
+            np.testing.assert_allclose(two[key], one[key], rtol=0, atol=1e-6)
+        else:
+            assert np.array_equal(two[key], one[key]), key
+
+
+def _torchrun(argv: list[str], processes: int = 2) -> subprocess.CompletedProcess:
+    launcher = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        str(processes),
+    ]
+    launcher += ["--master-addr", "127.0.0.1", "--master-port", str(_free_port()), "-m", "reidkit"]
+    env = _environment(OMP_NUM_THREADS=1)
+    return subprocess.run([*launcher, *argv], env=env, capture_output=True, text=True)
+
+
+@pytest.mark.slow
+def test_torchrun_index_build_equals_a_single_process_build(untrained_checkpoint, synthetic_root, tmp_path):
+    from reidkit.index import Index
+
+    gallery = synthetic_root / "bounding_box_test"
+    build = ["index", "build", "--checkpoint", str(untrained_checkpoint), "--images", str(gallery)]
+    build += ["--batch-size", "16", "--quiet"]
+    assert main([*build, "--out", str(tmp_path / "one")]) == 0
+    done = _torchrun([*build, "--out", str(tmp_path / "two")], processes=3)  # 78 images: 5 chunks over 3
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("indexed 78 images") == 1
+    with (
+        Index.open(tmp_path / "one", readonly=True) as one,
+        Index.open(tmp_path / "two", readonly=True) as two,
+    ):
+        ids = one.ids()
+        assert np.array_equal(two.ids(), ids) and len(ids) == 78
+        assert [one.get(i).path for i in ids] == [two.get(i).path for i in ids]  # same entries, same order
+        np.testing.assert_allclose(two.vectors(ids), one.vectors(ids), rtol=0, atol=1e-6)
+        assert two.fingerprint == one.fingerprint
+    again = _torchrun(["index", "add", str(tmp_path / "two"), *build[2:]])
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (
+        "indexed 0 images into" in again.stdout and "(78 already there, skipped; 78 in all)" in again.stdout
+    )
+    refused = _torchrun([*build, "--out", str(tmp_path / "t"), "--tracks", str(tmp_path)])
+    assert refused.returncode != 0 and "add tracks or tracklets as one process" in refused.stderr

@@ -12,15 +12,22 @@ steps are then identical on every process and the weights stay equal. The global
 unless converted to SyncBatchNorm (``train.sync_bn``, CUDA only).
 
 Only rank 0 writes logs, checkpoints and metrics and runs the evaluation; the others wait for it.
+
+Extraction (``torchrun ... -m reidkit extract``) shards the image list: process ``rank`` embeds one contiguous
+run of it whose ends fall on batch boundaries (:func:`shard_bounds`), so every batch is the one a single process
+would run; rank 0 gathers the rows in order (:meth:`Distributed.gather_rows`) and writes the one file.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -130,6 +137,22 @@ class Distributed:
             grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
             offset += grad.numel()
 
+    def broadcast_object(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every process (any picklable object)."""
+        if not self.enabled:
+            return value
+        box = [value]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather_rows(self, rows: np.ndarray) -> np.ndarray | None:
+        """Every process's ``[n_r, ...]`` rows, concatenated in rank order, on rank 0; None on the others."""
+        if not self.enabled:
+            return rows
+        parts: list | None = [None] * self.world_size if self.is_main else None
+        torch.distributed.gather_object(rows, parts, dst=0)
+        return np.concatenate(parts) if parts is not None else None
+
     # ------------------------------------------------------------------ gathering a step
     def gather(self, tensor: Tensor, dim: int = 0) -> Tensor:
         """This process's ``tensor`` and every other's, concatenated along the batch axis ``dim`` in rank order;
@@ -140,6 +163,13 @@ class Distributed:
         torch.distributed.all_gather(parts, tensor.detach().contiguous())
         parts[self.rank] = tensor
         return torch.cat(parts, dim=dim)
+
+
+def shard_bounds(count: int, batch_size: int, rank: int, world_size: int) -> tuple[int, int]:
+    """``[start, stop)`` of process ``rank``'s share of ``count`` items: contiguous, in order, every boundary a
+    multiple of ``batch_size`` (the last process may get fewer, or none, of the batches)."""
+    per_process = math.ceil(math.ceil(count / batch_size) / world_size) * batch_size
+    return min(count, rank * per_process), min(count, (rank + 1) * per_process)
 
 
 def _batch_axis(extra_name: str) -> int:

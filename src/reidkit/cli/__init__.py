@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from reidkit import __version__
-from reidkit.cli import adapt, cluster, data, evaluate, search, synth_video, track, track_eval, train
+from reidkit.cli import adapt, cluster, data, evaluate, index, search, synth_video, track, track_eval, train
 from reidkit.errors import ReidkitError
 
 EXIT_BAD_INPUT = 2
@@ -27,7 +27,7 @@ COMMANDS = (
     adapt.add_adapt,
     evaluate.add_eval,
     evaluate.add_extract,
-    search.add_index,
+    index.add_index,
     search.add_search,
     search.add_serve,
     search.add_export,

@@ -251,11 +251,34 @@ def add_extract(commands) -> None:
 
 
 def run_extract(args: argparse.Namespace) -> int:
+    """``reidkit extract``; under ``torchrun`` each process embeds its share and rank 0 writes the file."""
+    from reidkit.distributed import Distributed
+
+    distributed = Distributed.from_environment()
+    if not distributed.enabled:
+        return _extract(args, distributed)
+    import torch
+
+    if torch.device(args.device).type == "cuda":  # one GPU per process
+        args.device = f"cuda:{distributed.local_rank}"
+    distributed.start(torch.device(args.device))
+    try:
+        return _extract(args, distributed)
+    finally:
+        distributed.stop()
+
+
+#: images per embedding call of extract (the shards of a distributed extract are whole calls)
+EXTRACT_CHUNK = 64
+
+
+def _extract(args: argparse.Namespace, distributed) -> int:
     from reidkit.data.records import Sample
+    from reidkit.distributed import shard_bounds
     from reidkit.embed import embed_paths
     from reidkit.extract import save_features
 
-    checkpoint, embedder = checkpoint_embedder(args)
+    checkpoint, embedder = checkpoint_embedder(args, batch_size=EXTRACT_CHUNK)
     if args.images:
         reject_video_flags(args, "--images")
         samples = [Sample(p, -1, -1) for p in image_folder("--images", args.images)]
@@ -264,13 +287,24 @@ def run_extract(args: argparse.Namespace) -> int:
 
         name, root, options = dataset_choice(args, checkpoint)
         if is_video_dataset(name):
+            if distributed.enabled:
+                raise ConfigError(
+                    "extract under torchrun shards image sets; extract a video dataset as one process"
+                )
             return _run_video_extract(args, checkpoint, embedder, (name, root, options))
         reject_video_flags(args, f"the dataset {name!r}")
         samples = split_samples(load_dataset(name, root, **options), args.split)
         if not samples:
             raise ReidkitError(f"the {args.split} split of that dataset is empty: nothing to extract")
     paths = [s.path for s in samples]
-    features = embed_paths(embedder, paths, workers=args.workers, progress=not args.quiet)
+    start, stop = shard_bounds(len(paths), EXTRACT_CHUNK, distributed.rank, distributed.world_size)
+    progress = not args.quiet and distributed.is_main
+    features = embed_paths(
+        embedder, paths[start:stop], batch_size=EXTRACT_CHUNK, workers=args.workers, progress=progress
+    )
+    features = distributed.gather_rows(features)
+    if features is None:  # not rank 0: its rows went to rank 0
+        return 0
     save_features(args.out, features, samples)
     print(f"wrote {len(samples)} x {features.shape[1]} features to {args.out}")
     return 0
