@@ -133,17 +133,22 @@ class _ErrorBounds:
         return limit * (1.0 + 1e-6) + torch.finfo(torch.float32).tiny  # rounding of this evaluation
 
 
+def _norms(features: Tensor) -> Tensor:
+    """``[N]`` Euclidean norms of the rows, accumulated in float64."""
+    return torch.linalg.vector_norm(features, dim=1, dtype=torch.float64)
+
+
 def _dot_errors(space: SquaredRowDistance, low: Tensor | None) -> Tensor:
     """``[N]`` bound of ``|p - p_float32|`` over a row's pairs: bfloat16 ``low`` features, or float32 (None)."""
     features = space.features
     dimension = features.shape[1]
     steps = (dimension + 2) * _UNIT_FLOAT32
     accumulation = steps / (1.0 - steps)  # any summation order, products rounded or not
-    size = features.double().norm(dim=1)
+    size = _norms(features)
     if low is None:
         return (2.0 * accumulation * size * size.max()).float()
-    low_size = low.double().norm(dim=1)
-    residual = (features - low.float()).double().norm(dim=1)
+    low_size = _norms(low)
+    residual = _norms(features - low.float())
     error = low_size * residual.max() + residual * size.max()  # |x^ . r_y| + |r_x . y|, Cauchy-Schwarz
     error += accumulation * (low_size * low_size.max() + size * size.max())
     return error.float()
@@ -197,13 +202,55 @@ def _exact_rows(space, strip: Tensor, row_ids: Tensor, bounds: _ErrorBounds, wid
     return index, distance, row_max, rows.shape[0]
 
 
-def _certify(space, row_ids, near, near_index, far, far_index, bounds: _ErrorBounds, width: int, length: int):
+def _approximate_lists(space, product: Tensor, row_ids: Tensor, length: int, by_product: bool, slack: float):
+    """The nearest and farthest items of a strip of rows by their approximate ``[B, N]`` products.
+
+    Items are ranked by the product (``by_product``: the norms are equal but for rounding, or cosine) or by
+    ``2 p - |y|^2``; only the listed entries become distances. ``slack``: cosine, how far above 1 a product
+    can be (:class:`_ErrorBounds`). Returns the lists of :func:`_certify`.
+    """
+    norms, count = space.norms, product.shape[1]
+    key = product if by_product else product.float().mul_(2.0).sub_(norms)  # larger = nearer
+    near_key, near_index = torch.topk(key, length, dim=1, largest=True)
+    far_key, far_index = torch.topk(key, min(_FARTHEST, count), dim=1, largest=False)
+    near_key, far_key = near_key[:, -1:].float(), far_key[:, -1:].float()
+    row_norms = norms[row_ids][:, None]
+
+    def distances(index: Tensor) -> Tensor:
+        values = product.gather(1, index).float()
+        if space.metric == "cosine":
+            return (1.0 - values).square()
+        return ((row_norms + norms[index]) - 2.0 * values).clamp_min(0.0)
+
+    near, far = distances(near_index), distances(far_index)
+    near, order = torch.sort(near, dim=1)
+    near_index = near_index.gather(1, order)
+    far, order = torch.sort(far, dim=1, descending=True)
+    far_index = far_index.gather(1, order)
+    # the unlisted items' approximations lie beyond these (rounded outwards)
+    rounding = (
+        8.0 * _UNIT_FLOAT32 * (row_norms + norms.max() + 2.0 * near_key.abs() + 2.0 * far_key.abs() + 1.0)
+    )
+    if space.metric == "cosine":
+        beyond = (1.0 - near_key).clamp_min(0.0).square()
+        below = (1.0 - far_key).square().clamp_min(slack**2)  # products in [far_key, 1 + slack]
+    elif by_product:
+        beyond = row_norms + norms.min() - 2.0 * near_key
+        below = row_norms + norms.max() - 2.0 * far_key
+    else:
+        beyond, below = row_norms - near_key, row_norms - far_key
+    return near, near_index, far, far_index, beyond - rounding, below + rounding
+
+
+def _certify(space, row_ids, lists, bounds: _ErrorBounds, width: int, length: int):
     """Re-score the approximate lists of rows ``row_ids``; also return which rows are certified.
 
     Args:
-        near, near_index: ``[B, C]`` the nearest approximations, ascending; ``far, far_index``: ``[B, m]`` the
-            farthest, descending.
+        lists: from :func:`_approximate_lists`: ``near, near_index`` ``[B, C]`` the nearest approximations,
+            ascending; ``far, far_index`` ``[B, m]`` the farthest, descending; ``beyond, below`` ``[B, 1]``: no
+            unlisted item's approximation is below ``beyond`` (nearest side) or above ``below`` (farthest side).
     """
+    near, near_index, far, far_index, beyond, below = lists
     count = space.features.shape[0]
     limit = bounds.upper(near[:, width - 1 : width], row_ids)
     rows, slots = (bounds.lower(near, row_ids) <= limit).nonzero(as_tuple=True)  # a prefix of each list
@@ -211,7 +258,7 @@ def _certify(space, row_ids, near, near_index, far, far_index, bounds: _ErrorBou
     index, distance = _pack(rows, cols, _rescore(space, row_ids, rows, cols), row_ids.shape[0], length)
     certified = torch.ones(row_ids.shape[0], dtype=torch.bool, device=row_ids.device)
     if near.shape[1] < count:  # some items were never listed: all of them must stay beyond the width-th
-        certified &= bounds.lower(near[:, -1:], row_ids)[:, 0] > distance[:, width - 1]
+        certified &= bounds.lower(beyond, row_ids)[:, 0] > distance[:, width - 1]
     far_rows, far_slots = (bounds.upper(far, row_ids) >= bounds.lower(far[:, :1], row_ids)).nonzero(
         as_tuple=True
     )
@@ -219,7 +266,7 @@ def _certify(space, row_ids, near, near_index, far, far_index, bounds: _ErrorBou
     row_max = torch.full((row_ids.shape[0],), float("-inf"), dtype=far.dtype, device=far.device)
     row_max.scatter_reduce_(0, far_rows, far_values, "amax")
     if far.shape[1] < count:
-        certified &= bounds.upper(far[:, -1:], row_ids)[:, 0] <= row_max
+        certified &= bounds.upper(below, row_ids)[:, 0] <= row_max
     return index, distance, row_max, certified, rows.shape[0] + far_rows.shape[0]
 
 
@@ -249,22 +296,22 @@ def _certified_search(
     length = min(count, num_candidates)
     low = features.bfloat16()
     exact_bounds = _ErrorBounds(space, _dot_errors(space, None), 0.0)
-    largest = float(low.double().norm(dim=1).max()) ** 2 * (1.0 + 2.0**-7)  # |p| <= |x^| |y^| (1 + u)
+    largest = float(_norms(low).max()) ** 2 * (1.0 + 2.0**-7)  # |p| <= |x^| |y^| (1 + u)
     approx_bounds = _ErrorBounds(space, _dot_errors(space, low), _UNIT_BFLOAT16, largest)
+    # rank by the product alone when the norms are equal but for rounding (cosine, L2-normalised features)
+    spread = float(space.norms.max() - space.norms.min())
+    by_product = space.metric == "cosine" or spread <= 1e-3 * float(approx_bounds.dot_error.min())
     index = torch.full((count, length), -1, dtype=torch.int64, device=device)
     distance = torch.full((count, length), float("inf"), dtype=features.dtype, device=device)
     row_max = torch.empty(count, dtype=features.dtype, device=device)
     rescored, pending = 0, [torch.arange(0, num_query, device=device)]
     for start in range(num_query, count, chunk_size):  # gallery rows: approximate strips
         row_ids = torch.arange(start, min(start + chunk_size, count), device=device)
-        approx = space.from_products(
-            (low[start : start + chunk_size] @ low.t()).float(), row_ids, slice(None)
+        lists = _approximate_lists(
+            space, low[start : start + chunk_size] @ low.t(), row_ids, length, by_product, approx_bounds.slack
         )
-        near, near_index = torch.topk(approx, length, dim=1, largest=False)
-        far, far_index = torch.topk(approx, min(_FARTHEST, count), dim=1, largest=True)
-        del approx
         with _one_thread():
-            lists = _certify(space, row_ids, near, near_index, far, far_index, approx_bounds, width, length)
+            lists = _certify(space, row_ids, lists, approx_bounds, width, length)
         index[row_ids], distance[row_ids], row_max[row_ids] = lists[:3]
         pending.append(row_ids[~lists[3]])
         rescored += lists[4]
@@ -272,10 +319,9 @@ def _certified_search(
     for start in range(0, pending.shape[0], chunk_size):
         row_ids = pending[start : start + chunk_size]
         strip = space.block(row_ids, slice(None))
-        queries = row_ids < num_query
-        if queries.any():
-            query_rows = row_ids[queries].cpu().numpy()
-            out[query_rows] = strip[queries, num_query:].cpu().numpy()
+        if start < num_query:  # query rows come first in pending, in order
+            stop = min(start + chunk_size, num_query)
+            out[start:stop] = strip[: stop - start, num_query:].cpu().numpy()
         lists = _exact_rows(space, strip, row_ids, exact_bounds, width, length)
         index[row_ids], distance[row_ids], row_max[row_ids] = lists[:3]
         rescored += lists[3]

@@ -7,7 +7,13 @@ import torch
 from torch import Tensor
 
 from reidkit.distance import SquaredRowDistance
-from reidkit.rerank._candidates import _certified_search, _stable_order, bfloat16_supported
+from reidkit.rerank._candidates import (
+    _certified_search,
+    _one_thread,
+    _rescore,
+    _stable_order,
+    bfloat16_supported,
+)
 from reidkit.rerank._kreciprocal import _check_parameters, _encoding, _expanded_neighbours, _final_distances
 
 #: neighbour searches of :func:`k_reciprocal_fast` (``"auto"``: bfloat16 on CPUs that support it)
@@ -253,7 +259,13 @@ def _pair_distances(
         found = hit.any(dim=1)
         values = exact[part_rows].gather(1, hit.to(torch.uint8).argmax(dim=1, keepdim=True))[:, 0]
         missing = ~found
-        if missing.any():
+        if (
+            missing.any() and device.type == "cpu"
+        ):  # by row (the pairs come sorted by row): features read once
+            row_ids, rows = torch.unique_consecutive(part_rows[missing], return_inverse=True)
+            with _one_thread():
+                values[missing] = _rescore(space, row_ids, rows, part_cols[missing])
+        elif missing.any():
             values[missing] = space.pairs(part_rows[missing], part_cols[missing])
         result[start : start + piece] = values
     return result
