@@ -13,7 +13,7 @@ keeps the best time:
 * ``lists``: both searches on the same items: rows whose ``max(k1 + 1, k2)`` nearest differ (not timed).
 
 Ratios are against the float32 product and the exact mode of the same run (the machine may be shared, so absolute
-times are noisy). ``max |fast - exact|`` is the largest difference of the re-ranked distances.
+times are noisy). ``max abs diff to exact`` is the largest difference of the re-ranked distances.
 
 Usage::
 
@@ -120,10 +120,12 @@ def run_in_subprocess(method: str, args, output: str) -> dict:
 
 def print_table(results: dict, output: str) -> None:
     product = results.get("product-float32", {}).get("seconds")
+    low_product = results.get("product-bfloat16", {}).get("seconds")
     exact = results.get("exact", {}).get("seconds")
     header = (
-        f"| {'method':16s} | {'best s':>7s} | {'runs s':18s} | {'vs fp32 product':>15s} | {'vs exact':>8s} | "
-        f"{'peak GB':>7s} | {'fallback':>8s} | {'max |diff| to exact':>19s} |"
+        f"| {'method':16s} | {'best s':>7s} | {'runs s':18s} | {'vs fp32 product':>15s} | "
+        f"{'vs bf16 product':>15s} | {'vs exact':>8s} | "
+        f"{'peak GB':>7s} | {'fallback':>8s} | {'max abs diff to exact':>21s} |"
     )
     print(header)
     print("|" + "|".join("-" * len(cell) for cell in header.split("|")[1:-1]) + "|")
@@ -135,14 +137,15 @@ def print_table(results: dict, output: str) -> None:
         seconds = result["seconds"]
         runs = " ".join(f"{value:.2f}" for value in result["times"])
         to_product = f"{seconds / product:.2f}x" if product else "n/a"
+        to_low = f"{seconds / low_product:.2f}x" if low_product else "n/a"
         to_exact = f"1/{exact / seconds:.1f}" if exact and method != "exact" else ""
         fallback = f"{100 * result['fallback']:.2f}%" if "fallback" in result else ""
         difference = ""
         if reference is not None and os.path.exists(output + f".{method}.npy") and method != "exact":
             difference = f"{np.abs(np.load(output + f'.{method}.npy') - reference).max():.2e}"
         print(
-            f"| {method:16s} | {seconds:7.2f} | {runs:18s} | {to_product:>15s} | {to_exact:>8s} | "
-            f"{result['peak_gb']:7.2f} | {fallback:>8s} | {difference:>19s} |"
+            f"| {method:16s} | {seconds:7.2f} | {runs:18s} | {to_product:>15s} | {to_low:>15s} | {to_exact:>8s} | "
+            f"{result['peak_gb']:7.2f} | {fallback:>8s} | {difference:>21s} |"
         )
 
 

@@ -5,12 +5,14 @@ The fast mode's CPU search (:func:`_certified_search`). The float32 squared dist
 computed with it); every neighbour list is the first items of a stable sort of those values (distance
 ascending, ties by index ascending, as :func:`_stable_order`).
 
-* Query rows: their float32 strips are needed anyway (the output), so each row's list is taken from them.
+* Query rows: their float32 strips are needed anyway (the output), so each row's list is taken from them (the
+  items within the strip's rounding bound of the ``width``-th are re-scored with ``pairs``); so are the lists of
+  the fallback rows below.
 * Gallery rows: a bfloat16 product (float32 accumulation, bfloat16 result) gives approximate distances; each
   row keeps its ``C`` nearest and its ``m`` farthest approximate items. The error of an approximation is bounded
   from the features' bfloat16 residuals (Cauchy-Schwarz), the worst float32 accumulation error of both products
-  and the rounding of the bfloat16 result (:class:`_ErrorBounds`). Only the candidates that can still be among
-  the ``width`` nearest (lower bound not above the ``width``-th upper bound) are re-scored in float32. A row is
+  and the rounding of the bfloat16 result (:class:`_ErrorBounds`). The ``width`` nearest approximations are
+  re-scored in float32, then the other candidates whose lower bound does not exceed the largest of those. A row is
   *certified* when every item outside its list has a lower bound above the re-scored ``width``-th distance (and
   likewise for its largest distance); the other rows are recomputed in float32 (a *fallback*).
 
@@ -252,10 +254,18 @@ def _certify(space, row_ids, lists, bounds: _ErrorBounds, width: int, length: in
     """
     near, near_index, far, far_index, beyond, below = lists
     count = space.features.shape[0]
-    limit = bounds.upper(near[:, width - 1 : width], row_ids)
-    rows, slots = (bounds.lower(near, row_ids) <= limit).nonzero(as_tuple=True)  # a prefix of each list
-    cols = near_index[rows, slots]
-    index, distance = _pack(rows, cols, _rescore(space, row_ids, rows, cols), row_ids.shape[0], length)
+    # the width nearest approximations first: their largest float32 distance bounds the width-th from above
+    size = row_ids.shape[0]
+    rows = torch.arange(size, device=row_ids.device).repeat_interleave(width)
+    cols = near_index[:, :width].reshape(-1)
+    values = _rescore(space, row_ids, rows, cols)
+    limit = values.view(size, width).amax(dim=1, keepdim=True)
+    # then the other listed items that can still be below it
+    more_rows, slots = (bounds.lower(near[:, width:], row_ids) <= limit).nonzero(as_tuple=True)
+    more_cols = near_index[:, width:][more_rows, slots]
+    more_values = _rescore(space, row_ids, more_rows, more_cols)
+    rows, cols = torch.cat([rows, more_rows]), torch.cat([cols, more_cols])
+    index, distance = _pack(rows, cols, torch.cat([values, more_values]), size, length)
     certified = torch.ones(row_ids.shape[0], dtype=torch.bool, device=row_ids.device)
     if near.shape[1] < count:  # some items were never listed: all of them must stay beyond the width-th
         certified &= bounds.lower(beyond, row_ids)[:, 0] > distance[:, width - 1]
