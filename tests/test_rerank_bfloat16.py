@@ -8,7 +8,7 @@ import torch
 
 from reidkit.distance import SquaredRowDistance, pairwise_distance
 from reidkit.rerank import _exhaustive_search, k_reciprocal, k_reciprocal_fast, kreciprocal_encoding
-from reidkit.rerank._candidates import _certified_search, _dot_errors, _ErrorBounds
+from reidkit.rerank._candidates import _certified_search, _dot_errors, _ErrorBounds, bfloat16_supported
 
 
 def float32_lists(space: SquaredRowDistance, width: int):
@@ -175,3 +175,13 @@ def test_search_bad_inputs():
     statistics: dict = {}
     k_reciprocal_fast(features[:5], features[5:], k1=3, search="float32", statistics=statistics)
     assert statistics == {"search": "float32"}
+
+
+def test_auto_search_picks_bfloat16_for_float32_features_on_a_capable_cpu():
+    features = clustered(7, 40, 8, 3, 0.5)
+    statistics: dict = {}
+    k_reciprocal_fast(features[:8], features[8:].double(), k1=4, k2=2, statistics=statistics)
+    assert statistics["search"] == ("bfloat16" if bfloat16_supported() else "float32")
+    auto = kreciprocal_encoding(features.double(), k1=4, k2=2)  # float64 features keep the float32 search
+    reference = kreciprocal_encoding(features.double(), k1=4, k2=2, search="float32")
+    assert (auto != reference).nnz == 0

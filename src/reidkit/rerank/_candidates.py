@@ -124,6 +124,15 @@ class _ErrorBounds:
             return (root + dot).square() + margin
         return approx + self._half_width(approx, rows) + margin
 
+    def upper_up_to(self, approx: Tensor, rows: Tensor) -> Tensor:
+        """``[B, K]`` upper bounds of ``F`` for every approximation up to ``approx``: :meth:`upper` is monotone
+        but for cosine, where the bound on ``|p|`` drops at ``root = slack``; the bound just below is added."""
+        bound = self.upper(approx, rows)
+        if self.metric == "cosine":
+            dot = self.dot_error[rows][:, None] + self.result_unit * (1.0 + self.slack) + 4.0 * _UNIT_FLOAT32
+            bound = torch.maximum(bound, (self.slack + dot).square() + self.margin[rows][:, None])
+        return bound
+
     def lower_at_most(self, bound: Tensor, rows: Tensor) -> Tensor:
         """``[B, 1]`` the largest ``A`` whose lower bound may be ``<= bound`` ``[B, 1]`` (``result_unit = 0``)."""
         margin = self.margin[rows][:, None]
@@ -276,7 +285,7 @@ def _certify(space, row_ids, lists, bounds: _ErrorBounds, width: int, length: in
     row_max = torch.full((row_ids.shape[0],), float("-inf"), dtype=far.dtype, device=far.device)
     row_max.scatter_reduce_(0, far_rows, far_values, "amax")
     if far.shape[1] < count:
-        certified &= bounds.upper(below, row_ids)[:, 0] <= row_max
+        certified &= bounds.upper_up_to(below, row_ids)[:, 0] <= row_max
     return index, distance, row_max, certified, rows.shape[0] + far_rows.shape[0]
 
 
