@@ -145,8 +145,9 @@ class _ErrorBounds:
 
 
 def _norms(features: Tensor) -> Tensor:
-    """``[N]`` Euclidean norms of the rows, accumulated in float64."""
-    return torch.linalg.vector_norm(features, dim=1, dtype=torch.float64)
+    """``[N]`` upper bounds of the rows' Euclidean norms (float32, raised past any rounding of the sum)."""
+    steps = (features.shape[1] + 2) * _UNIT_FLOAT32
+    return torch.linalg.vector_norm(features, dim=1, dtype=torch.float32) * (1.0 + 4.0 * steps)
 
 
 def _dot_errors(space: SquaredRowDistance, low: Tensor | None) -> Tensor:
@@ -157,12 +158,12 @@ def _dot_errors(space: SquaredRowDistance, low: Tensor | None) -> Tensor:
     accumulation = steps / (1.0 - steps)  # any summation order, products rounded or not
     size = _norms(features)
     if low is None:
-        return (2.0 * accumulation * size * size.max()).float()
+        return 2.0 * accumulation * size * size.max()
     low_size = _norms(low)
     residual = _norms(features - low.float())
     error = low_size * residual.max() + residual * size.max()  # |x^ . r_y| + |r_x . y|, Cauchy-Schwarz
     error += accumulation * (low_size * low_size.max() + size * size.max())
-    return error.float()
+    return error
 
 
 def _rescore(space: SquaredRowDistance, row_ids: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
