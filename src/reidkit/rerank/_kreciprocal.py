@@ -124,9 +124,7 @@ def _jaccard_block(encoding_rows, gallery_columns, num_query: int, num_gallery: 
     return 1.0 - minimum_sum / (2.0 - minimum_sum)
 
 
-def _jaccard_pairs(
-    encoding_rows, gallery_columns, num_gallery: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _jaccard_pairs(encoding_rows, gallery_columns, num_gallery: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The min-sum Jaccard distances of :func:`_jaccard_block`, only for the pairs that share a column.
 
     The sums add the same terms in the same order as :func:`_jaccard_block`'s, so the values are equal bit
