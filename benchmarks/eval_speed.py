@@ -18,7 +18,9 @@ Methods:
 * ``reidkit``: :func:`reidkit.metrics.evaluate_features` (blocks of queries, no sort, no ``Q x G`` matrix).
 * ``baseline-matrix`` / ``reidkit-matrix``: the same two, timed on an already computed distance matrix.
 * ``rerank-exact``: the three distance matrices + :func:`reidkit.rerank.k_reciprocal`.
-* ``rerank-fast``: :func:`reidkit.rerank.k_reciprocal_fast` from the features (exhaustive neighbour search).
+* ``rerank-fast``: :func:`reidkit.rerank.k_reciprocal_fast` from the features (exhaustive neighbour search; the
+  certified bfloat16 search on CPUs with native bfloat16 products). ``benchmarks/rerank_speed.py`` times it
+  against the neighbour product.
 
 Usage::
 

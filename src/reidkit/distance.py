@@ -201,7 +201,11 @@ class SquaredRowDistance:
     def block(self, rows: slice | Tensor, cols: slice | Tensor) -> Tensor:
         """``[R, C]`` squared distances between ``features[rows]`` and ``features[cols]``."""
         left, right = self.features[rows], self.features[cols]
-        product = left @ right.t()
+        return self.from_products(left @ right.t(), rows, cols)
+
+    def from_products(self, product: Tensor, rows: slice | Tensor, cols: slice | Tensor) -> Tensor:
+        """``[R, C]`` squared distances from the ``[R, C]`` dot products of ``features[rows]`` and
+        ``features[cols]`` (computed elsewhere, e.g. in a lower precision); ``product`` is overwritten."""
         if self.metric == "cosine":
             return product.neg_().add_(1.0).pow_(2)  # (1 - x)^2, in place
         # (|a|^2 + |b|^2) - 2 a.b in place: the same rounding as the expression, two allocations
@@ -222,6 +226,24 @@ class SquaredRowDistance:
         if self.metric == "cosine":
             return (1.0 - product).pow(2)
         return (self.norms[rows] + self.norms[cols] - 2.0 * product).clamp_min(0.0)
+
+    def row_pairs(self, rows: Tensor, cols: Tensor) -> Tensor:
+        """``[R, K]`` squared distances between ``features[rows[r]]`` and ``features[cols[r, k]]``.
+
+        Equal bit for bit to :meth:`pairs` on the flattened pairs (the same products, summed over the same
+        contiguous rows), without gathering the repeated ``features[rows[r]]``.
+
+        Args:
+            rows: ``[R]`` row indices; ``cols``: ``[R, K]`` column indices per row.
+        """
+        if rows.dim() != 1 or cols.dim() != 2 or cols.shape[0] != rows.shape[0]:
+            raise ValueError(
+                f"rows, cols: expected [R] and [R, K] index tensors, got {tuple(rows.shape)}, {tuple(cols.shape)}"
+            )
+        product = (self.features[cols] * self.features[rows][:, None, :]).sum(dim=2)
+        if self.metric == "cosine":
+            return (1.0 - product).pow(2)
+        return (self.norms[rows][:, None] + self.norms[cols] - 2.0 * product).clamp_min(0.0)
 
 
 def _numpy_features(array, name: str) -> np.ndarray:

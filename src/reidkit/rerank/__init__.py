@@ -19,7 +19,9 @@ authors' evaluation code, so published numbers carry over:
 memory for ``D`` (about 1.5 GB in float32 at Market-1501 size) and a full sort of every row.
 
 :func:`k_reciprocal_fast` works from features and never holds an ``N x N`` matrix: neighbour lists come from an
-exhaustive, chunked nearest-neighbour search over the upper triangle of the distance matrix, ``V`` is a sparse
+exhaustive, chunked nearest-neighbour search (float32 strips of the upper triangle of the distance matrix; on
+CPUs with native bfloat16 products, candidates from a bfloat16 product that are re-scored in float32, with every
+row the bfloat16 error bound cannot certify recomputed in float32: the same lists), ``V`` is a sparse
 matrix with ``O(N * k1)`` entries and the Jaccard sums touch only the non-zeros. Its output is a dense
 ``[Q, G]`` matrix like the exact mode's (``Q x G`` floats; the working memory is ``O(N * k)``), and it
 reproduces the exact mode.
@@ -43,7 +45,8 @@ Distances between features come from :mod:`reidkit.distance`.
 Layout: :mod:`reidkit.rerank.exact` (:func:`k_reciprocal`, :func:`rerank_candidates`),
 :mod:`reidkit.rerank.fast` (:func:`k_reciprocal_fast`), :mod:`reidkit.rerank.neighbours`
 (:func:`kreciprocal_encoding`, :func:`jaccard_overlaps`), :mod:`reidkit.rerank.expansion`
-(:func:`query_expansion`) and ``reidkit.rerank._kreciprocal`` (the encoding both k-reciprocal modes share).
+(:func:`query_expansion`), ``reidkit.rerank._kreciprocal`` (the encoding both k-reciprocal modes share) and
+``reidkit.rerank._candidates`` (the fast mode's certified bfloat16 search).
 Import from ``reidkit.rerank``.
 """
 

@@ -7,14 +7,17 @@ import torch
 from torch import Tensor
 
 from reidkit.distance import SquaredRowDistance
+from reidkit.rerank._candidates import (
+    _certified_search,
+    _one_thread,
+    _rescore,
+    _stable_order,
+    bfloat16_supported,
+)
 from reidkit.rerank._kreciprocal import _check_parameters, _encoding, _expanded_neighbours, _final_distances
 
-
-def _stable_order(distance: Tensor, index: Tensor) -> Tensor:
-    """Order of each row of ``distance`` ascending, ties by ``index`` ascending (both ``[B, C]``)."""
-    by_index = torch.sort(index, dim=1, stable=True).indices
-    by_distance = torch.sort(distance.gather(1, by_index), dim=1, stable=True).indices
-    return by_index.gather(1, by_distance)
+#: neighbour searches of :func:`k_reciprocal_fast` (``"auto"``: bfloat16 on CPUs that support it)
+SEARCHES = ("auto", "float32", "bfloat16")
 
 
 def k_reciprocal_fast(
@@ -27,22 +30,29 @@ def k_reciprocal_fast(
     *,
     candidates: int | None = None,
     chunk_size: int = 512,
+    search: str = "auto",
+    statistics: dict | None = None,
 ) -> np.ndarray:
     """k-reciprocal re-ranking from features with ``O(N * k)`` working memory.
 
     Steps 1-7 of the module docstring, with the ``N x N`` matrices replaced by:
 
-    * neighbour lists: for each item, its ``candidates`` nearest items from an exhaustive search over
-      ``[chunk_size, N]`` strips of the upper triangle of the distance matrix, each pair computed once (the
-      distance is symmetric) and merged into running top lists, cut to
-      the ``max(k1 + 1, k2)`` nearest; each row's maximum ``max_k d[i, k]^2`` comes from the same pass, and the
-      query rows' gallery distances are kept for the output;
+    * neighbour lists: for each item, its ``max(k1 + 1, k2)`` nearest items by the float32 distances, from an
+      exhaustive search over ``[chunk_size, N]`` strips, with each row's maximum ``max_k d[i, k]^2``; the
+      query rows' gallery distances are kept for the output. ``search="float32"``
+      (:func:`_exhaustive_search`): float32 strips of the upper triangle, each pair computed once and merged
+      into running top lists. ``search="bfloat16"`` (:func:`reidkit.rerank._candidates._certified_search`):
+      the gallery rows' candidates come from a bfloat16 product (several times the float32 rate on CPUs with
+      AVX512-BF16 or AMX), are re-scored in float32, and every row whose lists the bfloat16 error bound cannot
+      certify is recomputed in float32: the lists are those of the float32 distances either way;
     * ``V`` and its expansion: sparse, ``O(N * k1)`` entries; distances of its pairs are taken from the
       candidate lists or computed directly;
     * Jaccard sums over the non-zeros only (an inverted index), one block of queries at a time.
 
     The search is exhaustive and the result equals :func:`k_reciprocal` on the matrices
-    ``pairwise_distance(., ., metric)`` (up to float32 rounding and ties).
+    ``pairwise_distance(., ., metric)`` (up to float32 rounding: the two searches order the pairs by float32
+    values computed in different summation orders, so pairs whose distances differ in the last bits only may
+    swap between them; exact ties are broken by index in both).
 
     Reference: Zhong et al., "Re-ranking Person Re-identification with k-reciprocal Encoding", CVPR 2017.
 
@@ -52,13 +62,21 @@ def k_reciprocal_fast(
         metric: ``"euclidean"`` or ``"cosine"`` (the original distance that is squared and normalised).
         candidates: length of each item's neighbour list kept by the search (default ``2 * (k1 + 1)``); the
             distances of the expanded pairs are looked up there, the others are computed.
+            The bfloat16 search keeps at least ``2 * max(k1 + 1, k2) + 8`` approximate candidates per row.
         chunk_size: rows per strip of the neighbour search.
+        search: ``"auto"`` (bfloat16 for float32 features on a CPU with native bfloat16 products, else
+            float32), ``"float32"`` or ``"bfloat16"`` (CPU or CUDA; the float32 search is the natural choice on a
+            GPU).
+        statistics: a dict to fill with the search's figures: ``search``, and for the bfloat16 search
+            ``rows``, ``fallback_rows`` (rows recomputed in float32) and ``rescored_pairs``.
 
     Returns:
         ``[Q, G]`` float32 numpy array of re-ranked distances (smaller = more similar), for
         :func:`reidkit.metrics.evaluate`.
     """
     _check_parameters(k1, k2, lambda_value)
+    if search not in SEARCHES:
+        raise ValueError(f"search: expected one of {list(SEARCHES)}, got {search!r}")
     query = qf if isinstance(qf, Tensor) else torch.from_numpy(np.asarray(qf))
     gallery = gf if isinstance(gf, Tensor) else torch.from_numpy(np.asarray(gf))
     if query.ndim != 2 or gallery.ndim != 2 or query.shape[1] != gallery.shape[1]:
@@ -75,7 +93,9 @@ def k_reciprocal_fast(
         space = SquaredRowDistance(features, metric)
         num_candidates = min(count, max(width, candidates if candidates is not None else 2 * (k1 + 1)))
         out = np.empty((num_query, num_gallery), dtype=np.float32)
-        encoding, row_max = _search_and_encode(space, k1, k2, num_candidates, chunk_size, num_query, out)
+        encoding, row_max = _search_and_encode(
+            space, k1, k2, num_candidates, chunk_size, num_query, out, search, statistics
+        )
         scale = (1.0 / row_max[:num_query]).cpu().numpy()[:, None]
         return _final_distances(
             encoding,
@@ -95,6 +115,8 @@ def _search_and_encode(
     chunk_size: int,
     num_query: int,
     out: np.ndarray,
+    search: str = "auto",
+    statistics: dict | None = None,
 ):
     """Steps 1-5 from features: neighbour search, expanded sets, and ``V`` (CSR ``[N, N]``, float64).
 
@@ -103,12 +125,27 @@ def _search_and_encode(
             (``>= max(k1 + 1, k2)``); ``chunk_size``: rows per strip of the search.
         num_query, out: the first ``num_query`` items' distances to the others are written to ``out``
             ``[Q, N - Q]`` (``num_query = 0`` and an empty ``out`` for none).
+        search, statistics: as in :func:`k_reciprocal_fast`.
 
     Returns:
         (``V``, ``[N]`` row maxima ``max_k d[i, k]^2``, clamped above 0).
     """
     width = max(k1 + 1, k2)
-    index, exact, row_max = _exhaustive_search(space, num_candidates, chunk_size, num_query, out)
+    features = space.features
+    if search == "auto":
+        native = features.device.type == "cpu" and bfloat16_supported()
+        search = "bfloat16" if native and features.dtype == torch.float32 else "float32"
+    if search == "bfloat16":
+        if features.dtype != torch.float32:
+            raise ValueError(f"search: 'bfloat16' needs float32 features, got {features.dtype}")
+        length = min(features.shape[0], max(num_candidates, 2 * width + 8))
+        index, exact, row_max = _certified_search(
+            space, length, chunk_size, num_query, out, width, statistics
+        )
+    else:
+        index, exact, row_max = _exhaustive_search(space, num_candidates, chunk_size, num_query, out)
+        if statistics is not None:
+            statistics.update(search="float32")
     row_max = row_max.clamp_min(torch.finfo(row_max.dtype).tiny)
     neighbours = index[:, :width].cpu().numpy()
     rows_np, cols_np = _expanded_neighbours(neighbours, k1)
@@ -222,7 +259,13 @@ def _pair_distances(
         found = hit.any(dim=1)
         values = exact[part_rows].gather(1, hit.to(torch.uint8).argmax(dim=1, keepdim=True))[:, 0]
         missing = ~found
-        if missing.any():
+        if (
+            missing.any() and device.type == "cpu"
+        ):  # by row (the pairs come sorted by row): features read once
+            row_ids, rows = torch.unique_consecutive(part_rows[missing], return_inverse=True)
+            with _one_thread():
+                values[missing] = _rescore(space, row_ids, rows, part_cols[missing])
+        elif missing.any():
             values[missing] = space.pairs(part_rows[missing], part_cols[missing])
         result[start : start + piece] = values
     return result

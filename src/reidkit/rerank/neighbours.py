@@ -16,7 +16,7 @@ from torch import Tensor
 
 from reidkit.distance import SquaredRowDistance
 from reidkit.rerank._kreciprocal import _check_parameters, _jaccard_pairs
-from reidkit.rerank.fast import _search_and_encode
+from reidkit.rerank.fast import SEARCHES, _search_and_encode
 
 if TYPE_CHECKING:
     from scipy import sparse
@@ -32,6 +32,7 @@ def kreciprocal_encoding(
     *,
     candidates: int | None = None,
     chunk_size: int = 512,
+    search: str = "auto",
 ) -> sparse.csr_matrix:
     """The k-reciprocal encoding ``V`` of every item after local query expansion (steps 1-5).
 
@@ -44,6 +45,7 @@ def kreciprocal_encoding(
         metric: ``"euclidean"`` or ``"cosine"``: the original distance, squared and row-normalised.
         candidates: neighbour list length kept by the search (default ``2 * (k1 + 1)``).
         chunk_size: rows per strip of the neighbour search.
+        search: ``"auto"``, ``"float32"`` or ``"bfloat16"``, as in :func:`reidkit.rerank.k_reciprocal_fast`.
 
     Returns:
         CSR ``[N, N]`` float64 ``V`` with sorted indices; each row sums to 1 and has ``O(k1 * k2)`` entries.
@@ -61,13 +63,15 @@ def kreciprocal_encoding(
         raise ValueError(f"k1, k2: need at most {count - 1} neighbours (N - 1), got k1={k1}, k2={k2}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size: expected a positive integer, got {chunk_size!r}")
+    if search not in SEARCHES:
+        raise ValueError(f"search: expected one of {list(SEARCHES)}, got {search!r}")
     with torch.no_grad():
         items = items.detach()
         items = items if items.dtype == torch.float64 else items.float()
         space = SquaredRowDistance(items, metric)
         num_candidates = min(count, max(width, candidates if candidates is not None else 2 * (k1 + 1)))
         nothing = np.empty((0, count), dtype=np.float32)
-        encoding, _ = _search_and_encode(space, k1, k2, num_candidates, chunk_size, 0, nothing)
+        encoding, _ = _search_and_encode(space, k1, k2, num_candidates, chunk_size, 0, nothing, search)
     encoding = encoding.tocsr()
     encoding.sort_indices()
     return encoding
