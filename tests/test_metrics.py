@@ -58,10 +58,15 @@ def random_case(rng, num_query, num_gallery, num_ids=6, num_cams=3, levels=5):
     return distmat, q_pids, g_pids, q_camids, g_camids
 
 
-@pytest.mark.parametrize("path", ["dense", "sparse"])
-def test_chunked_equals_unchunked_equals_reference_loop_with_ties(monkeypatch, path):
-    # both counting paths of the block kernel: one binary search over whole rows, or per-candidate comparisons
-    monkeypatch.setattr(_ranks, "_DENSE_SEARCH_FACTOR", 0 if path == "dense" else 10**9)
+@pytest.mark.parametrize("buckets", ["fine", "coarse"])
+def test_chunked_equals_unchunked_equals_reference_loop_with_ties(monkeypatch, buckets):
+    # fine: about one item per bucket; coarse: one bucket for the whole range of the matches, so that every item
+    # there is compared exactly, and one query row per part
+    if buckets == "fine":
+        monkeypatch.setattr(_ranks, "_ITEMS_PER_BUCKET", 1)
+    else:
+        monkeypatch.setattr(_ranks, "_ITEMS_PER_BUCKET", 10**9)
+        monkeypatch.setattr(_ranks, "_PART_ELEMENTS", 1)
     rng = np.random.default_rng(0)
     checked = 0
     for _ in range(60):
