@@ -152,7 +152,8 @@ def _block_metrics(
         )
         return _match_metrics(_negatives_before(block, matches, part_keep), matches.count)
 
-    part = max(1, _PART_ELEMENTS // max(num_gallery, 1))
+    # parts of at most _PART_ELEMENTS distances, and at least one per thread
+    part = max(1, min(_PART_ELEMENTS // max(num_gallery, 1), -(-num_rows // torch.get_num_threads())))
     bounds = [(start, min(start + part, num_rows)) for start in range(0, num_rows, part)]
     results = _map_parts(score, bounds, dist.device)
     return _BlockResult(
@@ -172,7 +173,7 @@ def _map_parts(
     system has just preempted. Threads that each run a whole part alone wait for nobody.
     """
     threads = torch.get_num_threads()
-    if device.type != "cpu" or threads == 1 or len(bounds) == 1:
+    if device.type != "cpu" or threads == 1:
         return [score(start, stop) for start, stop in bounds]
 
     def alone(start_stop: tuple[int, int]) -> _BlockResult:
@@ -180,7 +181,7 @@ def _map_parts(
         return score(*start_stop)
 
     try:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
+        with ThreadPoolExecutor(max_workers=min(threads, len(bounds))) as pool:
             return list(pool.map(alone, bounds))
     finally:
         torch.set_num_threads(threads)  # the default for threads started later
@@ -250,8 +251,9 @@ def _bucket_keys(dist: Tensor, matches: _SortedMatches, keep: Tensor | None) -> 
 
     Within a row, with ``N`` buckets spanning the valid matches' distances ``[lo, hi]``: key ``0`` holds the
     items below them, keys ``1 .. N + 2`` their range (every valid match lies there), ``N + 3`` the items
-    above, ``N + 4`` the removed items. The key is ``trunc(clamp(d * scale + shift))``: each operation is
-    rounded on its own, so the same non-decreasing function of ``d`` is applied to every item of the row.
+    above, ``N + 4`` the removed items. The key is ``trunc(clamp(d * scale + shift) + row offset)``: each
+    operation is rounded on its own, so the same non-decreasing function of ``d`` is applied to every item of the
+    row.
     ``scale <= 2**18 / max(|lo|, |hi|)`` keeps the scaled values small enough that rounding moves a match's key
     by well under one bucket (its exact value lies in ``[2, N + 2]`` plus the row offset).
     """
@@ -270,13 +272,12 @@ def _bucket_keys(dist: Tensor, matches: _SortedMatches, keep: Tensor | None) -> 
     span = hi - lo
     scale = torch.where(span > 0, buckets / span, float("inf"))
     scale = torch.minimum(scale, _KEY_RANGE / magnitude)
-    offset = torch.arange(num_rows, device=device, dtype=dtype) * stride
-    shift = (offset + 2.0) - lo * scale
     key = torch.mul(dist, scale[:, None])
-    key.add_(shift[:, None])
-    key.clamp_(min=offset[:, None], max=(offset + (buckets + 3))[:, None])
+    key.add_((2.0 - lo * scale)[:, None]).clamp_(0.0, buckets + 3.0)
     if keep is not None:
-        key = torch.where(keep, key, (offset + (buckets + 4))[:, None]).contiguous()
+        key.masked_fill_(~keep, buckets + 4.0)
+    # rounding cannot carry a key past its row's last one, an integer: rows stay apart
+    key.add_(torch.arange(num_rows, device=device, dtype=dtype)[:, None] * stride)
     keys = key.to(torch.int32)
     rows, cols = matches.removed
     if rows.numel():
