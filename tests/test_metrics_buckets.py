@@ -173,3 +173,10 @@ def test_split_then_finish_on_row_blocks_is_bit_identical_to_pairwise_distance(m
         part_norms = None if norms is None else norms[start : start + 16]
         rows = distance.finish(product, part_norms, out=None if norms is None else out[: product.shape[0]])
         assert torch.equal(rows, expected[start : start + 16])
+
+
+def test_a_transposed_distance_tensor_gives_the_same_numbers():
+    case = duplicated_case(np.random.default_rng(15))
+    transposed = torch.from_numpy(np.ascontiguousarray(case[0].T)).t()  # the same values, column-major
+    assert not transposed.is_contiguous()
+    assert_same(evaluate(transposed, *case[1:], max_rank=10), reference_metrics(*case, max_rank=10))

@@ -137,7 +137,7 @@ def _block_metrics(
     num_rows, num_gallery = len(q_pids), len(table.order)
 
     def score(start: int, stop: int) -> _BlockResult:
-        block = rows(start, stop)
+        block = rows(start, stop).contiguous()
         if check_nan and torch.isnan(block.sum()) and torch.isnan(block).any():  # the cheap test first
             raise ValueError("distmat: contains NaN distances")
         part_keep = None if keep is None else keep[start:stop]

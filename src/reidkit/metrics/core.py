@@ -300,8 +300,9 @@ def evaluate_features(
 ) -> Metrics:
     """CMC / mAP / mINP straight from features; the ``Q x G`` distance matrix never exists.
 
-    Distances are computed one block of queries at a time by :class:`reidkit.distance.GalleryDistance`,
-    bit-identical to :func:`reidkit.distance.pairwise_distance` on each block, so the result equals
+    Distances are computed one block of queries at a time by :class:`reidkit.distance.GalleryDistance` (one
+    matrix product per block, turned into distances part by part), bit-identical to
+    :func:`reidkit.distance.pairwise_distance` on each block, so the result equals
     ``evaluate(pairwise_distance(qf, gf, metric), ...)`` (up to the last-bit rounding that BLAS may give one
     row of a large product and of a small one). CUDA tensors are evaluated on their GPU.
 
