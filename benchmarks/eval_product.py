@@ -26,18 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import time
 
 import numpy as np
 from _reference import machine_line, reference_evaluate
-from eval_speed import SIZES, make_features
-
-
-def _rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+from eval_speed import SIZES, _rss_gb, case_arguments, generated_case, report, run_json
 
 
 def worker(size: str, kind: str, scale: float, seed: int, repeats: int, check: bool) -> dict:
@@ -47,10 +41,7 @@ def worker(size: str, kind: str, scale: float, seed: int, repeats: int, check: b
     from reidkit.distance import pairwise_distance
     from reidkit.metrics import DEFAULT_BLOCK_ELEMENTS, evaluate_features
 
-    qf, gf, q_pids, g_pids, q_camids, g_camids = make_features(size, kind, scale, seed)
-    query, gallery = torch.from_numpy(qf), torch.from_numpy(gf)
-    labels = (q_pids, g_pids, q_camids, g_camids)
-    data_gb = _rss_gb()
+    query, gallery, labels, data_gb = generated_case(size, kind, scale, seed)
     block = max(1, DEFAULT_BLOCK_ELEMENTS // gallery.shape[0])
     buffer = torch.empty((min(block, query.shape[0]), gallery.shape[0]))
 
@@ -92,11 +83,7 @@ def worker(size: str, kind: str, scale: float, seed: int, repeats: int, check: b
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="market,msmt17")
-    parser.add_argument("--kinds", default="clustered,random")
-    parser.add_argument("--scale", type=float, default=1.0, help="fraction of each size (0.1 = quick run)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser = case_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument("--repeats", type=int, default=3, help="timings of each, the best is reported")
     parser.add_argument(
         "--check",
@@ -125,20 +112,10 @@ def main() -> None:
             command = [sys.executable, __file__, "--worker", size, kind, "--scale", str(args.scale)]
             command += ["--seed", str(args.seed), "--repeats", str(args.repeats)]
             command += ["--check", "yes" if check else "no"]
-            completed = subprocess.run(command, capture_output=True, text=True, check=False)
-            if completed.returncode != 0:
-                lines = completed.stderr.strip().splitlines() or [f"exit code {completed.returncode}"]
-                result = {"error": lines[-1]}
-            else:
-                result = json.loads(completed.stdout.strip().splitlines()[-1])
+            result = run_json(command)
             print(f"  {size:7s} {kind:9s} {result}", flush=True)
             rows.append((size, kind, result))
-    print()
-    print_table(rows)
-    if args.json:
-        with open(args.json + ".tmp", "w") as stream:
-            json.dump([[size, kind, result] for size, kind, result in rows], stream, indent=1)
-        os.replace(args.json + ".tmp", args.json)
+    report(rows, print_table, args.json)
 
 
 def print_table(rows) -> None:
