@@ -180,3 +180,12 @@ def test_a_transposed_distance_tensor_gives_the_same_numbers():
     transposed = torch.from_numpy(np.ascontiguousarray(case[0].T)).t()  # the same values, column-major
     assert not transposed.is_contiguous()
     assert_same(evaluate(transposed, *case[1:], max_rank=10), reference_metrics(*case, max_rank=10))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_distances_with_ties_and_removed_items_match_the_reference():
+    rng = np.random.default_rng(16)
+    case = duplicated_case(rng, 50, 400)
+    ignore = [rng.choice(400, size=3, replace=False) for _ in range(50)]
+    reference = reference_metrics(*case, max_rank=10, ignore=ignore)
+    assert_same(evaluate(torch.from_numpy(case[0]).cuda(), *case[1:], max_rank=10, ignore=ignore), reference)

@@ -152,8 +152,12 @@ def _block_metrics(
         )
         return _match_metrics(_negatives_before(block, matches, part_keep), matches.count)
 
-    # parts of at most _PART_ELEMENTS distances, and at least one per thread
-    part = max(1, min(_PART_ELEMENTS // max(num_gallery, 1), -(-num_rows // torch.get_num_threads())))
+    # on CPU, parts of at most _PART_ELEMENTS distances and at least one per thread; a GPU takes larger ones
+    if dist.device.type == "cpu":
+        part = min(_PART_ELEMENTS // max(num_gallery, 1), -(-num_rows // torch.get_num_threads()))
+    else:
+        part = (_PART_ELEMENTS << 4) // max(num_gallery, 1)
+    part = max(1, part)
     bounds = [(start, min(start + part, num_rows)) for start in range(0, num_rows, part)]
     results = _map_parts(score, bounds, dist.device)
     return _BlockResult(
