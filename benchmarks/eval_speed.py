@@ -93,6 +93,15 @@ def _rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
+def generated_case(size: str, kind: str, scale: float, seed: int):
+    """``(query, gallery, labels, data_gb)``: :func:`make_features` as tensors and
+    ``(q_pids, g_pids, q_camids, g_camids)``, and the peak RSS right after generating them."""
+    import torch
+
+    qf, gf, q_pids, g_pids, q_camids, g_camids = make_features(size, kind, scale, seed)
+    return torch.from_numpy(qf), torch.from_numpy(gf), (q_pids, g_pids, q_camids, g_camids), _rss_gb()
+
+
 def worker(method: str, size: str, kind: str, scale: float, seed: int, sort_kind: str) -> dict:
     """Run one method in this process; return its time, results and memory."""
     import torch
@@ -101,10 +110,7 @@ def worker(method: str, size: str, kind: str, scale: float, seed: int, sort_kind
     from reidkit.metrics import evaluate, evaluate_features
     from reidkit.rerank import k_reciprocal, k_reciprocal_fast
 
-    qf, gf, q_pids, g_pids, q_camids, g_camids = make_features(size, kind, scale, seed)
-    query, gallery = torch.from_numpy(qf), torch.from_numpy(gf)
-    labels = (q_pids, g_pids, q_camids, g_camids)
-    data_gb = _rss_gb()
+    query, gallery, labels, data_gb = generated_case(size, kind, scale, seed)
     result: dict = {"threads": torch.get_num_threads()}
     start = time.perf_counter()
     if method == "baseline":
@@ -157,10 +163,30 @@ def run_in_subprocess(method: str, size: str, kind: str, args) -> dict:
     if args.threads:
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             environment[name] = str(args.threads)
+    return run_json(command, environment)
+
+
+def run_json(command: list[str], environment: dict | None = None) -> dict:
+    """Run ``command``; the JSON object on the last line of its output, or ``{"error": last stderr line}``."""
     completed = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
     if completed.returncode != 0:
         return {"error": (completed.stderr.strip().splitlines() or [f"exit code {completed.returncode}"])[-1]}
     return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def report(rows, print_table, path: str | None) -> None:
+    """Print the table of the ``(size, kind, results)`` rows, and write them as JSON to ``path`` if given."""
+    print()
+    print_table(rows)
+    if path:
+        write_json(path, rows)
+
+
+def write_json(path: str, rows) -> None:
+    """Write the ``(size, kind, results)`` rows as JSON, atomically."""
+    with open(path + ".tmp", "w") as stream:
+        json.dump([list(row) for row in rows], stream, indent=1)
+    os.replace(path + ".tmp", path)
 
 
 def dense_estimate_gb(size: str, scale: float, method: str) -> float:
@@ -175,12 +201,17 @@ def dense_estimate_gb(size: str, scale: float, method: str) -> float:
     return 0.0
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def case_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options that choose the generated cases: ``--sizes``, ``--kinds``, ``--scale``, ``--seed``."""
     parser.add_argument("--sizes", default="market,msmt17")
     parser.add_argument("--kinds", default="clustered,random")
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of each size (0.1 = quick run)")
     parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main() -> None:
+    parser = case_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument("--no-rerank", action="store_true", help="skip the re-ranking rows")
     parser.add_argument("--memory-limit-gb", type=float, default=MEMORY_LIMIT_GB)
     parser.add_argument("--json", help="also write the raw results to this file")
@@ -219,12 +250,7 @@ def main() -> None:
                     results[method] = run_in_subprocess(method, size, kind, args)
                 print(f"  {size:7s} {kind:9s} {method:16s} {results[method]}", flush=True)
             rows.append((size, kind, results))
-    print()
-    print_table(rows)
-    if args.json:
-        with open(args.json + ".tmp", "w") as stream:
-            json.dump([[size, kind, results] for size, kind, results in rows], stream, indent=1)
-        os.replace(args.json + ".tmp", args.json)
+    report(rows, print_table, args.json)
 
 
 def print_table(rows) -> None:

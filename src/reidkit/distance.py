@@ -143,6 +143,7 @@ class GalleryDistance:
         self.metric = metric
         gallery = gallery.detach()
         self.gallery_norm: Tensor | None = None  # [1, N] squared norms (Euclidean metrics)
+        self._gallery_finite: bool | None = None  # cosine: whether the normalised gallery is finite
         if metric == "cosine":
             self.gallery = F.normalize(gallery, dim=1)
         else:
@@ -154,6 +155,16 @@ class GalleryDistance:
 
     def __call__(self, query: Tensor) -> Tensor:
         """``[B, D]`` query features (same dtype and device as the gallery) -> ``[B, N]`` distances."""
+        left, norms = self.split(query)
+        return self.finish(left @ self.gallery.t(), norms)
+
+    def split(self, query: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The query's two parts: ``(left [B, D], norms [B, 1] or None)``.
+
+        ``left`` is what multiplies the gallery (the query itself, L2-normalised for cosine) and ``norms`` its
+        squared norms (None for cosine). Computed once for many blocks of rows, then
+        ``finish(left[rows] @ gallery^T, norms[rows])`` gives the distances of those rows, bit for bit.
+        """
         _check_features(query, "query")
         if query.shape[1] != self.gallery.shape[1] or query.dtype != self.gallery.dtype:
             raise ValueError(
@@ -162,13 +173,35 @@ class GalleryDistance:
             )
         query = query.detach()
         if self.metric == "cosine":
-            return (F.normalize(query, dim=-1) @ self.gallery.t()).neg_().add_(1.0)  # == 1 - x exactly
-        query_norm = query.pow(2).sum(dim=-1, keepdim=True)
-        dist = query_norm + self.gallery_norm  # (|q|^2 + |g|^2) - 2 q.g, as pairwise_distance, in place
-        dist.sub_((query @ self.gallery.t()).mul_(2.0))
+            return F.normalize(query, dim=-1), None
+        return query, query.pow(2).sum(dim=-1, keepdim=True)
+
+    def finish(self, product: Tensor, norms: Tensor | None, out: Tensor | None = None) -> Tensor:
+        """``[B, N]`` distances from ``product = left @ gallery^T`` and ``norms`` (see :meth:`split`).
+
+        ``product`` is overwritten; cosine distances are returned in it, the other metrics in ``out`` (a new
+        tensor when None).
+        """
+        if self.metric == "cosine":
+            return product.neg_().add_(1.0)  # == 1 - x exactly
+        dist = torch.add(norms, self.gallery_norm, out=out)  # (|q|^2 + |g|^2) - 2 q.g, as pairwise_distance
+        dist.sub_(product.mul_(2.0))
         if self.metric == "euclidean":
             return dist.clamp_min_(EPS).sqrt_()  # max(max(x, 0), EPS) == max(x, EPS)
         return dist.clamp_min_(0.0)
+
+    def never_nan(self, left: Tensor, norms: Tensor | None) -> bool:
+        """True when no distance of these query rows (from :meth:`split`) to the gallery can be NaN.
+
+        So it is for finite features whose squared norms stay below an eighth of the largest float: no product,
+        sum or difference can then overflow. False means only that the distances must be checked.
+        """
+        if self.metric == "cosine":
+            if self._gallery_finite is None:
+                self._gallery_finite = bool(torch.isfinite(self.gallery).all())
+            return self._gallery_finite and bool(torch.isfinite(left).all())
+        limit = torch.finfo(self.gallery.dtype).max / 8
+        return bool((norms <= limit).all()) and bool((self.gallery_norm <= limit).all())
 
 
 class SquaredRowDistance:

@@ -12,17 +12,21 @@ This package owns evaluation. Every entry point produces exactly the numbers of 
 * queries without any valid true match are skipped; CMC, mAP and mINP are averaged over the other queries.
 
 No query row is ever sorted. Queries are processed in blocks; for each block only the distances of each query's
-true matches are sorted (a handful per query), and every other valid gallery item is placed between them with a
-binary search. The rank of the ``k``-th true match (0-based) is then ``k + 1 +`` the number of non-matching
-valid items ordered before it, which is all that CMC, AP and INP need. Memory is ``O(chunk_size x G)`` and the
-``Q x G`` distance matrix never has to exist when evaluating from features (:func:`evaluate_features`).
+true matches are sorted (a handful per query). The rank of the ``k``-th true match (0-based) is then ``k + 1 +``
+the number of non-matching valid items ordered before it, which is all that CMC, AP and INP need; those numbers
+come from one histogram of the items' distances in buckets spanning the query's matches, and only the few items
+sharing a bucket with a match are compared with it exactly (:mod:`reidkit.metrics._ranks`). Memory is
+``O(chunk_size x G)`` and the ``Q x G`` distance matrix never has to exist when evaluating from features
+(:func:`evaluate_features`).
 
-From features, the block matrix products dominate (``Q x G x D`` multiply-adds). Skipping gallery items with a
-projected lower bound (``||P(q - g)|| <= ||q - g||`` for an orthonormal ``P``, exact items only where the bound
-is below the query's last true-match distance) does not pay on high-dimensional, noise-dominated features: on the
-Market-1501-sized synthetic benchmark (``benchmarks/eval_speed.py``, d=2048) the bounds from the top 64, 256 or
-1024 principal directions of the gallery excluded no item at all, although only about 1% of the items lie within
-that distance. So every product is computed, in blocks.
+From features, the block matrix products dominate (``Q x G x D`` multiply-adds); everything else costs a few
+passes over each block of distances, made while the block is still in the processor's caches
+(``benchmarks/eval_product.py`` measures :func:`evaluate_features` against the product alone). Skipping gallery
+items with a projected lower bound (``||P(q - g)|| <= ||q - g||`` for an orthonormal ``P``, exact items only
+where the bound is below the query's last true-match distance) does not pay on high-dimensional,
+noise-dominated features: on the Market-1501-sized synthetic benchmark (``benchmarks/eval_speed.py``, d=2048)
+the bounds from the top 64, 256 or 1024 principal directions of the gallery excluded no item at all, although
+only about 1% of the items lie within that distance. So every product is computed, in blocks.
 
 Protocols:
 

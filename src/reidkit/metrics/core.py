@@ -7,6 +7,7 @@ definitions and protocols are in the :mod:`reidkit.metrics` docstring.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -232,7 +233,7 @@ def evaluate(
 
 
 def _score_blocks(
-    rows: Callable[[int, int], Tensor],
+    rows: Callable[[int, int], Tensor | Callable[[int, int], Tensor]],
     shape: tuple[int, int],
     device: torch.device,
     labels: tuple,
@@ -240,9 +241,14 @@ def _score_blocks(
     max_rank: int,
     ignore: Sequence | None,
     chunk_size: int | None,
+    check_nan: bool = True,
 ) -> Metrics:
-    """Check the labels, then accumulate the metrics of ``rows(start, stop)`` (``[B, G]`` distances) block by
-    block; ``labels`` is ``(q_pids, g_pids, q_camids, g_camids)``."""
+    """Check the labels, then accumulate the metrics of ``rows(start, stop)`` block by block.
+
+    ``rows(start, stop)`` gives the ``[B, G]`` distances of a block, or a function of ``(a, b)`` giving those of
+    its rows ``a:b`` (see :func:`reidkit.metrics._ranks._block_metrics`); ``labels`` is
+    ``(q_pids, g_pids, q_camids, g_camids)``; ``check_nan=False`` when the distances cannot be NaN.
+    """
     num_query, num_gallery = shape
     q_pids, g_pids, q_camids, g_camids = labels
     q_pids_np = _to_numpy_1d(q_pids, "q_pids", num_query)
@@ -252,7 +258,6 @@ def _score_blocks(
     max_rank = _check_max_rank(max_rank)
     block = _block_size(chunk_size, num_gallery)
     table = _MatchTable(g_pids_np)
-    g_pids_t = torch.from_numpy(g_pids_np).to(device)
     accumulator = _Accumulator(max_rank)
     with torch.no_grad():
         for start in range(0, num_query, block):
@@ -261,11 +266,11 @@ def _score_blocks(
                 _block_metrics(
                     rows(start, stop),
                     q_pids_np[start:stop],
-                    g_pids_t,
                     table,
                     None if q_cams is None else q_cams[start:stop],
                     g_cams,
                     None if ignore_checked is None else ignore_checked[start:stop],
+                    check_nan=check_nan,
                 )
             )
     return accumulator.result()
@@ -295,8 +300,9 @@ def evaluate_features(
 ) -> Metrics:
     """CMC / mAP / mINP straight from features; the ``Q x G`` distance matrix never exists.
 
-    Distances are computed one block of queries at a time by :class:`reidkit.distance.GalleryDistance`,
-    bit-identical to :func:`reidkit.distance.pairwise_distance` on each block, so the result equals
+    Distances are computed one block of queries at a time by :class:`reidkit.distance.GalleryDistance` (one
+    matrix product per block, turned into distances part by part), bit-identical to
+    :func:`reidkit.distance.pairwise_distance` on each block, so the result equals
     ``evaluate(pairwise_distance(qf, gf, metric), ...)`` (up to the last-bit rounding that BLAS may give one
     row of a large product and of a small one). CUDA tensors are evaluated on their GPU.
 
@@ -319,12 +325,52 @@ def evaluate_features(
     if query.dtype != gallery.dtype:
         gallery = gallery.to(query.dtype)
     distance = GalleryDistance(gallery, metric)
+    with torch.no_grad():
+        left, norms = distance.split(query)
+        check_nan = not distance.never_nan(left, norms)
     return _score_blocks(
-        lambda start, stop: distance(query[start:stop]),
+        _ProductBlocks(distance, left, norms, _block_size(chunk_size, gallery.shape[0])),
         (query.shape[0], gallery.shape[0]),
         query.device,
         (q_pids, g_pids, q_camids, g_camids),
         max_rank=max_rank,
         ignore=ignore,
         chunk_size=chunk_size,
+        check_nan=check_nan,
     )
+
+
+class _ProductBlocks:
+    """``blocks(start, stop)``: one matrix product for the block's queries, then its distances part by part.
+
+    The product of a block lands in one buffer reused by every block, and each part of its rows is turned into
+    distances (see :meth:`reidkit.distance.GalleryDistance.finish`) just before the kernel reads it, while it
+    is still in the processor's caches.
+    """
+
+    def __init__(self, distance: GalleryDistance, left: Tensor, norms: Tensor | None, block: int):
+        self.distance, self.left, self.norms = distance, left, norms
+        self.product = left.new_empty((min(block, left.shape[0]), len(distance)))
+        self.local = threading.local()  # each thread's buffer for the distances of one part
+
+    def __call__(self, start: int, stop: int) -> _ProductRows:
+        product = torch.mm(self.left[start:stop], self.distance.gallery.t(), out=self.product[: stop - start])
+        return _ProductRows(self, product, start)
+
+
+class _ProductRows:
+    """``rows(first, last)``: the distances of rows ``first:last`` of one block's product (overwrites them)."""
+
+    def __init__(self, blocks: _ProductBlocks, product: Tensor, start: int):
+        self.blocks, self.product, self.start = blocks, product, start
+        self.device = product.device
+
+    def __call__(self, first: int, last: int) -> Tensor:
+        blocks = self.blocks
+        if blocks.norms is None:
+            return blocks.distance.finish(self.product[first:last], None)
+        out = getattr(blocks.local, "out", None)
+        if out is None or out.shape[0] < last - first:
+            out = blocks.local.out = self.product.new_empty((last - first, self.product.shape[1]))
+        norms = blocks.norms[self.start + first : self.start + last]
+        return blocks.distance.finish(self.product[first:last], norms, out=out[: last - first])

@@ -103,7 +103,6 @@ def evaluate_single_gallery_shot(
     block = _block_size(chunk_size, num_gallery)
     device = distmat.device if isinstance(distmat, Tensor) else torch.device("cpu")
     table = _MatchTable(g_pids_np)
-    g_pids_t = torch.from_numpy(g_pids_np).to(device)
     cmc = np.zeros(full.cmc.shape[0])
     for _ in range(int(repeats)):
         accumulator = _Accumulator(full.cmc.shape[0])
@@ -115,7 +114,6 @@ def evaluate_single_gallery_shot(
                 _block_metrics(
                     _distance_block(distmat, start, stop, device),
                     q_pids_np[start:stop],
-                    g_pids_t,
                     table,
                     q_cams_block,
                     g_cams,
