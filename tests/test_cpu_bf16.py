@@ -155,3 +155,28 @@ def test_train_cpu_amp_from_the_cli(tiny_overrides, synthetic_root, tmp_path):
     saved = load(tmp_path / CHECKPOINT_NAME)
     assert saved.config["train"]["cpu_amp"] is True
     assert all(value.dtype in (torch.float32, torch.int64) for value in saved.weights.values())
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [("fpu avx512f avx512_bf16 amx_bf16 amx_tile", True), ("fpu avx512f avx512_bf16", False)],
+)
+def test_cpu_has_amx_reads_the_amx_bf16_flag(monkeypatch, tmp_path, flags, expected):
+    import builtins
+
+    from reidkit import precision
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: X\nflags\t\t: {flags}\n")
+    real_open = builtins.open
+    monkeypatch.setattr(
+        builtins,
+        "open",
+        lambda path, *a, **k: real_open(cpuinfo if path == "/proc/cpuinfo" else path, *a, **k),
+    )
+    precision.cpu_has_amx.cache_clear()
+    try:
+        assert precision.cpu_has_amx() is expected
+    finally:
+        monkeypatch.undo()
+        precision.cpu_has_amx.cache_clear()

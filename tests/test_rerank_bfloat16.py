@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from reidkit.distance import SquaredRowDistance, pairwise_distance
+from reidkit.precision import cpu_has_amx, cpu_has_bf16
 from reidkit.rerank import _exhaustive_search, k_reciprocal, k_reciprocal_fast, kreciprocal_encoding
-from reidkit.rerank._candidates import _certified_search, _dot_errors, _ErrorBounds, bfloat16_supported
+from reidkit.rerank._candidates import _certified_search, _dot_errors, _ErrorBounds
 
 
 def float32_lists(space: SquaredRowDistance, width: int):
@@ -177,11 +178,19 @@ def test_search_bad_inputs():
     assert statistics == {"search": "float32"}
 
 
-def test_auto_search_picks_bfloat16_for_float32_features_on_a_capable_cpu():
+def test_auto_search_picks_bfloat16_for_float32_features_on_an_amx_cpu(monkeypatch):
+    import reidkit.rerank.fast as fast
+
     features = clustered(7, 40, 8, 3, 0.5)
     statistics: dict = {}
     k_reciprocal_fast(features[:8], features[8:].double(), k1=4, k2=2, statistics=statistics)
-    assert statistics["search"] == ("bfloat16" if bfloat16_supported() else "float32")
+    assert statistics["search"] == ("bfloat16" if cpu_has_bf16() and cpu_has_amx() else "float32")
+    for amx, expected in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(fast, "cpu_has_amx", lambda amx=amx: amx)
+        monkeypatch.setattr(fast, "cpu_has_bf16", lambda: True)
+        statistics = {}
+        k_reciprocal_fast(features[:8], features[8:], k1=4, k2=2, statistics=statistics)
+        assert statistics["search"] == expected
     auto = kreciprocal_encoding(features.double(), k1=4, k2=2)  # float64 features keep the float32 search
     reference = kreciprocal_encoding(features.double(), k1=4, k2=2, search="float32")
     assert (auto != reference).nnz == 0

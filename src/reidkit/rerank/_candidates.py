@@ -58,14 +58,6 @@ def _stable_order(distance: Tensor, index: Tensor) -> Tensor:
     return by_index.gather(1, by_distance)
 
 
-def bfloat16_supported() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices natively (oneDNN: AVX512-BF16 or AMX)."""
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 class _ErrorBounds:
     """Intervals that contain the float32 squared distance ``F[i, j]`` given an approximation ``A[i, j]``.
 
