@@ -1,7 +1,8 @@
 """One process of a distributed test run (started by tests/test_distributed.py; never collected by pytest).
 
-``python tests/ddp_worker.py IMAGES OUT``: trains a small batch-norm-free model on the images in IMAGES for a
-few steps with ``reidkit.engine.fit``, as one process or, with the torchrun variables set, as one of several.
+``python tests/ddp_worker.py IMAGES OUT [MAX_STEPS [RESUME]]``: trains a small batch-norm-free model on the images
+in IMAGES for two epochs (or MAX_STEPS steps, continuing from checkpoint RESUME) with ``reidkit.engine.fit``, as one
+process or, with the torchrun variables set, as one of several.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def small_run(
     )
 
 
-def main(images: str, out: str) -> None:
+def main(images: str, out: str, max_steps: str | None = None, resume: str | None = None) -> None:
     samples = [
         Sample(str(path), int(path.name.split("_")[0]), 0) for path in sorted(Path(images).glob("*.png"))
     ]
@@ -87,11 +88,19 @@ def main(images: str, out: str) -> None:
     distributed = Distributed.from_environment()
     distributed.start(torch.device("cpu"))
     try:
-        fit(run, FitOptions(out_dir=out, epochs=2, log_every=1, distributed=distributed))
+        options = FitOptions(
+            out_dir=out,
+            epochs=2,
+            log_every=1,
+            distributed=distributed,
+            max_steps=int(max_steps) if max_steps else None,
+            resume=resume,
+        )
+        fit(run, options)
     finally:
         distributed.stop()
 
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:5])

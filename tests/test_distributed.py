@@ -52,10 +52,28 @@ def _environment(**variables) -> dict[str, str]:
     return env
 
 
-def _worker(images: Path, out: Path, **variables) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(WORKER), str(images), str(out)], env=_environment(**variables)
-    )
+def _worker(images: Path, out: Path, *more: str, **variables) -> subprocess.Popen:
+    argv = [sys.executable, str(WORKER), str(images), str(out), *more]
+    return subprocess.Popen(argv, env=_environment(**variables))
+
+
+def _ranks(images: Path, out: Path, *more: str, world: int = 2) -> list[int]:
+    """Run the worker as ``world`` processes of one distributed run; their exit codes."""
+    port = _free_port()
+    processes = [
+        _worker(
+            images,
+            out,
+            *more,
+            RANK=rank,
+            WORLD_SIZE=world,
+            LOCAL_RANK=rank,
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=port,
+        )
+        for rank in range(world)
+    ]
+    return [process.wait(timeout=300) for process in processes]
 
 
 @pytest.mark.slow
@@ -63,20 +81,7 @@ def test_two_gloo_processes_take_the_single_process_optimiser_steps(tmp_path):
     images = _images(tmp_path / "images")
     single = _worker(images, tmp_path / "one")
     assert single.wait(timeout=300) == 0
-    port = _free_port()
-    ranks = [
-        _worker(
-            images,
-            tmp_path / "two",
-            RANK=rank,
-            WORLD_SIZE=2,
-            LOCAL_RANK=rank,
-            MASTER_ADDR="127.0.0.1",
-            MASTER_PORT=port,
-        )
-        for rank in range(2)
-    ]
-    assert [process.wait(timeout=300) for process in ranks] == [0, 0]
+    assert _ranks(images, tmp_path / "two") == [0, 0]
     one, two = load(tmp_path / "one" / CHECKPOINT_NAME), load(tmp_path / "two" / CHECKPOINT_NAME)
     assert one.training.global_step == two.training.global_step > 4
     for name, weight in one.weights.items():
@@ -230,3 +235,21 @@ def test_torchrun_index_build_equals_a_single_process_build(untrained_checkpoint
     )
     refused = _torchrun([*build, "--out", str(tmp_path / "t"), "--tracks", str(tmp_path)])
     assert refused.returncode != 0 and "add tracks or tracklets as one process" in refused.stderr
+
+
+@pytest.mark.slow
+def test_a_two_process_run_resumes_exactly_as_one_process_and_back(tmp_path):
+    images = _images(tmp_path / "images")
+    straight = _worker(images, tmp_path / "straight")
+    assert straight.wait(timeout=300) == 0
+    # 2 processes stop after 3 steps; 1 process goes on to 6; 2 processes finish the run
+    assert _ranks(images, tmp_path / "a", "3") == [0, 0]
+    middle = _worker(images, tmp_path / "b", "6", str(tmp_path / "a" / CHECKPOINT_NAME))
+    assert middle.wait(timeout=300) == 0
+    assert _ranks(images, tmp_path / "c", "", str(tmp_path / "b" / CHECKPOINT_NAME)) == [0, 0]
+    done, resumed = load(tmp_path / "straight" / CHECKPOINT_NAME), load(tmp_path / "c" / CHECKPOINT_NAME)
+    assert load(tmp_path / "a" / CHECKPOINT_NAME).training.global_step == 3
+    assert load(tmp_path / "b" / CHECKPOINT_NAME).training.global_step == 6
+    assert resumed.training.global_step == done.training.global_step > 6
+    for name, weight in done.weights.items():
+        torch.testing.assert_close(resumed.weights[name], weight, rtol=1e-4, atol=1e-5, msg=name)
