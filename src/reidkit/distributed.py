@@ -20,9 +20,10 @@ would run; rank 0 gathers the rows in order (:meth:`Distributed.gather_rows`) an
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -91,6 +92,22 @@ class Distributed:
         return cls(rank, world, local)
 
     # ------------------------------------------------------------------ the process group
+    def process_device(self, device: str | torch.device) -> torch.device:
+        """The device of this process: ``cuda`` becomes ``cuda:<local_rank>`` in a distributed run (one GPU each)."""
+        device = torch.device(device)
+        if self.enabled and device.type == "cuda":
+            return torch.device("cuda", self.local_rank)
+        return device
+
+    @contextlib.contextmanager
+    def joined(self, device: torch.device) -> Iterator[Distributed]:
+        """The process group, joined for the ``with`` block (:meth:`start`, then :meth:`stop`)."""
+        self.start(device)
+        try:
+            yield self
+        finally:
+            self.stop()
+
     def start(self, device: torch.device, *, timeout_s: float = 1800.0) -> None:
         """Join the process group: NCCL for CUDA devices, gloo otherwise (no-op for one process)."""
         if not self.enabled or torch.distributed.is_initialized():
@@ -163,6 +180,10 @@ class Distributed:
         torch.distributed.all_gather(parts, tensor.detach().contiguous())
         parts[self.rank] = tensor
         return torch.cat(parts, dim=dim)
+
+
+#: the run of one process (no process group); frozen, so safe as a default argument.
+SINGLE_PROCESS = Distributed()
 
 
 def shard_bounds(count: int, batch_size: int, rank: int, world_size: int) -> tuple[int, int]:

@@ -25,7 +25,7 @@ from reidkit import checkpoint as checkpoints
 from reidkit.checkpoint import CHECKPOINT_NAME, Checkpoint, ModelSpec, TrainingState
 from reidkit.data.batch import Batch, collate_items
 from reidkit.data.sampler import PKSampler, SeededBatches, UnlabelledMixSampler
-from reidkit.distributed import Distributed, gather_step
+from reidkit.distributed import SINGLE_PROCESS, Distributed, gather_step
 from reidkit.errors import CheckpointError, ConfigError
 from reidkit.precision import autocast, cpu_has_bf16
 from reidkit.runlog import JsonLog, NullLog
@@ -53,7 +53,7 @@ def train_loader(
     workers: int = 0,
     pin_memory: bool = False,
     generator: torch.Generator | None = None,
-    distributed: Distributed | None = None,
+    distributed: Distributed = SINGLE_PROCESS,
 ) -> DataLoader:
     """:class:`~reidkit.data.batch.Batch` es of ``dataset`` (yielding ``ImageItem`` s) over ``sampler``'s
     current epoch (call its ``set_epoch`` first). Each index travels with its augmentation seed, so a batch is a
@@ -61,11 +61,7 @@ def train_loader(
     the global RNG. With ``distributed``, only this process's share of every batch is loaded."""
     return DataLoader(
         dataset,
-        batch_sampler=SeededBatches(
-            sampler,
-            rank=distributed.rank if distributed else 0,
-            world_size=distributed.world_size if distributed else 1,
-        ),
+        batch_sampler=SeededBatches(sampler, rank=distributed.rank, world_size=distributed.world_size),
         num_workers=workers,
         collate_fn=collate_items,
         pin_memory=pin_memory,
@@ -83,7 +79,7 @@ def train_step(
     scaler: torch.amp.GradScaler | None = None,
     amp: bool = False,
     grad_clip: float | None = None,
-    distributed: Distributed | None = None,
+    distributed: Distributed = SINGLE_PROCESS,
 ) -> tuple[Tensor, dict[str, float]]:
     """One optimiser step on ``batch`` (already on the model's device): forward, loss, backward, step.
 
@@ -98,17 +94,15 @@ def train_step(
     """
     with autocast(batch.images.device, amp):
         output = model(batch.images)
-    distributed = distributed or Distributed()
     loss, terms = criterion(*gather_step(distributed, output, batch))
     if not torch.isfinite(loss):
         raise FloatingPointError(f"loss became {loss.item()}")
     optimizer.zero_grad(set_to_none=True)
     # the model's gradients come from the local share only: summed over the processes; the criterion's own
     # parameters (centres, pair head) already got the gradient of the whole gathered batch on every process
-    parameters = list(model.parameters())
     if scaler is not None:
         scaler.scale(loss).backward()
-        distributed.sum_gradients(parameters)
+        distributed.sum_gradients(model.parameters())
         if grad_clip:
             scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -116,7 +110,7 @@ def train_step(
         scaler.update()
     else:
         loss.backward()
-        distributed.sum_gradients(parameters)
+        distributed.sum_gradients(model.parameters())
         if grad_clip:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
@@ -141,7 +135,7 @@ def train_one_epoch(
     log_every: int = 20,
     max_steps: int | None = None,
     progress: bool = False,
-    distributed: Distributed | None = None,
+    distributed: Distributed = SINGLE_PROCESS,
 ) -> dict[str, float]:
     """Run the remaining batches of ``state.epoch``; updates ``state`` after every step.
 
@@ -184,7 +178,7 @@ def train_one_epoch(
         state.batch += 1
         state.global_step += 1
         count += 1
-        images += batch.num_frames * (distributed.world_size if distributed else 1)
+        images += batch.num_frames * distributed.world_size
         terms = {"loss": float(loss.detach()), **terms}
         for key, value in terms.items():
             sums[key] = sums.get(key, 0.0) + value
@@ -257,7 +251,7 @@ class FitOptions:
     resume: str | Path | None = None
     max_steps: int | None = None
     progress: bool = False
-    distributed: Distributed = Distributed()
+    distributed: Distributed = SINGLE_PROCESS
     sync_bn: bool = False
 
     def __post_init__(self) -> None:

@@ -27,7 +27,7 @@ from reidkit.data.clip_dataset import ClipDataset, frame_samples
 from reidkit.data.image_dataset import ImageDataset
 from reidkit.data.records import Split, VideoSplit
 from reidkit.data.sampler import PKSampler, UnlabelledMixSampler
-from reidkit.distributed import Distributed
+from reidkit.distributed import SINGLE_PROCESS, Distributed
 from reidkit.engine import FitOptions
 from reidkit.errors import CheckpointError, ConfigError, DatasetError, EmbeddingError, ReidkitError
 from reidkit.losses.criterion import Criterion, build_criterion
@@ -424,7 +424,7 @@ def fit_options(
         amp=train.amp,
         cpu_amp=train.cpu_amp,
         sync_bn=train.sync_bn,
-        distributed=distributed or Distributed(),
+        distributed=distributed or SINGLE_PROCESS,
         channels_last=train.channels_last,
         grad_clip=train.grad_clip or None,  # 0 disables clipping, as null does
         evaluate=make_evaluator(config, run, progress=progress),

@@ -255,17 +255,10 @@ def run_extract(args: argparse.Namespace) -> int:
     from reidkit.distributed import Distributed
 
     distributed = Distributed.from_environment()
-    if not distributed.enabled:
+    device = distributed.process_device(args.device)
+    args.device = str(device)
+    with distributed.joined(device):
         return _extract(args, distributed)
-    import torch
-
-    if torch.device(args.device).type == "cuda":  # one GPU per process
-        args.device = f"cuda:{distributed.local_rank}"
-    distributed.start(torch.device(args.device))
-    try:
-        return _extract(args, distributed)
-    finally:
-        distributed.stop()
 
 
 #: images per embedding call of extract (the shards of a distributed extract are whole calls)

@@ -237,23 +237,16 @@ def run_index_write(args: argparse.Namespace) -> int:
         raise ConfigError(
             "index under torchrun shards the embedding of images; add tracks or tracklets as one process"
         )
-    import torch
-
-    if torch.device(args.device).type == "cuda":  # one GPU per process
-        args.device = f"cuda:{distributed.local_rank}"
     from reidkit.index import index_images
 
-    distributed.start(torch.device(args.device))
-    try:
+    device = distributed.process_device(args.device)
+    args.device = str(device)
+    with distributed.joined(device):
         if distributed.is_main:
             return _index_write(args, distributed)
-        paths, items = _gallery_items(args)
-        index_images(
-            None, embedder_from_args(args), paths, items, batch_size=args.batch_size, distributed=distributed
-        )
+        # the others embed the chunks rank 0 hands out: they neither list the images nor open the index
+        index_images(None, embedder_from_args(args), [], batch_size=args.batch_size, distributed=distributed)
         return 0
-    finally:
-        distributed.stop()
 
 
 def _index_write(args: argparse.Namespace, distributed) -> int:

@@ -35,19 +35,12 @@ def run_train(args: argparse.Namespace) -> int:
     distributed = Distributed.from_environment()
     if not distributed.enabled:
         return _train(args, config, distributed)
-    import torch
-
     from reidkit.recipe import resolve_device
 
-    device = resolve_device(config.train.device)
-    if device.type == "cuda":  # one GPU per process
-        config.train.device = f"cuda:{distributed.local_rank}"
-        device = torch.device(config.train.device)
-    distributed.start(device)
-    try:
+    device = distributed.process_device(resolve_device(config.train.device))
+    config.train.device = str(device)
+    with distributed.joined(device):
         return _train(args, config, distributed)
-    finally:
-        distributed.stop()
 
 
 def _train(args: argparse.Namespace, config, distributed) -> int:

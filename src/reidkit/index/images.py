@@ -142,7 +142,7 @@ def index_images(
     Args:
         index: an open, writable index built for ``embedder`` (None on the ranks but 0 of ``distributed``).
         embedder: an :class:`reidkit.embed.Embedder`.
-        paths: image files.
+        paths: image files (only rank 0's are read in a distributed run; the others may pass none).
         items: metadata per image (default: only the path); the stored ``path`` is the resolved file path.
         batch_size: images embedded and committed per chunk.
         workers: loader processes that decode the images.
