@@ -28,7 +28,7 @@ _VECTOR_FILE = re.compile(r"^vectors-(\d+)\.faiss$")
 #: training points per IVF list (and per PQ centroid) FAISS needs to train without warnings.
 POINTS_PER_LIST = 39
 #: training sample: this many points per list (k-means wants 39 at least; more gives better lists), at most
-#: MAX_TRAINING_POINTS (at 1M items and 4000 lists, 100k points cost ~4 points of recall@10 against 256k)
+#: MAX_TRAINING_POINTS (at 1M items and 4000 lists, recall@10 was 0.927 trained on 100k points, 0.964 on 256k)
 TRAINING_POINTS_PER_LIST = 64
 MAX_TRAINING_POINTS = 300_000
 #: below this many embeddings an IVF index with an automatic ``nlist`` stays flat (exact).

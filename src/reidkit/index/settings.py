@@ -22,7 +22,7 @@ KINDS = ("flat", "ivf", "ivfpq")
 #: largest number of bits per product-quantiser code (2**bits centroids are trained per sub-quantiser).
 MAX_PQ_BITS = 16
 #: automatic nprobe: lists visited per query as a fraction of the trained lists (and its floor); on clustered
-#: 256-d embeddings this finds ~0.97 of the exact top-10 at 1M items (benchmarks/search.py, README)
+#: 256-d embeddings this found 0.964 of the exact top-10 at 1M items (benchmarks/search.py, README)
 AUTO_NPROBE_FRACTION = 1 / 64
 AUTO_NPROBE_MINIMUM = 16
 #: keys an index written before they existed may lack, with the value that index behaves as.
