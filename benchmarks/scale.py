@@ -1,4 +1,7 @@
-"""Training on several processes: ``torchrun --nproc-per-node N`` against one process, same recipe and seed.
+"""Past one process: DDP training under ``torchrun`` against one process, and the gallery on Milvus against FAISS.
+
+Section ``train``: training on several processes, ``torchrun --nproc-per-node N`` against one process, same
+recipe and seed.
 
 Trains configs/bag_of_tricks.yaml on a synthetic set once as a single process with every core and once per
 ``--processes`` value under torchrun (gloo on CPU, the cores split between the processes), and prints for each:
@@ -6,8 +9,13 @@ training images/s (all processes together, from the log), its ratio to the singl
 epoch (the same seed gives the same batches, so the curves should agree up to batch-norm statistics, which each
 process computes on its own share), and the final mAP.
 
-    python benchmarks/scale.py                          # 1 vs 2 processes, about 5 minutes on 2 cores
-    python benchmarks/scale.py --epochs 2 --ids 24      # a quick run
+Section ``gallery`` (``_gallery_backends.py``): Milvus Lite against FAISS flat / IVF at ``--gallery-size`` items:
+build items/s, single-query p50 / p99 and recall@10 against the exact top-10, each latency as a ratio to the
+NumPy exact product of the same run; then two writer processes on one Milvus Lite server.
+
+    python benchmarks/scale.py                          # both sections, about 10 minutes on 2 cores
+    python benchmarks/scale.py --sections train --epochs 2 --ids 24      # a quick training run
+    python benchmarks/scale.py --sections gallery --gallery-size 100000
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _gallery_backends import bench_gallery
 from _reference import machine_line
 from _runs import CONFIGS, synthetic_overrides
 
@@ -57,8 +66,20 @@ def main() -> None:
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--height", type=int, default=128)
     parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--sections", nargs="+", choices=["train", "gallery"], default=["train", "gallery"])
+    parser.add_argument("--gallery-size", type=int, default=100_000)
+    parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--writer-items", type=int, default=20_000, help="items per writer process (0: skip)")
     args = parser.parse_args()
     print(f"machine: {machine_line()}")
+    if "train" in args.sections:
+        bench_training(args)
+    if "gallery" in args.sections:
+        bench_gallery(args.gallery_size, args.dim, args.queries, args.writer_items)
+
+
+def bench_training(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="reidkit-scale-") as temp:
         root = Path(temp) / "data"
         generate(root, ids=args.ids, cams=4, seed=0, difficulty="medium")

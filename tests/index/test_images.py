@@ -19,6 +19,7 @@ from reidkit.index import (  # noqa: E402
     FingerprintMismatchError,
     GalleryIndexError,
     Index,
+    MilvusIndex,
     index_images,
 )
 
@@ -53,8 +54,22 @@ def _counts(done) -> tuple[int, int, int, int]:
     return done.added, done.skipped, done.replaced, done.repeated
 
 
-def _new_index(tmp_path: Path) -> Index:
+def _new_index(tmp_path: Path, backend: str = "faiss"):
+    if backend == "milvus":
+        return MilvusIndex.create(
+            str(tmp_path / "milvus.db"), "index", dim=4, fingerprint=_MeanColour.fingerprint
+        )
     return Index.create(tmp_path / "index", dim=4, fingerprint=_MeanColour.fingerprint)
+
+
+@pytest.fixture(params=["faiss", "milvus"])
+def backend(request):
+    if request.param == "milvus":
+        pytest.importorskip(
+            "pymilvus", reason="the Milvus backend needs pymilvus: pip install 'reidkit[milvus]'"
+        )
+        pytest.importorskip("milvus_lite", reason="the Milvus tests run on Milvus Lite")
+    return request.param
 
 
 def test_index_images_in_chunks(tmp_path):
@@ -84,9 +99,9 @@ def test_index_images_in_chunks(tmp_path):
         assert hits[0][0].item.camera == "1"
 
 
-def test_re_adding_the_same_images_embeds_nothing(tmp_path):
+def test_re_adding_the_same_images_embeds_nothing(tmp_path, backend):
     paths = _images(tmp_path / "images", 10)
-    with _new_index(tmp_path) as index:
+    with _new_index(tmp_path, backend) as index:
         first = index_images(index, _MeanColour(), paths, batch_size=3)
         version = index.version
         embedder = _MeanColour()
@@ -112,10 +127,10 @@ def test_same_file_given_twice_or_by_another_path_is_stored_once(tmp_path, monke
         assert index.get(int(done.ids[2])).path == str(Path(paths[0]).resolve())
 
 
-def test_changed_file_is_re_embedded_and_replaces_its_entry(tmp_path):
+def test_changed_file_is_re_embedded_and_replaces_its_entry(tmp_path, backend):
     paths = _images(tmp_path / "images", 4)
     embedder = _MeanColour()
-    with _new_index(tmp_path) as index:
+    with _new_index(tmp_path, backend) as index:
         first = index_images(index, embedder, paths)
         # same content, newer modification time: the hash decides it is unchanged
         os.utime(paths[1], ns=(10**18, 10**18))

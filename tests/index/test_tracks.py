@@ -12,6 +12,7 @@ from reidkit.index import (  # noqa: E402
     FingerprintMismatchError,
     GalleryIndexError,
     Index,
+    MilvusIndex,
     index_tracks,
     search_segments,
 )
@@ -24,16 +25,28 @@ def run(tmp_path):
     return write_tracked_run(tmp_path / "run", ColourEmbedder()).resolve()
 
 
-def _index(path, embedder=None, **settings):
+@pytest.fixture(params=["faiss", "milvus"])
+def backend(request):
+    if request.param == "milvus":
+        pytest.importorskip(
+            "pymilvus", reason="the Milvus backend needs pymilvus: pip install 'reidkit[milvus]'"
+        )
+        pytest.importorskip("milvus_lite", reason="the Milvus tests run on Milvus Lite")
+    return request.param
+
+
+def _index(path, embedder=None, backend="faiss", **settings):
+    """A new index at ``path``: a folder, or a collection named like it in a Milvus Lite file beside it."""
     embedder = embedder or ColourEmbedder()
-    return Index.create(
-        path, dim=embedder.dim, fingerprint=embedder.fingerprint, model_name=embedder.name, **settings
-    )
+    settings.update(dim=embedder.dim, fingerprint=embedder.fingerprint, model_name=embedder.name)
+    if backend == "milvus":
+        return MilvusIndex.create(str(path.parent / "milvus.db"), path.name, **settings)
+    return Index.create(path, **settings)
 
 
-def test_tracklets_become_items_with_their_features(run, tmp_path):
+def test_tracklets_become_items_with_their_features(run, tmp_path, backend):
     _, tracklets = read_run(run)
-    with _index(tmp_path / "index") as index:
+    with _index(tmp_path / "index", backend=backend) as index:
         done = index_tracks(index, run)
         assert (done.added, done.skipped, done.without_feature, len(index)) == (6, 0, 1, 6)
         by_key = {
@@ -69,8 +82,8 @@ def test_tracklets_become_items_with_their_features(run, tmp_path):
         assert [int(i) for i in done.ids] == [by_key[t.key][0] for t in tracklets if t.feature is not None]
 
 
-def test_re_adding_a_run_is_idempotent_and_follows_a_re_run(run, tmp_path):
-    with _index(tmp_path / "index") as index:
+def test_re_adding_a_run_is_idempotent_and_follows_a_re_run(run, tmp_path, backend):
+    with _index(tmp_path / "index", backend=backend) as index:
         first = index_tracks(index, run)
         again = index_tracks(index, run)
         assert (again.added, again.skipped, again.replaced, again.removed) == (0, 6, 0, 0)
@@ -118,10 +131,10 @@ def test_features_of_another_model_or_none_are_refused(run, tmp_path):
             index_tracks(index, tmp_path / "nowhere")
 
 
-def test_search_answers_per_identity_with_every_segment(run, tmp_path):
+def test_search_answers_per_identity_with_every_segment(run, tmp_path, backend):
     embedder = ColourEmbedder()
     query = embedder.embed_images([person((200, 30, 30), (30, 30, 200))])
-    with _index(tmp_path / "index") as index:
+    with _index(tmp_path / "index", backend=backend) as index:
         index_tracks(index, run)
         plain = embedder.embed_images([person((200, 30, 30), (30, 30, 190))])  # a plain image, not a tracklet
         (image_id,) = index.add(

@@ -131,6 +131,19 @@ def add_embedder_arguments(parser: argparse.ArgumentParser) -> None:
     add_bf16_argument(parser)
 
 
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend",
+        choices=["faiss", "milvus"],
+        default="faiss",
+        help="where the index lives: a FAISS + SQLite folder (default), or a Milvus collection named by the "
+        "index argument",
+    )
+    parser.add_argument(
+        "--uri", help="--backend milvus: the Milvus address (http://host:19530) or a Milvus Lite .db file"
+    )
+
+
 def add_bf16_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bf16",

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from reidkit.cli._common import (
+    add_backend_arguments,
     add_dataset_arguments,
     add_embedder_arguments,
     add_video_arguments,
@@ -36,9 +37,11 @@ def add_index(commands) -> None:
             name, help=f"{name} images {'into a new' if name == 'build' else 'to an existing'} index"
         )
         if name == "add":
-            s.add_argument("index", help="index folder")
+            s.add_argument("index", help="index folder (or Milvus collection, with --backend milvus)")
         else:
-            s.add_argument("--out", required=True, help="new index folder")
+            s.add_argument(
+                "--out", required=True, help="new index folder (or Milvus collection, with --backend milvus)"
+            )
             s.add_argument(
                 "--kind", choices=["flat", "ivf", "ivfpq"], default="flat", help="exact (flat) or IVF(-PQ)"
             )
@@ -55,6 +58,7 @@ def add_index(commands) -> None:
                 default=4,
                 help="ivfpq: candidates per hit re-ranked with the exact embeddings (default 4)",
             )
+        add_backend_arguments(s)
         add_embedder_arguments(s)
         s.add_argument("--images", help="a folder of images (camera = sub-folder name)")
         s.add_argument(
@@ -72,6 +76,7 @@ def add_index(commands) -> None:
         s.set_defaults(func=run_index_write)
     s = sub.add_parser("info", help="size, model and kind of an index")
     s.add_argument("index")
+    add_backend_arguments(s)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=run_index_info)
 
@@ -139,9 +144,9 @@ def _add_video(index: Index, embedder, args: argparse.Namespace, target: str) ->
 
 
 def run_index_info(args: argparse.Namespace) -> int:
-    from reidkit.index import Index
+    from reidkit.index import open_index
 
-    with Index.open(args.index, readonly=True) as index:
+    with open_index(args.index, backend=args.backend, uri=args.uri, readonly=True) as index:
         info = index.info()
     print(
         json.dumps(info, indent=2, default=str)
@@ -162,11 +167,13 @@ def _open_for_build(args: argparse.Namespace, model: Any) -> tuple[Index, bool]:
     Returns:
         The open index, and whether it was created now (False: resumed).
     """
-    from reidkit.index import Index, SettingsMismatchError
+    from reidkit.index import SettingsMismatchError, create_or_resume_index
 
     try:
-        index, resumed = Index.create_or_resume(
+        index, resumed = create_or_resume_index(
             args.out,
+            backend=args.backend,
+            uri=args.uri,
             dim=model.dim,
             fingerprint=model.fingerprint,
             model_name=model.name,
@@ -250,7 +257,7 @@ def run_index_write(args: argparse.Namespace) -> int:
 
 
 def _index_write(args: argparse.Namespace, distributed) -> int:
-    from reidkit.index import Index, index_images
+    from reidkit.index import index_images, open_index
     from reidkit.index.store import discard_unwritten
 
     runs = args.tracks or []
@@ -266,7 +273,7 @@ def _index_write(args: argparse.Namespace, distributed) -> int:
         index, created = _open_for_build(args, embedder if embedder is not None else _run_model(runs[0]))
     else:
         target, created = args.index, False
-        index = Index.open(args.index)
+        index = open_index(args.index, backend=args.backend, uri=args.uri)
     try:
         with index:
             if video:
@@ -284,7 +291,7 @@ def _index_write(args: argparse.Namespace, distributed) -> int:
             _add_tracks(index, runs, target)
             total = len(index)
     except BaseException:
-        if created:  # a build that committed nothing leaves nothing behind; the original error is reported
+        if created and args.backend == "faiss":  # a build that committed nothing leaves nothing behind
             with contextlib.suppress(ReidkitError, OSError):
                 discard_unwritten(Path(target))
         raise

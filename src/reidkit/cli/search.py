@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from reidkit.cli._common import (
+    add_backend_arguments,
     add_embedder_arguments,
     embedder_from_args,
     port_number,
@@ -19,7 +20,8 @@ from reidkit.errors import ReidkitError
 
 def add_search(commands) -> None:
     p = commands.add_parser("search", help="search an index with a query photo")
-    p.add_argument("--index", required=True)
+    p.add_argument("--index", required=True, help="index folder (or Milvus collection, with --backend milvus)")
+    add_backend_arguments(p)
     p.add_argument("--query", required=True, help="query image file")
     add_embedder_arguments(p)
     p.add_argument("--top-k", type=positive, default=20)
@@ -88,14 +90,14 @@ def _print_identities(identities: list) -> None:
 
 def run_search(args: argparse.Namespace) -> int:
     from reidkit.data.transforms import read_image
-    from reidkit.index import Index, search_segments
+    from reidkit.index import open_index, search_segments
     from reidkit.viz import RankedList, ranked_grid, write_results_page
 
     embedder = embedder_from_args(args)
     query = embedder.embed_images([read_image(args.query)])
     camera = args.camera.split(",") if args.camera else None
     fetch = max(args.top_k * 5, 50) if args.rerank else args.top_k
-    with Index.open(args.index, readonly=True) as index:
+    with open_index(args.index, backend=args.backend, uri=args.uri, readonly=True) as index:
         hits = index.search(
             query,
             fingerprint=embedder.fingerprint,
@@ -152,7 +154,13 @@ def run_search(args: argparse.Namespace) -> int:
 
 def add_serve(commands) -> None:
     p = commands.add_parser("serve", help="HTTP search service with a web page")
-    p.add_argument("--index", required=True)
+    p.add_argument(
+        "--index",
+        required=True,
+        help="index folder (with --backend milvus: a folder whose name is the collection; it holds the "
+        "images added through the service)",
+    )
+    add_backend_arguments(p)
     add_embedder_arguments(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=port_number, default=8000, help="TCP port, 0..65535 (default 8000)")
@@ -183,10 +191,12 @@ def add_serve(commands) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from reidkit.index.backends import check_backend
     from reidkit.serve import serve_main
 
     serve_main(
         index=args.index,
+        uri=check_backend(args.backend, args.uri),
         checkpoint=args.checkpoint,
         onnx=args.onnx,
         openvino=args.openvino,

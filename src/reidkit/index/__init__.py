@@ -35,8 +35,9 @@ ranked by increasing distance.
 Modules: :mod:`~reidkit.index.settings` (what an index was built with), :mod:`~reidkit.index.store` (SQLite),
 :mod:`~reidkit.index.faiss_side` (FAISS), :mod:`~reidkit.index.items` (records and errors),
 :mod:`~reidkit.index.images` (embedding image files into an index), :mod:`~reidkit.index.tracks` (tracklets of a
-tracking run, and search answers as video segments per identity); this module holds the :class:`Index` facade
-that keeps the two sides on one committed version.
+tracking run, and search answers as video segments per identity), :mod:`~reidkit.index.milvus` (the same
+interface on a Milvus collection) and :mod:`~reidkit.index.backends` (opening either by name); this module holds
+the :class:`Index` facade that keeps the two sides on one committed version.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ import numpy as np
 
 from reidkit._io import atomic_write_bytes
 from reidkit.index import faiss_side
+from reidkit.index.backends import BACKENDS, create_or_resume_index, open_index
 from reidkit.index.faiss_side import default_nlist
 from reidkit.index.images import IndexedImages, index_images
 from reidkit.index.items import (
@@ -66,6 +68,7 @@ from reidkit.index.items import (
     is_integer,
     to_timestamp,
 )
+from reidkit.index.milvus import MilvusIndex
 from reidkit.index.settings import FORMAT_VERSION, KINDS, METRICS, IndexSettings
 from reidkit.index.snapshot import Snapshot
 from reidkit.index.store import DATABASE_NAME, GalleryStore, create_database, discard_unwritten
@@ -80,6 +83,7 @@ from reidkit.index.tracks import (
 from reidkit.index.video import IndexedTracklets, index_tracklets
 
 __all__ = [
+    "BACKENDS",
     "DATABASE_NAME",
     "FORMAT_VERSION",
     "ITEM_FIELDS",
@@ -95,14 +99,17 @@ __all__ = [
     "IndexSettings",
     "IndexedImages",
     "IndexedTracklets",
+    "MilvusIndex",
     "SearchHit",
     "Segment",
     "SegmentSearch",
     "SettingsMismatchError",
+    "create_or_resume_index",
     "default_nlist",
     "index_images",
     "index_tracklets",
     "index_tracks",
+    "open_index",
     "search_segments",
     "to_timestamp",
 ]

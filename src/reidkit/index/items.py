@@ -39,6 +39,15 @@ class SettingsMismatchError(GalleryIndexError):
         self.differences = differences
 
 
+def fingerprint_mismatch(what: str, fingerprint: str, settings: Any, where: str) -> FingerprintMismatchError:
+    """The error for ``what``, embedded by ``fingerprint``, offered to the index at ``where`` built with ``settings``."""
+    return FingerprintMismatchError(
+        f"{what} were embedded by model {fingerprint!r}, but index {where} was built with model "
+        f"{settings.fingerprint!r} ({settings.model_name or 'unnamed'}): embed with the same model "
+        f"(checkpoint/export and preprocessing) or build a new index"
+    )
+
+
 def is_integer(value: Any) -> bool:
     """True for Python and NumPy integers, False for booleans and everything else."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

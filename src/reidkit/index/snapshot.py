@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from reidkit.index import faiss_side
-from reidkit.index.items import FileSource, FingerprintMismatchError, GalleryIndexError, GalleryItem
+from reidkit.index.items import FileSource, GalleryIndexError, GalleryItem, fingerprint_mismatch
 from reidkit.index.settings import IndexSettings
 from reidkit.index.store import GalleryStore
 
@@ -87,13 +87,8 @@ class Snapshot:
 
     def check_fingerprint(self, fingerprint: str, what: str) -> None:
         """Refuse embeddings from another model than the one the index was built with."""
-        expected = self.settings.fingerprint
-        if fingerprint != expected:
-            raise FingerprintMismatchError(
-                f"{what} were embedded by model {fingerprint!r}, but index {self.directory} was built with model "
-                f"{expected!r} ({self.settings.model_name or 'unnamed'}): embed with the same model "
-                f"(checkpoint/export and preprocessing) or build a new index"
-            )
+        if fingerprint != self.settings.fingerprint:
+            raise fingerprint_mismatch(what, fingerprint, self.settings, self.directory)
 
     # ------------------------------------------------------------------ writing
     def vectors(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -114,7 +109,13 @@ class Snapshot:
         if limit == 0 or len(vectors) == 0:
             return [[] for _ in range(len(vectors))]
         scores, labels = faiss_side.search(
-            self.structure, self.settings, self.store, vectors, k=min(top_k, limit), limit=limit, allowed=allowed
+            self.structure,
+            self.settings,
+            self.store,
+            vectors,
+            k=min(top_k, limit),
+            limit=limit,
+            allowed=allowed,
         )
         items = self.store.items(int(i) for i in labels.ravel() if i >= 0)
         return faiss_side.to_hits(scores, labels, items, self.settings.metric)

@@ -30,6 +30,7 @@ def create_app(
     body_timeout_s: float = uploads.DEFAULT_BODY_TIMEOUT_S,
     body_idle_timeout_s: float = uploads.DEFAULT_BODY_IDLE_TIMEOUT_S,
     media_dir: str | Path | None = None,
+    uri: str | None = None,
 ) -> FastAPI:
     """Build the FastAPI app serving ``index_dir`` with ``embedder``.
 
@@ -51,6 +52,8 @@ def create_app(
         body_timeout_s: seconds a request body may take to arrive in full (then 408).
         body_idle_timeout_s: seconds a request body may pause between two chunks (then 408).
         media_dir: where images added through ``POST /gallery`` are stored (default ``<index_dir>/media``).
+        uri: serve the Milvus collection at this Milvus address (or Milvus Lite file) named by the last part
+            of ``index_dir``; ``index_dir`` is then the local folder for relative image paths and ``media``.
 
     Returns:
         The app; the index is closed when its lifespan ends. ``app.state.body_counter.total`` counts the
@@ -82,6 +85,7 @@ def create_app(
         max_concurrent_decodes=max_concurrent_decodes,
         decode_wait_s=decode_wait_s,
         media_dir=Path(media_dir) if media_dir else index_dir / "media",
+        uri=uri,
     )
     app = FastAPI(
         lifespan=_lifespan,

@@ -77,6 +77,7 @@ def run(
 def serve_main(
     *,
     index: str | Path,
+    uri: str | None = None,
     checkpoint: str | Path | None = None,
     onnx: str | Path | None = None,
     openvino: str | Path | None = None,
@@ -91,7 +92,8 @@ def serve_main(
     device: str = "cpu",
     bf16: bool = False,
 ) -> None:
-    """``reidkit serve``: load the embedder (exactly one of checkpoint / onnx / openvino) and serve ``index``.
+    """``reidkit serve``: load the embedder (exactly one of checkpoint / onnx / openvino) and serve ``index``
+    (a directory, or with ``uri`` the Milvus collection of that name).
 
     The write token is read from the environment variable ``token_env`` (never from the command line, where
     other users could see it); without it the write endpoints are disabled. ``max_pixels`` and
@@ -114,6 +116,7 @@ def serve_main(
         embedder,
         host=host,
         port=port,
+        uri=uri,
         token=token,
         max_upload_bytes=max(1, int(max_upload_mb * 2**20)),
         max_pixels=max_pixels,

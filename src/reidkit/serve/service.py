@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from reidkit._io import atomic_write_bytes
-from reidkit.index import FingerprintMismatchError, Index, SearchHit, SegmentSearch, search_segments
+from reidkit.index import FingerprintMismatchError, SearchHit, SegmentSearch, open_index, search_segments
 from reidkit.index.tracks import is_tracklet
 from reidkit.serve.budget import PixelBudget
 from reidkit.serve.uploads import (
@@ -73,8 +73,9 @@ class Service:
         media_dir: Path,
         max_concurrent_decodes: int = DEFAULT_MAX_CONCURRENT_DECODES,
         decode_wait_s: float = DEFAULT_DECODE_WAIT_S,
+        uri: str | None = None,
     ) -> None:
-        """Open ``index_dir`` for ``embedder``.
+        """Open ``index_dir`` for ``embedder`` (with ``uri``: the Milvus collection named like the folder).
 
         Raises:
             ValueError: a limit that is not positive.
@@ -90,7 +91,10 @@ class Service:
         if not decode_wait_s >= 0:
             raise ValueError(f"decode_wait_s must be >= 0 seconds, got {decode_wait_s!r}")
         self.pixels = PixelBudget(max_pixels * max_concurrent_decodes, wait_s=decode_wait_s)
-        self.index = Index.open(index_dir)
+        if uri is None:
+            self.index = open_index(index_dir)
+        else:  # the folder's name is the collection; the folder holds the images added through the service
+            self.index = open_index(Path(index_dir).name, backend="milvus", uri=uri)
         if self.index.fingerprint != embedder.fingerprint:
             self.index.close()
             raise FingerprintMismatchError(
