@@ -28,6 +28,7 @@ What differs from the FAISS + SQLite backend:
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -71,6 +72,9 @@ from reidkit.index.milvus_collection import (
     source_of,
 )
 from reidkit.index.settings import IndexSettings
+
+#: flushes tried before :meth:`MilvusIndex.save` gives up
+_FLUSH_ATTEMPTS = 4
 
 __all__ = ["DEFAULT_NLIST", "SETTINGS_PROPERTY", "MilvusIndex", "connect", "import_pymilvus"]
 
@@ -210,11 +214,22 @@ class MilvusIndex:
             raise fingerprint_mismatch(what, fingerprint, self._settings, self.directory)
 
     def save(self) -> None:
-        """Nothing to do: an insert is in Milvus's write-ahead log when it returns, and Milvus seals its
-        segments itself (an explicit flush per write is discouraged, and concurrent flushes from several
-        writers fail on Milvus Lite 3.2)."""
+        """Seal the rows written so far (a Milvus flush), so that searches go through the vector index instead
+        of scanning a growing segment; call it once after a bulk build (:func:`~reidkit.index.index_images`
+        does). Inserts are durable without it: they are in Milvus's write-ahead log when ``add`` returns.
+
+        Milvus Lite 3.2 can refuse a flush that overlaps another writer's; it is retried a few times.
+        """
         with self._lock:
-            self._writable()
+            client = self._writable()
+            for attempt in range(_FLUSH_ATTEMPTS):
+                try:
+                    client.flush(self.name)
+                    return
+                except Exception as error:  # pymilvus's MilvusException
+                    if attempt + 1 == _FLUSH_ATTEMPTS:
+                        raise GalleryIndexError(f"{self.directory}: flush failed ({error})") from None
+                    time.sleep(0.2 * (attempt + 1))
 
     def rebuild(self) -> None:
         """Seal the rows written so far and build the vector index again (Milvus trains IVF lists on them;
@@ -265,8 +280,8 @@ class MilvusIndex:
         sources: Sequence[FileSource | None] | None = None,
         replace: Sequence[int] | np.ndarray = (),
     ) -> np.ndarray:
-        """Add embeddings with their metadata (see :meth:`reidkit.index.Index.add`; ``save`` changes nothing
-        here, see :meth:`save`); returns their new ids."""
+        """Add embeddings with their metadata (see :meth:`reidkit.index.Index.add`; ``save`` is ignored: a
+        flush per write would be too many, :meth:`save` seals the rows once); returns their new ids."""
         with self._lock:
             client = self._writable()
             self.check_fingerprint(fingerprint, "the embeddings to add")
