@@ -22,6 +22,9 @@ What differs from the FAISS + SQLite backend:
 - Kinds: ``flat`` is Milvus ``FLAT`` (exact), ``ivf`` is ``IVF_FLAT`` with ``nlist`` lists (default
   :data:`DEFAULT_NLIST`), searched with ``nprobe`` lists; Milvus trains its lists per segment itself, and ``ivfpq``
   is not offered.
+- Writes are durable when ``add`` returns (Milvus's write-ahead log); :meth:`MilvusIndex.save` seals them into
+  indexed segments (a flush), once per bulk build: until then Milvus scans the growing segment (on Milvus Lite,
+  slowly: 2.5 s per query at 100k unsealed items, 76 ms once sealed; benchmarks/scale.py).
 - Ties in distance may come in another order than FAISS's.
 """
 
