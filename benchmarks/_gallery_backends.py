@@ -90,40 +90,10 @@ _WRITER = textwrap.dedent(
 
 def _concurrent_writers(dim: int, per_writer: int, workdir: Path) -> tuple[float, int, int]:
     """Two processes add ``per_writer`` items each to one Milvus Lite server; (seconds, stored, expected)."""
-    import socket
-
     from reidkit.index import MilvusIndex
+    from reidkit.index.milvus_collection import lite_server
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "milvus_lite",
-            "server",
-            "--data-dir",
-            str(workdir / "server"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("milvus-lite server did not start") from None
-                time.sleep(0.2)
+    with lite_server(workdir / "server") as uri:
         MilvusIndex.create(uri, "shared", dim=dim, fingerprint="bench").close()
         script = workdir / "writer.py"
         script.write_text(_WRITER)
@@ -139,9 +109,6 @@ def _concurrent_writers(dim: int, per_writer: int, workdir: Path) -> tuple[float
             paths = {item.path for item in index.items(index.ids()).values()}
         expected = {f"w{w}/{i}" for w in (0, 1) for i in range(per_writer)}
         return seconds, len(paths & expected), len(expected)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def bench_gallery(size: int, dim: int, queries: int, writer_items: int) -> None:

@@ -267,12 +267,15 @@ def test_concurrent_searches_while_adding(gallery):
     query = encode(person(COLOURS[4], COLOURS[5]))
     errors: list[str] = []
     searches: list[int] = []
-    done = threading.Event()
+    done, searched = threading.Event(), threading.Event()
     with BackgroundServer(app) as server:
 
         def add() -> None:
             with httpx.Client(base_url=server.url, timeout=60) as http:
                 for batch in range(8):
+                    # a search answered between any two adds, however loaded the machine: the sizes differ
+                    searched.wait(timeout=60)
+                    searched.clear()
                     files = [
                         ("images", (f"{n}.png", encode(person(COLOURS[4], COLOURS[5 - n % 2])), "image/png"))
                         for n in range(4)
@@ -295,6 +298,7 @@ def test_concurrent_searches_while_adding(gallery):
                         errors.append(response.text)
                         continue
                     searches.append(response.json()["count"])
+                    searched.set()
                     pids = [hit["pid"] for hit in response.json()["results"] if hit["pid"] >= 1000]
                     counts = {pid: pids.count(pid) for pid in set(pids)}
                     if any(count != 4 for count in counts.values()):

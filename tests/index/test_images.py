@@ -62,16 +62,6 @@ def _new_index(tmp_path: Path, backend: str = "faiss"):
     return Index.create(tmp_path / "index", dim=4, fingerprint=_MeanColour.fingerprint)
 
 
-@pytest.fixture(params=["faiss", "milvus"])
-def backend(request):
-    if request.param == "milvus":
-        pytest.importorskip(
-            "pymilvus", reason="the Milvus backend needs pymilvus: pip install 'reidkit[milvus]'"
-        )
-        pytest.importorskip("milvus_lite", reason="the Milvus tests run on Milvus Lite")
-    return request.param
-
-
 def test_index_images_in_chunks(tmp_path):
     colours = [(250, 10, 10), (10, 250, 10), (10, 10, 250), (200, 200, 0), (0, 200, 200)]
     paths = []

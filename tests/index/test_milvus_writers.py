@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,50 +18,16 @@ from milvus_writer import vector  # noqa: E402
 
 from reidkit.cli import main  # noqa: E402
 from reidkit.index import MilvusIndex  # noqa: E402
+from reidkit.index.milvus_collection import lite_server  # noqa: E402
 
 WRITER = Path(__file__).with_name("milvus_writer.py")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
 def milvus_server(tmp_path):
     """A Milvus Lite gRPC server in its own process (what several writer processes share); yields its URI."""
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "milvus_lite",
-            "server",
-            "--data-dir",
-            str(tmp_path / "milvus"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                pytest.fail(f"milvus-lite server did not start: {server.stderr.read().decode()[-2000:]}")
-            time.sleep(0.2)
-    yield uri
-    server.terminate()
-    server.wait(timeout=30)
+    with lite_server(tmp_path / "milvus") as uri:
+        yield uri
 
 
 def test_two_writer_processes_at_once_lose_nothing(milvus_server, tmp_path):

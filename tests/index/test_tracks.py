@@ -25,16 +25,6 @@ def run(tmp_path):
     return write_tracked_run(tmp_path / "run", ColourEmbedder()).resolve()
 
 
-@pytest.fixture(params=["faiss", "milvus"])
-def backend(request):
-    if request.param == "milvus":
-        pytest.importorskip(
-            "pymilvus", reason="the Milvus backend needs pymilvus: pip install 'reidkit[milvus]'"
-        )
-        pytest.importorskip("milvus_lite", reason="the Milvus tests run on Milvus Lite")
-    return request.param
-
-
 def _index(path, embedder=None, backend="faiss", **settings):
     """A new index at ``path``: a folder, or a collection named like it in a Milvus Lite file beside it."""
     embedder = embedder or ColourEmbedder()

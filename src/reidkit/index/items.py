@@ -48,6 +48,15 @@ def fingerprint_mismatch(what: str, fingerprint: str, settings: Any, where: str)
     )
 
 
+def filter_values(value: Any) -> list | None:
+    """A filter argument as a list: None stays None (no filter), one value becomes a list of one."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple, set, frozenset, np.ndarray)):
+        return list(value)
+    return [value]
+
+
 def is_integer(value: Any) -> bool:
     """True for Python and NumPy integers, False for booleans and everything else."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

@@ -9,11 +9,17 @@ settings are the JSON collection property :data:`SETTINGS_PROPERTY`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -240,3 +246,43 @@ def create_if_missing(client: Any, name: str, settings: IndexSettings) -> bool:
             raise
         return False
     return True
+
+
+@contextlib.contextmanager
+def lite_server(data_dir: str | Path, *, start_timeout: float = 60.0) -> Iterator[str]:
+    """Run ``milvus-lite server --data-dir data_dir`` on a free loopback port for the duration; yields its URI.
+
+    What several writer processes on one machine share (a ``.db`` URI is one process's own); stopped on exit.
+
+    Raises:
+        GalleryIndexError: milvus-lite is not installed, or the server did not accept connections in time.
+    """
+    import_pymilvus()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data_dir)]
+    server = subprocess.Popen(
+        [*command, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + start_timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    server.kill()
+                    reason = server.communicate()[1].decode(errors="replace")[-2000:]
+                    raise GalleryIndexError(
+                        f"milvus-lite server on {data_dir} did not start: {reason}"
+                    ) from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait(timeout=30)

@@ -16,7 +16,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from reidkit.index.items import GalleryIndexError, is_integer, to_timestamp
+from reidkit.index.items import GalleryIndexError, filter_values, is_integer, to_timestamp
 
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 #: the expressions that no item passes (an empty ``camera`` or ``pid`` list) and that every item passes (an
@@ -53,16 +53,8 @@ def one_of(field: str, values: Sequence[Any], what: str) -> str:
     return f"{field} in [{', '.join(literal(value, what) for value in values)}]"
 
 
-def _as_list(value: Any) -> list | None:
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple, set, frozenset)) or hasattr(value, "tolist"):
-        return list(value)
-    return [value]
-
-
 def _cameras(value: Any) -> list[str] | None:
-    values = _as_list(value)
+    values = filter_values(value)
     return None if values is None else [str(camera) for camera in values]
 
 
@@ -89,7 +81,7 @@ def filter_expression(
         clauses.append(EVERYTHING)
     elif excluded:
         clauses.append(f"camera is null or not ({one_of('camera', excluded, 'exclude_camera')})")
-    pids = _as_list(pid)
+    pids = filter_values(pid)
     if pids is not None:
         if not all(is_integer(value) for value in pids):
             raise GalleryIndexError(f"pid filter must be integers, got {pids!r}")

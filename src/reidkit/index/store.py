@@ -27,7 +27,14 @@ from typing import Any
 import numpy as np
 
 from reidkit._io import fsync_directory
-from reidkit.index.items import FileSource, GalleryIndexError, GalleryItem, is_integer, to_timestamp
+from reidkit.index.items import (
+    FileSource,
+    GalleryIndexError,
+    GalleryItem,
+    filter_values,
+    is_integer,
+    to_timestamp,
+)
 from reidkit.index.settings import IndexSettings
 
 DATABASE_NAME = "gallery.sqlite"
@@ -425,17 +432,9 @@ class GalleryStore:
         return np.array([row[0] for row in rows], dtype=np.int64)
 
 
-def _as_list(value: Any) -> list | None:
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple, set, frozenset, np.ndarray)):
-        return list(value)
-    return [value]
-
-
 def _membership(column: str, wanted: Any, negate: bool, values: list[Any]) -> str | None:
     """The SQL clause keeping rows whose ``column`` is (``negate``: is not) in ``wanted``; appends its values."""
-    wanted = _as_list(wanted)
+    wanted = filter_values(wanted)
     if wanted is None:
         return None
     if column == "camera":
