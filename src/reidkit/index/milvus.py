@@ -31,7 +31,6 @@ What differs from the FAISS + SQLite backend:
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -64,6 +63,7 @@ from reidkit.index.milvus_collection import (
     create_collection,
     create_if_missing,
     fetch_rows,
+    flush,
     hit_of,
     import_pymilvus,
     index_params,
@@ -76,8 +76,8 @@ from reidkit.index.milvus_collection import (
 )
 from reidkit.index.settings import IndexSettings
 
-#: flushes tried before :meth:`MilvusIndex.save` gives up
-_FLUSH_ATTEMPTS = 4
+#: the settings :meth:`MilvusIndex.info` reports
+_INFO_SETTINGS = ("dim", "metric", "kind", "structure", "trained_nlist", "nprobe", "search_nprobe")
 
 __all__ = ["DEFAULT_NLIST", "SETTINGS_PROPERTY", "MilvusIndex", "connect", "import_pymilvus"]
 
@@ -219,27 +219,16 @@ class MilvusIndex:
     def save(self) -> None:
         """Seal the rows written so far (a Milvus flush), so that searches go through the vector index instead
         of scanning a growing segment; call it once after a bulk build (:func:`~reidkit.index.index_images`
-        does). Inserts are durable without it: they are in Milvus's write-ahead log when ``add`` returns.
-
-        Milvus Lite 3.2 can refuse a flush that overlaps another writer's; it is retried a few times.
-        """
+        does). Inserts are durable without it: they are in Milvus's write-ahead log when ``add`` returns."""
         with self._lock:
-            client = self._writable()
-            for attempt in range(_FLUSH_ATTEMPTS):
-                try:
-                    client.flush(self.name)
-                    return
-                except Exception as error:  # pymilvus's MilvusException
-                    if attempt + 1 == _FLUSH_ATTEMPTS:
-                        raise GalleryIndexError(f"{self.directory}: flush failed ({error})") from None
-                    time.sleep(0.2 * (attempt + 1))
+            flush(self._writable(), self.name, self.directory)
 
     def rebuild(self) -> None:
         """Seal the rows written so far and build the vector index again (Milvus trains IVF lists on them;
         rows still in a growing segment are searched exhaustively until Milvus seals it)."""
         with self._lock:
             client = self._writable()
-            client.flush(self.name)
+            flush(client, self.name, self.directory)
             client.release_collection(self.name)
             client.drop_index(self.name, "vector")
             client.create_index(self.name, index_params(client, self._settings))
@@ -261,11 +250,7 @@ class MilvusIndex:
                 "uri": self.uri,
                 "collection": self.name,
                 "count": len(self),
-                **{
-                    name: getattr(settings, name)
-                    for name in ("dim", "metric", "kind", "structure", "trained_nlist", "nprobe")
-                },
-                "search_nprobe": settings.search_nprobe,
+                **{name: getattr(settings, name) for name in _INFO_SETTINGS},
                 "fingerprint": settings.fingerprint,
                 "model_name": settings.model_name,
                 "version": self.version,
