@@ -78,6 +78,25 @@ def test_estimates_then_skips_cached_images_and_merges_new_ones(tmp_path, fake, 
     np.testing.assert_allclose(read_keypoints(out).points["set/a/1.png"][:, 1], 99)
 
 
+def test_a_stopped_run_keeps_what_it_estimated(tmp_path):
+    from reidkit.pose.estimate import estimate_file
+
+    _images(tmp_path, {f"{i}.png": i for i in range(5)})
+
+    class Failing(_Fake):
+        def estimate(self, images):
+            if self.calls:
+                raise KeyboardInterrupt
+            return super().estimate(images)
+
+    paths = sorted(tmp_path.glob("*.png"))
+    with pytest.raises(KeyboardInterrupt):
+        estimate_file(Failing(), paths, tmp_path / "kp.json", batch_size=2)
+    assert sorted(read_keypoints(tmp_path / "kp.json").points) == ["0.png", "1.png"]
+    summary = estimate_file(_Fake(), paths, tmp_path / "kp.json", batch_size=2)
+    assert (summary["estimated"], summary["cached"], summary["entries"]) == (3, 2, 5)
+
+
 def test_a_dataset_defaults_to_its_root(tmp_path, fake):
     from reidkit.data.synth import generate
 

@@ -98,7 +98,7 @@ def estimate_file(
             if progress is not None:
                 progress(len(batch))
             if time.monotonic() - saved >= save_every:
-                write_keypoints(out, points, source=estimator.name)
+                write_keypoints(out, dict(sorted(points.items())), source=estimator.name)
                 saved = time.monotonic()
     finally:
         if todo or overwrite or not out.exists():
