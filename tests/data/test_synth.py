@@ -60,6 +60,7 @@ def test_layout_names_and_images(dataset):
         "attributes.csv",
         "bounding_box_test",
         "bounding_box_train",
+        "keypoints.json",
         "meta.json",
         "query",
     ]

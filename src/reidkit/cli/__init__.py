@@ -2,7 +2,8 @@
 
 One module per family of commands, each command one ``add_<name>(commands)`` (its parser) and one
 ``run_<name>(args)`` (its handler): :mod:`.data` (synth, datasets), :mod:`.train`, :mod:`.evaluate` (eval,
-extract), :mod:`.search` (index, search, serve, export), :mod:`.synth_video`, :mod:`.track`, :mod:`.track_eval`, :mod:`.cluster`, :mod:`.adapt`.
+extract), :mod:`.search` (index, search, serve, export), :mod:`.synth_video`, :mod:`.track`, :mod:`.track_eval`, :mod:`.cluster`, :mod:`.adapt`,
+:mod:`.keypoints`.
 Bad input ends with ``error: <message>`` and exit
 status 2.
 """
@@ -13,7 +14,19 @@ import argparse
 import sys
 
 from reidkit import __version__
-from reidkit.cli import adapt, cluster, data, evaluate, index, search, synth_video, track, track_eval, train
+from reidkit.cli import (
+    adapt,
+    cluster,
+    data,
+    evaluate,
+    index,
+    keypoints,
+    search,
+    synth_video,
+    track,
+    track_eval,
+    train,
+)
 from reidkit.errors import ReidkitError
 
 EXIT_BAD_INPUT = 2
@@ -34,6 +47,7 @@ COMMANDS = (
     track.add_track,
     track_eval.add_track_eval,
     cluster.add_cluster,
+    keypoints.add_keypoints,
 )
 
 

@@ -10,9 +10,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
+from reidkit.data._synth_joints import (
+    arm_joints,
+    figure_keypoints,
+    leg_joints,
+    side_arm_joints,
+    side_leg_joints,
+    side_swing,
+)
 from reidkit.data._synth_pen import _Pen, _shade
 
-_KNEE_FRACTION = 0.42  # front / back view: knee height as a fraction of the leg, from the hip
 _FAR_SHADE = 0.72  # side view: the far arm and leg are darker
 
 
@@ -115,6 +124,14 @@ def draw_person(
         _draw_front_or_back(pen, look, body, front=view == 0)
 
 
+def person_keypoints(
+    look: Look, *, cx: float, top: float, height: float, view: int, facing: float, phase: float
+) -> np.ndarray:
+    """COCO-17 ``[17, 3]`` keypoints (logical canvas units) of the pedestrian :func:`draw_person` draws with the
+    same arguments (see :func:`reidkit.data._synth_joints.figure_keypoints`)."""
+    return figure_keypoints(_landmarks(look, cx=cx, top=top, height=height, facing=facing, phase=phase), view)
+
+
 # ------------------------------------------------------------------------------------------- front / back
 def _draw_front_or_back(pen: _Pen, look: Look, body: _Body, *, front: bool) -> None:
     """Front (``front``) or back view, back to front: what shows behind, legs, bottom, arms, top, bag, head."""
@@ -150,19 +167,15 @@ def _draw_behind_front(pen: _Pen, look: Look, body: _Body) -> None:
 
 def _draw_legs(pen: _Pen, look: Look, body: _Body) -> None:
     """Both legs (trousers, or bare with shorts over the thighs) and the shoes."""
-    cx, H, hip, leg_w = body.cx, body.height, body.hip, body.leg_w
-    y_hip, leg_len = body.y_hip, body.leg_len
+    H, leg_w = body.height, body.leg_w
     for side in (-1.0, 1.0):
-        lift = 0.025 * H * max(0.0, side * body.swing)
-        hip_x = cx + side * hip * 0.5
-        ankle = (cx + side * hip * 0.55, body.y_ankle - lift)
-        knee = (hip_x + side * 0.5, y_hip + leg_len * _KNEE_FRACTION - lift * 0.5)
+        hip_pt, knee, ankle = leg_joints(body, side)
         if look.bottom_type == 0:
-            pen.limb((hip_x, y_hip), ankle, leg_w * 1.05, leg_w * 0.85, look.bottom)
+            pen.limb(hip_pt, ankle, leg_w * 1.05, leg_w * 0.85, look.bottom)
         else:
-            pen.limb((hip_x, y_hip), ankle, leg_w * 0.85, leg_w * 0.65, look.skin)
+            pen.limb(hip_pt, ankle, leg_w * 0.85, leg_w * 0.65, look.skin)
             if look.bottom_type == 1:
-                pen.limb((hip_x, y_hip), knee, leg_w * 1.12, leg_w * 1.05, look.bottom, round_end=False)
+                pen.limb(hip_pt, knee, leg_w * 1.12, leg_w * 1.05, look.bottom, round_end=False)
         shoe_y = ankle[1] + 0.018 * H
         pen.ellipse(ankle[0], shoe_y, leg_w * 0.62, 0.022 * H, look.shoes)
 
@@ -189,13 +202,9 @@ def _draw_bottom(pen: _Pen, look: Look, body: _Body) -> None:
 
 def _draw_arms(pen: _Pen, look: Look, body: _Body) -> None:
     """Both arms (outside the torso), in long or short sleeves, and the hands."""
-    cx, H, shoulder, arm_w, y_shoulder = body.cx, body.height, body.shoulder, body.arm_w, body.y_shoulder
-    skin = look.skin
+    arm_w, skin = body.arm_w, look.skin
     for side in (-1.0, 1.0):
-        shoulder_pt = (cx + side * (shoulder - arm_w * 0.35), y_shoulder + arm_w * 0.45)
-        reach = 0.30 * H * (1 - 0.12 * abs(body.swing))
-        hand = (cx + side * (shoulder + arm_w * 0.15), shoulder_pt[1] + reach)
-        elbow = ((shoulder_pt[0] + hand[0]) / 2 + side * 0.6, (shoulder_pt[1] + hand[1]) / 2)
+        shoulder_pt, elbow, hand = arm_joints(body, side)
         if look.sleeves == 1:
             pen.limb(shoulder_pt, hand, arm_w, arm_w * 0.85, look.top)
         else:
@@ -293,8 +302,7 @@ def _draw_head(pen: _Pen, look: Look, body: _Body, *, front: bool) -> None:
 # ------------------------------------------------------------------------------------------- side
 def _draw_side(pen: _Pen, look: Look, body: _Body) -> None:
     """Side view (profile), walking towards ``body.facing``: the far limbs first, darker, then the near ones."""
-    arm_angle = -0.45 * body.swing
-    leg_angle = 0.36 * body.swing
+    arm_angle, leg_angle = side_swing(body)
     if look.hair_style == 1:
         f, head_rx = body.facing, body.head_rx
         pen.rect(
@@ -318,14 +326,8 @@ def _draw_side(pen: _Pen, look: Look, body: _Body) -> None:
 
 def _draw_side_leg(pen: _Pen, look: Look, body: _Body, angle: float, shade: float) -> None:
     """One leg in profile, swung forward by ``angle`` (radians), its colours darkened by ``shade``."""
-    cx, H, f, skin = body.cx, body.height, body.facing, look.skin
-    leg_w, leg_len = body.leg_w, body.leg_len
-    hip_pt = (cx, body.y_hip + 0.01 * H)
-    ankle = (cx + math.sin(angle) * leg_len, hip_pt[1] + math.cos(angle) * leg_len * 0.98)
-    knee = (
-        cx + math.sin(angle) * leg_len * 0.45 + (f * 1.5 if angle * f < 0 else 0),
-        hip_pt[1] + math.cos(angle) * leg_len * 0.45,
-    )
+    H, f, skin, leg_w = body.height, body.facing, look.skin, body.leg_w
+    hip_pt, knee, ankle = side_leg_joints(body, angle)
     bottom = _shade(look.bottom, shade)
     if look.bottom_type == 0:
         pen.limb(hip_pt, knee, leg_w * 1.1, leg_w, bottom)
@@ -341,10 +343,8 @@ def _draw_side_leg(pen: _Pen, look: Look, body: _Body, angle: float, shade: floa
 
 def _draw_side_arm(pen: _Pen, look: Look, body: _Body, angle: float, shade: float) -> None:
     """One arm in profile, swung by ``angle`` (radians), its colours darkened by ``shade``."""
-    f, skin, arm_w = body.facing, look.skin, body.arm_w
-    sh = (body.cx + f * body.depth * 0.1, body.y_shoulder + arm_w * 0.5)
-    reach = 0.30 * body.height
-    hand = (sh[0] + math.sin(angle) * reach * f * 1.0, sh[1] + math.cos(angle) * reach)
+    skin, arm_w = look.skin, body.arm_w
+    sh, _, hand = side_arm_joints(body, angle)
     top_colour = _shade(look.top, shade)
     if look.sleeves == 1:
         pen.limb(sh, hand, arm_w, arm_w * 0.85, top_colour)

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
-from reidkit.data._synth_body import Look, draw_person
+from reidkit.data._synth_body import Look, draw_person, person_keypoints
 from reidkit.data._synth_domains import DEFAULT_DOMAIN, Domain
-from reidkit.data._synth_pen import SUPERSAMPLE, _jitter, _Pen, _shade
+from reidkit.data._synth_pen import SUPERSAMPLE, _jitter, _Pen, _shade, _TeePen
 
 HEIGHT, WIDTH = 128, 64
 MARGIN_X, MARGIN_Y = 24, 30
@@ -125,7 +125,9 @@ def make_camera(rng: np.random.Generator, level: Nuisance, domain: Domain = DEFA
     if domain.light_colour != (1.0, 1.0, 1.0):
         matrix = np.diag(domain.light_colour) @ matrix  # the colour of the site's light
     offset = cast * 45.0 * rng.normal(0.0, 1.0, 3)
-    brightness = domain.brightness * float(np.exp(level.brightness * domain.light_spread * rng.normal(0.0, 1.0)))
+    brightness = domain.brightness * float(
+        np.exp(level.brightness * domain.light_spread * rng.normal(0.0, 1.0))
+    )
     blur_range = (level.blur[0] + domain.blur, level.blur[1] + domain.blur)
     blur_low = blur_range[0] + (blur_range[1] - blur_range[0]) * rng.uniform(0.0, 0.6)
     blur = (blur_low, blur_low + (blur_range[1] - blur_range[0]) * 0.4)
@@ -135,7 +137,9 @@ def make_camera(rng: np.random.Generator, level: Nuisance, domain: Domain = DEFA
     # scenes are mostly unsaturated (concrete, asphalt, glass) with a mild tint of the camera's place
     tint = rng.normal(0.0, level.scene_tint * domain.scene_tint, 3)
     site = np.asarray(domain.scene_colour, dtype=np.float64)
-    wall = tuple(int(v) for v in np.clip(rng.uniform(*domain.wall) + tint + site + rng.normal(0, 6, 3), 0, 255))
+    wall = tuple(
+        int(v) for v in np.clip(rng.uniform(*domain.wall) + tint + site + rng.normal(0, 6, 3), 0, 255)
+    )
     ground = tuple(
         int(v) for v in np.clip(rng.uniform(*domain.ground) + 0.6 * tint + site + rng.normal(0, 6, 3), 0, 255)
     )
@@ -156,7 +160,9 @@ def make_camera(rng: np.random.Generator, level: Nuisance, domain: Domain = DEFA
         wall=wall,
         ground=ground,
         texture=texture,
-        texture_kinds=tuple(domain.textures[int(k)] for k in rng.choice(len(domain.textures), 2, replace=False)),
+        texture_kinds=tuple(
+            domain.textures[int(k)] for k in rng.choice(len(domain.textures), 2, replace=False)
+        ),
         horizon=float(rng.uniform(0.55, 0.78)),
         ground_lines=bool(rng.random() < 0.5),
         pole=tuple(int(v) for v in rng.integers(60, 200) + rng.integers(-15, 16, 3)),
@@ -278,7 +284,7 @@ def _draw_floor_tiles(pen: _Pen, horizon: float, ground, rng: np.random.Generato
 
 
 def draw_occluder(
-    pen: _Pen, camera: CameraStyle, rng: np.random.Generator, other: Callable[[], Look] | None
+    pen: _Pen | _TeePen, camera: CameraStyle, rng: np.random.Generator, other: Callable[[], Look] | None
 ) -> None:
     """A pole, a car or part of another person in front of the target (inside the nominal box)."""
     kind = int(rng.integers(0, 3))
@@ -322,8 +328,9 @@ def render(
     level: Nuisance,
     rng: np.random.Generator,
     other: Callable[[], Look] | None = None,
-) -> Image.Image:
-    """One 128 x 64 RGB image of ``look`` seen by ``camera`` (all randomness from ``rng``)."""
+) -> tuple[Image.Image, np.ndarray]:
+    """One 128 x 64 RGB image of ``look`` seen by ``camera`` (all randomness from ``rng``) and the COCO-17
+    ``[17, 3]`` float32 keypoints of ``look`` in the image's pixels (:func:`image_keypoints`)."""
     canvas = Image.new("RGB", (CANVAS_W * SUPERSAMPLE, CANVAS_H * SUPERSAMPLE))
     pen = _Pen(canvas)
     draw_background(pen, camera, rng)
@@ -335,11 +342,42 @@ def render(
     cx = MARGIN_X + WIDTH / 2 + rng.uniform(-1.5, 1.5)
     # ground shadow
     pen.ellipse(cx + rng.uniform(-3, 3), top + person_height, WIDTH * 0.32, 3.0, _shade(camera.ground, 0.6))
-    draw_person(pen, look, cx=cx, top=top, height=person_height, view=view, facing=facing, phase=phase)
+    where = dict(cx=cx, top=top, height=person_height, view=view, facing=facing, phase=phase)
+    draw_person(pen, look, **where)
+    cover = None
     if rng.random() < level.occlusion:
-        draw_occluder(pen, camera, rng, other)
-    image = canvas.resize((WIDTH, HEIGHT), Image.BILINEAR, box=_detector_box(level, rng))
-    return apply_camera(image, camera, level, rng)
+        cover = Image.new("L", canvas.size)  # what the occluder covers
+        draw_occluder(_TeePen(pen, _Pen(cover)), camera, rng, other)
+    box = _detector_box(level, rng)
+    image = canvas.resize((WIDTH, HEIGHT), Image.BILINEAR, box=box)
+    points = image_keypoints(person_keypoints(look, **where), box, cover)
+    return apply_camera(image, camera, level, rng), points
+
+
+def image_keypoints(
+    points: np.ndarray, box: tuple[float, float, float, float], cover: Image.Image | None
+) -> np.ndarray:
+    """Keypoints in logical canvas units -> pixels of the image cut from the canvas by ``box`` (supersampled
+    canvas pixels) and reduced to ``HEIGHT x WIDTH``.
+
+    A joint becomes invisible (visibility 0) when it lies outside the crop, or on a pixel of ``cover`` (an
+    ``"L"`` image of the supersampled canvas; non-zero where an occluder was drawn).
+    """
+    s = SUPERSAMPLE
+    out = np.array(points, dtype=np.float32)
+    x = np.asarray(points[:, 0], dtype=np.float64) * s
+    y = np.asarray(points[:, 1], dtype=np.float64) * s
+    if cover is not None:
+        covered = np.asarray(cover) > 0
+        rows = np.clip(np.floor(y).astype(np.int64), 0, covered.shape[0] - 1)
+        columns = np.clip(np.floor(x).astype(np.int64), 0, covered.shape[1] - 1)
+        out[covered[rows, columns], 2] = 0.0
+    x0, y0, x1, y1 = box
+    out[:, 0] = (x - x0) * (WIDTH / (x1 - x0))
+    out[:, 1] = (y - y0) * (HEIGHT / (y1 - y0))
+    outside = (out[:, 0] < 0) | (out[:, 0] > WIDTH) | (out[:, 1] < 0) | (out[:, 1] > HEIGHT)
+    out[outside, 2] = 0.0
+    return out
 
 
 def apply_camera(

@@ -101,3 +101,35 @@ class _Pen:
                 draw.rectangle((x, 0, x + max(thick - 1, 0), size[1]), fill=colour)
                 x += step
         self.image.paste(tile, (x0, y0), mask)
+
+
+class _TeePen:
+    """Draws every shape with ``pen`` and, in white, with ``mask`` (a pen on an ``"L"`` image of the same
+    size): the mask then shows what was drawn through this pen."""
+
+    def __init__(self, pen: _Pen, mask: _Pen) -> None:
+        self.pen, self.mask = pen, mask
+
+    def polygon(self, points, fill) -> None:
+        self.pen.polygon(points, fill)
+        self.mask.polygon(points, 255)
+
+    def ellipse(self, cx: float, cy: float, rx: float, ry: float, fill) -> None:
+        self.pen.ellipse(cx, cy, rx, ry, fill)
+        self.mask.ellipse(cx, cy, rx, ry, 255)
+
+    def rect(self, x0: float, y0: float, x1: float, y1: float, fill) -> None:
+        self.pen.rect(x0, y0, x1, y1, fill)
+        self.mask.rect(x0, y0, x1, y1, 255)
+
+    def pieslice(self, cx, cy, rx, ry, start, end, fill) -> None:
+        self.pen.pieslice(cx, cy, rx, ry, start, end, fill)
+        self.mask.pieslice(cx, cy, rx, ry, start, end, 255)
+
+    def limb(self, p0, p1, w0: float, w1: float, fill, round_end: bool = True) -> None:
+        self.pen.limb(p0, p1, w0, w1, fill, round_end)
+        self.mask.limb(p0, p1, w0, w1, 255, round_end)
+
+    def patterned_polygon(self, points, base, pattern: int, colour, period: float, phase: float) -> None:
+        self.pen.patterned_polygon(points, base, pattern, colour, period, phase)
+        self.mask.polygon(points, 255)

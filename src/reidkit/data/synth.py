@@ -17,9 +17,17 @@ Output (``generate``)::
     out/query/...                                      one image per test identity per camera it appears in
     out/attributes.csv                                 pid,<attribute codes>   (names of the codes in meta.json)
     out/meta.json                                      parameters, version, counts, attribute names, groups
+    out/keypoints.json                                 the COCO-17 joints drawn in every image (ground truth)
 
 Every image comes from its own ``numpy.random.Generator`` seeded by (seed, identity, camera, index), so the
 bytes do not depend on ``workers``. The folder is built beside ``out`` and renamed into place when complete.
+
+``keypoints.json`` (:mod:`reidkit.data.keypoints`, source ``"synthetic ground truth"``) holds, for every image,
+the 17 joints of the pedestrian it shows in the image's pixels: visibility 0 for a joint that the detector's box
+cut off, that an occluder (pole, car, passer-by) covers, or a face point turned away from the camera (eyes and
+nose from the back, the far eye and ear in profile), 1 otherwise (:mod:`reidkit.data._synth_joints` says where
+each joint is taken on the drawn figure). The keypoints come from the values the image was drawn with and draw
+no random numbers, so the images are the same with or without them.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from PIL import Image, ImageDraw
 
 from reidkit.data import _synth_draw as draw
 from reidkit.data._synth_domains import DEFAULT_DOMAIN, DOMAINS, Domain, get_domain, stream_seed
+from reidkit.data.keypoints import KEYPOINTS_NAME, write_keypoints
 from reidkit.errors import ConfigError, ReidkitError
 
 FORMAT_VERSION = 1
@@ -317,7 +326,8 @@ def _init_worker(state: dict) -> None:
     _WORKER_STATE.update(state)
 
 
-def _render_job(job: _Job) -> int:
+def _render_job(job: _Job) -> tuple[str, np.ndarray]:
+    """Draw and write one image; returns its path relative to the root and its ``[17, 3]`` keypoints."""
     state = _WORKER_STATE
     seed, level = state["seed"], state["level"]
     rng = _rng(seed, _TAG_IMAGE, job.key, job.cam, job.index)
@@ -331,13 +341,12 @@ def _render_job(job: _Job) -> int:
             state["domain"],
         )
 
-    image = draw.render(state["looks"][job.key], state["cameras"][job.cam], level, rng, passer_by)
+    image, points = draw.render(state["looks"][job.key], state["cameras"][job.cam], level, rng, passer_by)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
-    data = buffer.getvalue()
     with open(os.path.join(state["root"], job.folder, job.name), "wb") as stream:
-        stream.write(data)
-    return len(data)
+        stream.write(buffer.getvalue())
+    return f"{job.folder}/{job.name}", points
 
 
 # ------------------------------------------------------------------------------------------- public API
@@ -457,8 +466,8 @@ def _write_dataset(
     workers: int,
     progress: bool,
 ) -> None:
-    """Draw every image and write attributes.csv and meta.json in a temp folder beside ``out``, then move it
-    into place (the temp folder is removed if anything fails).
+    """Draw every image and write attributes.csv, meta.json and keypoints.json in a temp folder beside ``out``,
+    then move it into place (the temp folder is removed if anything fails).
 
     Args:
         state: what drawing an image needs besides its job (see :func:`_render_job`), less ``root``.
@@ -467,7 +476,8 @@ def _write_dataset(
     with _staged_output(out, overwrite) as temp:
         for folder in ("bounding_box_train", "bounding_box_test", "query"):
             (temp / folder).mkdir()
-        _run_jobs(jobs, {**state, "root": str(temp)}, workers, progress)
+        points = _run_jobs(jobs, {**state, "root": str(temp)}, workers, progress)
+        write_keypoints(temp / KEYPOINTS_NAME, dict(sorted(points.items())), source="synthetic ground truth")
         _write_attributes(temp / "attributes.csv", people)
         (temp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
@@ -582,7 +592,9 @@ def _staged_output(out: Path, overwrite: bool) -> Iterator[Path]:
         raise
 
 
-def _run_jobs(jobs: list[_Job], state: dict, workers: int, progress: bool) -> None:
+def _run_jobs(jobs: list[_Job], state: dict, workers: int, progress: bool) -> dict[str, np.ndarray]:
+    """Draw ``jobs`` in ``workers`` processes; returns image path (relative to the root) -> keypoints."""
+    points: dict[str, np.ndarray] = {}
     bar = None
     if progress:
         from tqdm import tqdm
@@ -593,22 +605,25 @@ def _run_jobs(jobs: list[_Job], state: dict, workers: int, progress: bool) -> No
             _init_worker(state)
             try:
                 for job in jobs:
-                    _render_job(job)
+                    key, value = _render_job(job)
+                    points[key] = value
                     if bar is not None:
                         bar.update(1)
             finally:
                 _WORKER_STATE.clear()
-            return
+            return points
         import multiprocessing
 
         chunk = max(8, min(64, len(jobs) // (workers * 8)))
         with multiprocessing.get_context().Pool(workers, initializer=_init_worker, initargs=(state,)) as pool:
-            for _ in pool.imap_unordered(_render_job, jobs, chunksize=chunk):
+            for key, value in pool.imap_unordered(_render_job, jobs, chunksize=chunk):
+                points[key] = value
                 if bar is not None:
                     bar.update(1)
     finally:
         if bar is not None:
             bar.close()
+    return points
 
 
 def _counts(jobs: Sequence[_Job], people: Sequence[_Person]) -> dict[str, dict[str, int]]:
