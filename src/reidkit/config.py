@@ -55,6 +55,9 @@ class DataConfig:
     unlabelled: dict | None = None
     # CSV ``pid,<attr1>,<attr2>,...`` of integer attribute codes per training identity (attribute heads)
     attributes: str | None = None
+    # keypoint file (reidkit.data.keypoints) of the models that use body keypoints (model pose_parts); null =
+    # keypoints.json in data.root. Other models ignore it.
+    keypoints: str | None = None
     # video datasets (tracklets): frames per training clip and how they are drawn (random | evenly); a model
     # with model.temporal sees clips of seq_len frames, one without it trains on single frames
     seq_len: int = 8
