@@ -68,13 +68,7 @@ def _overrides(args: argparse.Namespace, root: Path, backbone: str, seed: int) -
     return common + [
         "data.pad=6",
         "data.random_erasing=0.5",
-        "model.last_stride=1",
-        "optim.name=adam",
-        f"optim.lr={args.lr}",
-        "optim.weight_decay=5e-4",
-        "optim.lr_factors={}",  # one learning rate for every parameter of every model
-        "schedule.name=cosine",
-        "schedule.warmup_epochs=1",
+        *_runs.one_budget_overrides(args.lr),
         "train.eval_every=0",
         "train.eval_before=false",
         f"eval.batch_size={args.eval_batch}",

@@ -62,22 +62,13 @@ def test_train_then_eval_with_the_visibility_distance(pose_root, tmp_path, tiny_
     epochs = [entry for entry in log if entry["kind"] == "epoch"]
     assert len(epochs) == 2 and all(np.isfinite(entry["loss"]) for entry in epochs)
 
-    results = {}
     for distance in ("global", "visibility"):
         capsys.readouterr()
-        argv = [
-            "eval",
-            "--checkpoint",
-            str(out / CHECKPOINT_NAME),
-            "--distance",
-            distance,
-            "--json",
-            "--quiet",
-        ]
-        features = str(tmp_path / distance)
-        assert main([*argv, "--workers", "0", "--report", features, "--features", features]) == 0
-        results[distance] = json.loads(capsys.readouterr().out)
-        assert 0.0 <= results[distance]["mAP"] <= 1.0
+        prefix = str(tmp_path / distance)
+        options = {"--checkpoint": str(out / CHECKPOINT_NAME), "--distance": distance, "--workers": "0"}
+        options.update({"--report": prefix, "--features": prefix})
+        assert main(["eval", "--json", "--quiet", *sum(map(list, options.items()), [])]) == 0
+        assert 0.0 <= json.loads(capsys.readouterr().out)["mAP"] <= 1.0
 
     # the saved features are the scored blocks, with the distances of the visibility average
     query = np.load(tmp_path / "visibility.query.npz")
