@@ -120,3 +120,11 @@ def test_clear_errors_without_keypoints_and_on_export(
     argv = ["eval", "--checkpoint", str(out / CHECKPOINT_NAME), "--distance", "visibility", "--quiet"]
     assert main([*argv, "--workers", "0", "--keypoints", str(tmp_path / "absent.json")]) == 2
     assert "absent.json" in capsys.readouterr().err
+
+
+def test_keypoint_settings_are_checked(tracklet_root, tmp_path, tiny_overrides, capsys):
+    capsys.readouterr()
+    assert _train(tracklet_root, tmp_path / "video", tiny_overrides, "data.dataset=dukemtmc_videoreid") == 2
+    assert "video dataset" in capsys.readouterr().err
+    assert _train(tracklet_root, tmp_path / "blank", tiny_overrides, "data.keypoints=' '") == 2
+    assert "data.keypoints" in capsys.readouterr().err

@@ -238,6 +238,10 @@ def _video_training_data(config: Config, split: VideoSplit) -> tuple[ImageDatase
     for key, value in (("data.attributes", data.attributes), ("data.unlabelled", data.unlabelled)):
         if value is not None:
             raise ConfigError(f"{key} is for image datasets; {data.dataset!r} is a video dataset")
+    if uses_keypoints(config.model.name):
+        raise ConfigError(
+            f"model {config.model.name!r} takes body keypoints of images; {data.dataset!r} is a video dataset"
+        )
     if config.model.temporal is None:  # a single-frame model: P identities x K frames
         frames = frame_samples(split)
         return ImageDataset(frames, train_transform(config)), _pk_sampler(config, [s.pid for s in frames])
