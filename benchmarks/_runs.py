@@ -64,6 +64,20 @@ def synthetic_overrides(
     ]
 
 
+def one_budget_overrides(lr: float) -> list[str]:
+    """``--set`` items that give every model of a comparison the same budget: last stride 1, Adam at ``lr`` for
+    every parameter, cosine schedule with one warm-up epoch."""
+    return [
+        "model.last_stride=1",
+        "optim.name=adam",
+        f"optim.lr={lr}",
+        "optim.weight_decay=5e-4",
+        "optim.lr_factors={}",  # one learning rate for every parameter of every model
+        "schedule.name=cosine",
+        "schedule.warmup_epochs=1",
+    ]
+
+
 def add_ablation_arguments(
     parser: argparse.ArgumentParser, *, ids: int, difficulty: str, epochs: int, k: int, k_help: str
 ) -> None:

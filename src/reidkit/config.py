@@ -55,6 +55,9 @@ class DataConfig:
     unlabelled: dict | None = None
     # CSV ``pid,<attr1>,<attr2>,...`` of integer attribute codes per training identity (attribute heads)
     attributes: str | None = None
+    # keypoint file (reidkit.data.keypoints) of the models that use body keypoints (model pose_parts); null =
+    # keypoints.json in data.root. Other models ignore it.
+    keypoints: str | None = None
     # video datasets (tracklets): frames per training clip and how they are drawn (random | evenly); a model
     # with model.temporal sees clips of seq_len frames, one without it trains on single frames
     seq_len: int = 8
@@ -326,6 +329,8 @@ def validate(config: Config) -> None:
         raise ConfigError("eval.pairwise does not combine with eval.rerank or eval.query_expansion")
     if config.data.attributes is not None and not config.data.attributes.strip():
         raise ConfigError("data.attributes must name a CSV file (pid,<attribute>,...) or be null")
+    if config.data.keypoints is not None and not str(config.data.keypoints).strip():
+        raise ConfigError("data.keypoints must name a keypoint file (reidkit.data.keypoints) or be null")
     for index, term in enumerate(config.loss.terms):
         if not isinstance(term, dict) or "name" not in term:
             raise ConfigError(f"loss.terms[{index}] must be a mapping with at least a 'name', got {term!r}")

@@ -219,5 +219,5 @@ def gather_step(distributed: Distributed, output: ReidOutput, batch: Batch) -> t
     attributes = None if batch.attributes is None else {k: gather(v) for k, v in batch.attributes.items()}
     images = batch.images[:1].expand(len(pids), *batch.images.shape[1:])
     return gathered, replace(
-        batch, images=images, pids=pids, camids=gather(batch.camids), attributes=attributes
+        batch, images=images, pids=pids, camids=gather(batch.camids), attributes=attributes, keypoints=None
     )

@@ -70,6 +70,11 @@ def train_loader(
     )
 
 
+def _takes_keypoints(model: nn.Module) -> bool:
+    """A model with ``uses_keypoints`` (possibly inside a DistributedDataParallel wrapper)."""
+    return bool(getattr(getattr(model, "module", model), "uses_keypoints", False))
+
+
 def train_step(
     model: nn.Module,
     criterion: nn.Module,
@@ -93,7 +98,9 @@ def train_step(
         FloatingPointError: the loss is not finite (nothing is updated).
     """
     with autocast(batch.images.device, amp):
-        output = model(batch.images)
+        output = (
+            model(batch.images, keypoints=batch.keypoints) if _takes_keypoints(model) else model(batch.images)
+        )
     loss, terms = criterion(*gather_step(distributed, output, batch))
     if not torch.isfinite(loss):
         raise FloatingPointError(f"loss became {loss.item()}")

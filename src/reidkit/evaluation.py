@@ -6,6 +6,8 @@ factories here build the four kinds ``reidkit eval`` offers:
 * :func:`global_scorer`: embedding distance, with optional alpha query expansion and k-reciprocal re-ranking;
 * :func:`aligned_scorer`: AlignedReID's shortest-path aligned local distance (``"local"``), or global + weighted
   local (``"combined"``), for models with per-row local features;
+* :func:`visibility_scorer`: pose-guided parts (``"visibility"``): the global distance and the distances of the
+  body parts both images show, averaged (:func:`reidkit.models.pose_regions.visibility_distance`);
 * :func:`pairwise_scorer`: a trained verification pair head scores every query-gallery pair
   (distance = 1 - same-identity probability).
 
@@ -94,7 +96,9 @@ class GlobalDistance:
 
         parameters = {"k1": self.k1, "k2": self.k2, "lambda_value": self.lambda_value}
         if self.rerank == "exact":
-            q_g, q_q, g_g = (pairwise_distance(a, b, self.metric).numpy() for a, b in ((qf, gf), (qf, qf), (gf, gf)))
+            q_g, q_q, g_g = (
+                pairwise_distance(a, b, self.metric).numpy() for a, b in ((qf, gf), (qf, qf), (gf, gf))
+            )
             return np.asarray(rr.k_reciprocal(q_g, q_q, g_g, **parameters))
         return np.asarray(rr.k_reciprocal_fast(qf, gf, metric=self.metric, **parameters))
 
@@ -113,7 +117,9 @@ def global_scorer(distance: GlobalDistance | None = None) -> Scorer:
 
 def _torch_embedder(embedder: Embedder, what: str) -> TorchEmbedder:
     if not isinstance(embedder, TorchEmbedder):
-        raise ConfigError(f"{what} needs a reidkit checkpoint (PyTorch) embedder, not {type(embedder).__name__}")
+        raise ConfigError(
+            f"{what} needs a reidkit checkpoint (PyTorch) embedder, not {type(embedder).__name__}"
+        )
     return embedder
 
 
@@ -144,6 +150,83 @@ def aligned_scorer(*, mode: str = "local", local_weight: float = 1.0, metric: st
             metric=metric,
         ).numpy()
         return Scores(qf, gf, distmat)
+
+    return score
+
+
+def part_features(
+    embedder: TorchEmbedder, paths: Sequence[str], keypoints, *, workers: int = 0, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Image files and their keypoint file -> ``model.embed_parts`` features of a pose-guided model.
+
+    Each image's keypoints (none: all invisible) are resized with it to the network input; with
+    ``preprocess.flip`` the features of the mirrored image (keypoints mirrored, left and right swapped) are
+    added. The visibility is that of the image as stored.
+
+    Returns:
+        ``(global [N, C], parts [N, R, D], visible [N, R] bool)``, not normalised.
+    """
+    from reidkit.data.keypoints import flip_points, points_of, resize_points
+    from reidkit.embed.base import iter_image_chunks
+
+    model, preprocess = embedder.model, embedder.preprocess
+    if not hasattr(model, "embed_parts"):
+        raise ConfigError(f"model {type(model).__name__} has no pose-guided parts; use the global distance")
+    size = (preprocess.height, preprocess.width)
+    points = iter(points_of(keypoints, paths))
+    outputs: list[tuple[np.ndarray, ...]] = []
+    for images in iter_image_chunks(
+        paths, batch_size=embedder.batch_size, workers=workers, progress=progress
+    ):
+        batch = preprocess(images)
+        kp = np.stack([resize_points(next(points), (i.height, i.width), size) for i in images])
+        views = [(batch, kp)] + ([(batch[..., ::-1], flip_points(kp, size[1]))] if preprocess.flip else [])
+        summed = None
+        for view, view_points in views:
+            with torch.no_grad():
+                out = model.embed_parts(
+                    torch.from_numpy(np.ascontiguousarray(view)).to(embedder.device),
+                    torch.from_numpy(view_points).to(embedder.device),
+                )
+            out = [t.cpu().numpy() if t.dtype == torch.bool else t.float().cpu().numpy() for t in out]
+            summed = out if summed is None else [summed[0] + out[0], summed[1] + out[1], summed[2]]
+        outputs.append(tuple(summed))
+    if not outputs:
+        raise ConfigError("no image paths given to embed")
+    return tuple(np.concatenate([o[index] for o in outputs]) for index in range(3))  # type: ignore[return-value]
+
+
+def visibility_scorer(keypoints) -> Scorer:
+    """Pose-guided part distance for models with ``embed_parts`` (``model.name: pose_parts``).
+
+    ``d(q, g) = (d_global + sum_{r shared} d_r) / (1 + #shared)``: ``d_global`` and ``d_r`` are cosine distances
+    ``1 - cos`` of the global features and of part ``r``'s features, and the shared parts are those visible in
+    both images (:func:`reidkit.models.pose_regions.visibility_distance`); a pair that shares no part is
+    compared by ``d_global`` alone. ``keypoints`` is the :class:`reidkit.data.keypoints.KeypointFile` of the
+    images scored. The returned features are ``[global, part_1, ..., part_R]``, each block L2-normalised.
+
+    Reference: Zhao et al., "Spindle Net", CVPR 2017; Wei et al., "GLAD", 2017.
+    """
+
+    def score(embedder, query_paths, gallery_paths, *, workers=0, progress=False) -> Scores:
+        from reidkit.models.pose_regions import visibility_distance
+
+        torch_embedder = _torch_embedder(embedder, "the visibility distance")
+        q, g = (
+            [
+                torch.from_numpy(a)
+                for a in part_features(torch_embedder, paths, keypoints, workers=workers, progress=progress)
+            ]
+            for paths in (query_paths, gallery_paths)
+        )
+        q_global, g_global = (torch.nn.functional.normalize(x[0], dim=1) for x in (q, g))
+        distmat = visibility_distance(1.0 - q_global @ g_global.T, q[1], q[2], g[1], g[2])
+
+        def blocks(global_feature, parts):
+            parts = torch.nn.functional.normalize(parts, dim=2).flatten(1)
+            return torch.cat([global_feature, parts], dim=1).numpy()
+
+        return Scores(blocks(q_global, q[1]), blocks(g_global, g[1]), distmat.numpy())
 
     return score
 
@@ -182,7 +265,9 @@ def load_pair_head(embedder: TorchEmbedder, *, device: str | torch.device = "cpu
     """
     checkpoint = _torch_embedder(embedder, "pairwise scoring").checkpoint
     if checkpoint is None:
-        raise ConfigError("pairwise scoring needs an embedder built from a checkpoint (it holds the pair head)")
+        raise ConfigError(
+            "pairwise scoring needs an embedder built from a checkpoint (it holds the pair head)"
+        )
     criterion = checkpoint.build_criterion(embedder.model)
     head = criterion.pair_head()
     if head is None:

@@ -97,7 +97,9 @@ def _parity_inputs(
 
         pictures.append(read_image(str(path)))
     rng = np.random.default_rng(seed)
-    while len(pictures) < 2 * frames:  # a figure-like picture: background, torso and legs colours, sensor noise
+    while (
+        len(pictures) < 2 * frames
+    ):  # a figure-like picture: background, torso and legs colours, sensor noise
         canvas = np.empty((128, 64, 3), np.float32)
         canvas[:] = rng.uniform(60, 200, size=3)
         canvas[20:70, 16:48] = rng.uniform(0, 255, size=3)
@@ -253,6 +255,11 @@ def export(
     loaded = checkpoints.load(checkpoint).without_training()
     torch_embedder = TorchEmbedder.from_checkpoint(loaded, flip=flip)
     model = torch_embedder.model.float().eval()
+    if getattr(model, "uses_keypoints", False):
+        raise ExportError(
+            f"model {loaded.spec.name!r} takes body keypoints beside the images; exporting it (a second input) "
+            "is not supported: evaluate and search it with its reidkit checkpoint"
+        )
     preprocess = torch_embedder.preprocess
     name = torch_embedder.name
     wrapper = _Embed(model).eval()
@@ -306,7 +313,9 @@ def _clip_length(model: nn.Module, loaded, seq_len: int | None, dynamic_length: 
 
     if not isinstance(model, TemporalModel):
         if seq_len is not None or dynamic_length:
-            raise ExportError("seq_len / dynamic_length are for video models (a temporal head); this is an image model")
+            raise ExportError(
+                "seq_len / dynamic_length are for video models (a temporal head); this is an image model"
+            )
         return None
     length = seq_len or (loaded.data.seq_len if loaded.data is not None else None) or 8
     if isinstance(length, bool) or not isinstance(length, int) or length < 1:

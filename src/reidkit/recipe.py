@@ -203,7 +203,20 @@ def _training_data(
         if attribute_labels is not None:
             unknown = {name: UNKNOWN_ATTRIBUTE for name in model_params["attributes"]}
             attribute_labels += [dict(unknown) for _ in unlabelled]
-    dataset = ImageDataset(records + unlabelled, train_transform(config), attribute_labels=attribute_labels)
+    keypoints = None
+    if uses_keypoints(config.model.name):
+        if unlabelled:
+            raise ConfigError(f"data.unlabelled: model {config.model.name!r} trains on labelled images only")
+        from reidkit.data.keypoints import dataset_keypoints, points_of
+
+        try:
+            file = dataset_keypoints(data.root, data.keypoints, what=f"model {config.model.name!r}")
+            keypoints = points_of(file, [record.path for record in records])
+        except DatasetError as error:
+            raise DatasetError(f"data.keypoints: {error}") from None
+    dataset = ImageDataset(
+        records + unlabelled, train_transform(config), attribute_labels=attribute_labels, keypoints=keypoints
+    )
     sampler = _pk_sampler(config, [s.pid for s in split.train])
     if unlabelled:
         # the extra images sit after the training images in the dataset
@@ -212,12 +225,23 @@ def _training_data(
     return dataset, sampler
 
 
+def uses_keypoints(name: str) -> bool:
+    """Whether the registered model ``name`` takes body keypoints (``forward(images, keypoints=...)``)."""
+    from reidkit.models import MODELS
+
+    return bool(getattr(MODELS.get(name), "uses_keypoints", False))
+
+
 def _video_training_data(config: Config, split: VideoSplit) -> tuple[ImageDataset | ClipDataset, PKSampler]:
     """Clips of ``data.seq_len`` frames per tracklet (a temporal model), or every frame as an image (none)."""
     data = config.data
     for key, value in (("data.attributes", data.attributes), ("data.unlabelled", data.unlabelled)):
         if value is not None:
             raise ConfigError(f"{key} is for image datasets; {data.dataset!r} is a video dataset")
+    if uses_keypoints(config.model.name):
+        raise ConfigError(
+            f"model {config.model.name!r} takes body keypoints of images; {data.dataset!r} is a video dataset"
+        )
     if config.model.temporal is None:  # a single-frame model: P identities x K frames
         frames = frame_samples(split)
         return ImageDataset(frames, train_transform(config)), _pk_sampler(config, [s.pid for s in frames])

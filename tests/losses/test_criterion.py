@@ -43,6 +43,8 @@ def make_output(dtype=torch.float32, seed=0, requires_grad=True):
             "attributes.colour": leaf(8, 3),
             "mutual.logits": leaf(2, 8, NUM_CLASSES),
             "mutual.global": leaf(2, 8, FEAT_DIM),
+            "pose.part_logits": leaf(8, 3, NUM_CLASSES),
+            "pose.visible": (torch.arange(24).reshape(8, 3) % 4 != 0).to(dtype),
         },
     )
     return output, pids
@@ -70,7 +72,13 @@ def test_every_registered_loss_builds_runs_and_backpropagates(name):
     assert list(logs) == [criterion.terms[0].label]
     assert logs[criterion.terms[0].label] == pytest.approx(total.item())
     total.backward()
-    leaves = [output.embedding] + output.global_features + output.logits + [output.local_features] + list(output.extra.values())
+    leaves = (
+        [output.embedding]
+        + output.global_features
+        + output.logits
+        + [output.local_features]
+        + list(output.extra.values())
+    )
     gradients = [t.grad for t in leaves]
     assert any(g is not None and g.abs().sum() > 0 for g in gradients)
     for parameter in criterion.parameters():

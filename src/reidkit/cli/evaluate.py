@@ -52,9 +52,16 @@ def add_eval(commands) -> None:
     )
     p.add_argument(
         "--distance",
-        choices=["global", "local", "combined"],
+        choices=["global", "local", "combined", "visibility"],
         default="global",
-        help="local/combined: AlignedReID's aligned local distance (slower; see README)",
+        help="local/combined: AlignedReID's aligned local distance (slower; see README); visibility: "
+        "pose-guided parts, the global and shared visible part distances averaged (model pose_parts)",
+    )
+    p.add_argument(
+        "--keypoints",
+        metavar="FILE",
+        help="keypoint file of the evaluated images for --distance visibility (default: keypoints.json in the "
+        "dataset root)",
     )
     p.add_argument(
         "--local-weight",
@@ -89,7 +96,7 @@ def add_eval(commands) -> None:
     p.set_defaults(func=run_eval)
 
 
-def _scorer(args: argparse.Namespace, embedder):
+def _scorer(args: argparse.Namespace, embedder, root=None):
     from reidkit.evaluation import (
         GlobalDistance,
         aligned_scorer,
@@ -103,11 +110,18 @@ def _scorer(args: argparse.Namespace, embedder):
             raise ConfigError("--pairwise scores with the pair head: drop --distance, --rerank and --qe")
         head, on = load_pair_head(embedder, device=args.device)
         return pairwise_scorer(head, on=on, batch_size=args.pair_batch_size)
+    if args.keypoints is not None and args.distance != "visibility":
+        raise ConfigError("--keypoints is for --distance visibility")
     if args.distance != "global":
         if args.rerank or args.qe:
             raise ConfigError(
                 f"re-ranking and query expansion work on the global distance, not {args.distance!r}"
             )
+        if args.distance == "visibility":
+            from reidkit.data.keypoints import dataset_keypoints
+            from reidkit.evaluation import visibility_scorer
+
+            return visibility_scorer(dataset_keypoints(root, args.keypoints, what="--distance visibility"))
         return aligned_scorer(mode=args.distance, local_weight=args.local_weight, metric=args.metric)
     return global_scorer(GlobalDistance(metric=args.metric, rerank=args.rerank, query_expansion=args.qe))
 
@@ -127,7 +141,7 @@ def run_eval(args: argparse.Namespace) -> int:
     reject_video_flags(args, f"the dataset {name!r}")
     from reidkit.data.datasets import load_dataset
 
-    scorer = _scorer(args, embedder)
+    scorer = _scorer(args, embedder, root)
     split = load_dataset(name, root, **options)
     result = evaluate_split(embedder, split, scorer, workers=args.workers, progress=not args.quiet)
     if args.features:

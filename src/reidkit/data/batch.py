@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import default_collate
@@ -24,12 +25,15 @@ class ImageItem:
         pid: identity label (-1 for an unlabelled image).
         camid: camera index.
         attributes: ``{attribute name: code}`` (-1: unknown), or None when the dataset has no attribute labels.
+        keypoints: ``[17, 3]`` float32 ``(x, y, visibility)`` in pixels of ``image`` (see
+            :mod:`reidkit.data.keypoints`), or None when the dataset carries no keypoints.
     """
 
     image: Tensor
     pid: int
     camid: int
     attributes: Mapping[str, int] | None = None
+    keypoints: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -41,12 +45,15 @@ class Batch:
         pids: ``[B]`` int64 identity labels (-1 for unlabelled images).
         camids: ``[B]`` int64 camera indices.
         attributes: ``{attribute name: [B] int64 codes}`` (-1: unknown), or None.
+        keypoints: ``[B, 17, 3]`` float32 ``(x, y, visibility)`` in pixels of ``images`` (for the models with
+            ``uses_keypoints``), or None.
     """
 
     images: Tensor
     pids: Tensor
     camids: Tensor
     attributes: Mapping[str, Tensor] | None = None
+    keypoints: Tensor | None = None
 
     def __post_init__(self) -> None:
         size = self.pids.shape[0] if self.pids.dim() == 1 else -1
@@ -61,6 +68,10 @@ class Batch:
             shapes = {"camids": tuple(self.camids.shape)}
             shapes.update({name: tuple(value.shape) for name, value in (self.attributes or {}).items()})
             raise ValueError(f"Batch: expected camids and attributes of shape [{size}], got {shapes}")
+        if self.keypoints is not None and (
+            self.keypoints.dim() != 3 or self.keypoints.shape[::2] != (size, 3)
+        ):
+            raise ValueError(f"Batch: expected keypoints [{size}, K, 3], got {tuple(self.keypoints.shape)}")
 
     def __len__(self) -> int:
         return int(self.pids.shape[0])
@@ -79,21 +90,26 @@ class Batch:
         attributes = None
         if self.attributes is not None:
             attributes = {name: move(value) for name, value in self.attributes.items()}
-        return Batch(move(self.images), move(self.pids), move(self.camids), attributes)
+        keypoints = None if self.keypoints is None else move(self.keypoints)
+        return Batch(move(self.images), move(self.pids), move(self.camids), attributes, keypoints)
 
     def pin_memory(self) -> Batch:
         """The same batch in page-locked memory (called by a DataLoader with ``pin_memory=True``)."""
         attributes = None
         if self.attributes is not None:
             attributes = {name: value.pin_memory() for name, value in self.attributes.items()}
-        return Batch(self.images.pin_memory(), self.pids.pin_memory(), self.camids.pin_memory(), attributes)
+        keypoints = None if self.keypoints is None else self.keypoints.pin_memory()
+        return Batch(
+            self.images.pin_memory(), self.pids.pin_memory(), self.camids.pin_memory(), attributes, keypoints
+        )
 
 
 def collate_items(items: Sequence[ImageItem]) -> Batch:
     """Stack :class:`ImageItem` s into a :class:`Batch` (the training DataLoader's ``collate_fn``).
 
     Raises:
-        ValueError: an empty list, or items that disagree on having attribute labels or on their names.
+        ValueError: an empty list, or items that disagree on having attribute labels (or their names) or
+            keypoints.
     """
     if not items:
         raise ValueError("collate_items: expected at least one item")
@@ -108,10 +124,17 @@ def collate_items(items: Sequence[ImageItem]) -> Batch:
         attributes = {
             name: torch.tensor([item.attributes[name] for item in items], dtype=torch.int64) for name in names
         }
+    with_keypoints = [item.keypoints is not None for item in items]
+    if any(with_keypoints) and not all(with_keypoints):
+        raise ValueError("collate_items: every item must have keypoints, or none")
+    keypoints = (
+        torch.from_numpy(np.stack([item.keypoints for item in items])) if all(with_keypoints) else None
+    )
     return Batch(
         # default_collate stacks in shared memory inside a DataLoader worker (no copy on the way back)
         images=default_collate([item.image for item in items]),
         pids=torch.tensor([item.pid for item in items], dtype=torch.int64),
         camids=torch.tensor([item.camid for item in items], dtype=torch.int64),
         attributes=attributes,
+        keypoints=keypoints,
     )

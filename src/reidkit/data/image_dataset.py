@@ -41,6 +41,9 @@ class ImageDataset(Dataset):
         transform: ``transform(image, rng) -> [3, H, W]``.
         attribute_labels: optional ``{attribute name: code}`` per record, the items' ``attributes``
             (collated into ``{name: [B]}``).
+        keypoints: optional ``[17, 3]`` keypoints per record in its stored image's pixels; the transform must
+            then have ``with_points(image, points, rng)`` (:class:`reidkit.data.transforms.TrainTransform`), which
+            moves them with the image (the items' ``keypoints``).
     """
 
     #: the ``collate_fn`` of a DataLoader over this dataset: items -> :class:`Batch`
@@ -52,6 +55,7 @@ class ImageDataset(Dataset):
         transform: Callable[..., Tensor],
         *,
         attribute_labels: Sequence[Mapping[str, int]] | None = None,
+        keypoints: Sequence[np.ndarray] | None = None,
     ) -> None:
         self.records = list(records)
         self.transform = transform
@@ -61,6 +65,11 @@ class ImageDataset(Dataset):
                 f"got {len(attribute_labels)}"
             )
         self.attribute_labels = [dict(labels) for labels in attribute_labels] if attribute_labels else None
+        if keypoints is not None and len(keypoints) != len(self.records):
+            raise ValueError(
+                f"keypoints: expected one [17, 3] array per record ({len(self.records)}), got {len(keypoints)}"
+            )
+        self.keypoints = None if keypoints is None else list(keypoints)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -69,9 +78,13 @@ class ImageDataset(Dataset):
         index, seed = key if isinstance(key, tuple) else (key, None)
         record = self.records[index]
         rng = np.random.default_rng(seed) if seed is not None else None
-        image = self.transform(read_image(record.path), rng)
         attributes = self.attribute_labels[index] if self.attribute_labels is not None else None
-        return ImageItem(image, record.pid, record.camid, attributes)
+        if self.keypoints is None:
+            return ImageItem(
+                self.transform(read_image(record.path), rng), record.pid, record.camid, attributes
+            )
+        image, points = self.transform.with_points(read_image(record.path), self.keypoints[index], rng)
+        return ImageItem(image, record.pid, record.camid, attributes, points)
 
 
 def unlabelled_samples(root: str | Path) -> list[Sample]:

@@ -179,3 +179,25 @@ def missing_points() -> np.ndarray:
     """``[17, 3]`` of an image without keypoints: every joint invisible."""
     return np.zeros((NUM_KEYPOINTS, 3), dtype=np.float32)
 
+
+def points_of(file: KeypointFile, paths: Sequence[str | Path]) -> list[np.ndarray]:
+    """``[17, 3]`` keypoints of each image of ``paths``; :func:`missing_points` for one the file does not list."""
+    return [file.points.get(file.key(path), missing_points()) for path in paths]
+
+
+def dataset_keypoints(root: str | Path, path: str | Path | None = None, *, what: str) -> KeypointFile:
+    """The keypoint file of a dataset: ``path``, or ``root/keypoints.json`` when ``path`` is None.
+
+    Args:
+        what: who needs it (named in the error).
+
+    Raises:
+        DatasetError: the file does not exist (named, with how to make one) or does not read.
+    """
+    file = Path(path) if path is not None else Path(root) / KEYPOINTS_NAME
+    if not file.is_file():
+        raise DatasetError(
+            f"{what} needs body keypoints, but the keypoint file {file} does not exist; write one with "
+            f"reidkit.data.keypoints.write_keypoints (or set data.keypoints to the file)"
+        )
+    return read_keypoints(file)

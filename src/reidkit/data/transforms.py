@@ -56,12 +56,17 @@ def color_jitter(array: np.ndarray, strength: float, rng: np.random.Generator) -
     return np.clip(array, 0.0, 1.0).astype(np.float32)
 
 
-def pad_crop(array: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndarray:
-    """Zero-pad by ``pad`` pixels on each side, then crop the original size at a random offset."""
+def pad_crop(array: np.ndarray, pad: int, rng: np.random.Generator, *, offset: bool = False):
+    """Zero-pad by ``pad`` pixels on each side, then crop the original size at a random offset.
+
+    Returns the crop, or with ``offset`` ``(crop, (top, left))``: the crop's corner in the padded image (the
+    content moved by ``(pad - left, pad - top)``).
+    """
     height, width = array.shape[:2]
     padded = np.pad(array, ((pad, pad), (pad, pad), (0, 0)))
-    top, left = rng.integers(0, 2 * pad + 1, size=2)
-    return padded[top : top + height, left : left + width]
+    top, left = (int(v) for v in rng.integers(0, 2 * pad + 1, size=2))
+    crop = padded[top : top + height, left : left + width]
+    return (crop, (top, left)) if offset else crop
 
 
 def random_erasing(
@@ -112,15 +117,34 @@ class TrainTransform:
     std: tuple[float, ...] = IMAGENET_STD
 
     def __call__(self, image: Image.Image, rng: np.random.Generator | None = None) -> Tensor:
+        return self.with_points(image, None, rng)[0]
+
+    def with_points(
+        self, image: Image.Image, points: np.ndarray | None, rng: np.random.Generator | None = None
+    ) -> tuple[Tensor, np.ndarray | None]:
+        """The transformed image and its keypoints ``[17, 3]`` (see :mod:`reidkit.data.keypoints`) moved with it.
+
+        The resize scales them, the flip mirrors them (left and right joints swapped), the pad + crop shifts them
+        (a joint that leaves the frame becomes invisible); colour jitter and random erasing leave them as they
+        are. The random draws are those of ``__call__``, so the same ``rng`` state gives the same pixels.
+        """
+        from reidkit.data.keypoints import flip_points, resize_points, shift_points
+
         rng = rng if rng is not None else np.random.default_rng()
+        size = (self.height, self.width)
+        if points is not None:
+            points = resize_points(points, (image.height, image.width), size)
         array = _to_array(image, self.height, self.width)
         if self.color_jitter > 0:
             array = color_jitter(array, self.color_jitter, rng)
         if rng.random() < self.flip:
             array = array[:, ::-1]
+            points = None if points is None else flip_points(points, self.width)
         if self.pad > 0:
-            array = pad_crop(array, self.pad, rng)
+            array, (top, left) = pad_crop(array, self.pad, rng, offset=True)
+            if points is not None:
+                points = shift_points(points, self.pad - left, self.pad - top, size)
         tensor = _normalise(array, self.mean, self.std)
         if rng.random() < self.random_erasing:
             tensor = random_erasing(tensor, rng)
-        return tensor
+        return tensor, points

@@ -41,6 +41,7 @@ from reidkit.losses.cluster import cluster_contrast, cluster_memory_state
 from reidkit.losses.identity import UNLABELLED, attribute_loss, cross_entropy, lsro
 from reidkit.losses.mutual import metric_mutual, mutual_kl
 from reidkit.losses.pairwise import contrastive
+from reidkit.losses.parts import visible_part_cross_entropy
 from reidkit.losses.quadruplet import quadruplet
 from reidkit.losses.triplet import TRIPLET_MODES, adaptive_triplet, improved_triplet, msml, trihard, triplet
 from reidkit.losses.verification import NEGATIVE_MINING, PairHead, verification
@@ -64,6 +65,7 @@ LOSSES: dict[str, Callable[..., Tensor]] = {
     "mutual_kl": mutual_kl,
     "metric_mutual": metric_mutual,
     "cluster_contrast": cluster_contrast,
+    "visible_part_cross_entropy": visible_part_cross_entropy,
 }
 
 #: the model output a term uses when its ``on`` key is left out.
@@ -72,6 +74,7 @@ DEFAULT_ON: dict[str, str] = {
     "lsro": "logits",
     "attributes": "attributes",
     "aligned_triplet": "output",
+    "visible_part_cross_entropy": "output",
     "mutual_kl": "mutual.logits",
     "metric_mutual": "mutual.global",
     "cluster_contrast": "embedding",
@@ -384,9 +387,7 @@ class Criterion(nn.Module):
                 try:
                     selection = output.select(term.on)
                 except (KeyError, ValueError) as error:
-                    raise ConfigError(
-                        f"terms[{index}] ({term.name!r}): 'on: {term.on}': {error}"
-                    ) from None
+                    raise ConfigError(f"terms[{index}] ({term.name!r}): 'on: {term.on}': {error}") from None
                 items = selection if isinstance(selection, list) else [selection]
                 if not all_labelled and term.name not in ACCEPTS_UNLABELLED:
                     batch_dim = 1 if term.name in MEMBER_LOSSES else 0

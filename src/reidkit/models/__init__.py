@@ -15,6 +15,7 @@ from reidkit.models.mgn import MGN
 from reidkit.models.mutual import MutualModel
 from reidkit.models.output import ReidOutput
 from reidkit.models.pcb import PCB
+from reidkit.models.pose_parts import PoseParts
 
 #: model name -> class; every class takes keyword-only arguments
 #: ``(num_classes, trunk: TrunkSpec, **model-specific params)``.
@@ -25,6 +26,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "aligned": AlignedReID,
     "jlml": JLML,
     "mutual": MutualModel,
+    "pose_parts": PoseParts,
 }
 
 
@@ -90,7 +92,9 @@ def build_model_on(name: str, *, num_classes: int, trunk: TrunkSpec, **params: A
             **params,
         )
     if video:
-        raise ConfigError(f"model {name!r}: {sorted(video)} need a temporal head (temporal: avg, quality, ...)")
+        raise ConfigError(
+            f"model {name!r}: {sorted(video)} need a temporal head (temporal: avg, quality, ...)"
+        )
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
     try:
@@ -110,6 +114,7 @@ __all__ = [
     "MGN",
     "MutualModel",
     "PCB",
+    "PoseParts",
     "ReidOutput",
     "TrunkSpec",
     "build_backbone",
