@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -108,8 +109,11 @@ def test_visibility_scorer_matches_the_formula(pose_root, tmp_path, tiny_overrid
 def test_clear_errors_without_keypoints_and_on_export(
     synthetic_root, pose_root, tmp_path, tiny_overrides, capsys
 ):
+    # a set without a keypoint file (the generator's own one left out)
+    bare = tmp_path / "bare"
+    shutil.copytree(synthetic_root, bare, ignore=shutil.ignore_patterns("keypoints.json"))
     capsys.readouterr()
-    assert _train(synthetic_root, tmp_path / "none", tiny_overrides) == 2
+    assert _train(bare, tmp_path / "none", tiny_overrides) == 2
     assert "keypoints.json" in capsys.readouterr().err
     out = tmp_path / "run"
     assert _train(pose_root, out, tiny_overrides, "train.epochs=0") == 0
